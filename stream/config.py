@@ -1,0 +1,61 @@
+"""One configuration object for an analysis; CLI flags and server settings map onto it.
+
+Every default is documented here and nowhere else (docs/ quote these values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    # --- face detection ---
+    detector: str = "mtcnn"  # embedded default: weights ship in facenet-pytorch
+    weights: str | None = None  # RetinaFace weights: file path or URL (cached, checksummed)
+    device: str | None = None  # None: CUDA when available, else CPU
+    # --- keyframe filter (paper 2.2) ---
+    # Mean absolute difference, in grey levels (0..255), between the 48x48 anchored face crop of a
+    # frame and that of the last keyframe; a frame is kept when the difference is above it.
+    # 6.0 keeps webcam noise and small head shake out (still face: about 1-3) while an expression
+    # change of a few frames passes (see docs/pipeline.md for the measurement).
+    keyframe_threshold: float = 6.0
+    # --- AU estimation ---
+    estimator: str = "flow"  # training-free default; "dem" needs --checkpoint
+    checkpoint: str | None = None
+    helpers: int = 2  # m, the paper's choice
+    seed: int = 0  # helper draw
+    buffer_max_keyframes: int = 256
+    buffer_max_bytes: int = 256 * 1024 * 1024
+    # --- symptom statistics (paper 4) ---
+    active_threshold: float = 0.5  # an AU is active when intensity > this (eq. 4-5)
+    # |ΔAM| of a region at or below this is "no obvious difference" (clinicians' label 0).
+    asymmetry_threshold: float = 0.5
+    cooccurrence_threshold: float = 0.3  # |CM difference| above this => synkinesis pair (eq. 8-9)
+    normal_threshold: float = 0.5  # pairs co-occurring above this in normal subjects are masked
+    normal_cooccurrence: str | None = None  # 12x12 file (JSON or CSV); None: shipped DISFA default
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> "AnalysisConfig":
+        problems = []
+        if self.keyframe_threshold < 0:
+            problems.append(f"keyframe threshold must be >= 0 grey levels, got {self.keyframe_threshold}")
+        if self.helpers < 0:
+            problems.append(f"--helpers must be >= 0, got {self.helpers}")
+        if not 0 <= self.active_threshold < 5:
+            problems.append(f"active threshold must be in [0, 5), got {self.active_threshold}")
+        if self.asymmetry_threshold < 0:
+            problems.append(f"asymmetry threshold must be >= 0, got {self.asymmetry_threshold}")
+        if not 0 <= self.cooccurrence_threshold <= 1:
+            problems.append(f"co-occurrence threshold must be in [0, 1], got {self.cooccurrence_threshold}")
+        if not 0 <= self.normal_threshold <= 1:
+            problems.append(f"normal co-occurrence threshold must be in [0, 1], got {self.normal_threshold}")
+        if self.normal_cooccurrence is not None and not Path(self.normal_cooccurrence).is_file():
+            problems.append(f"normal co-occurrence file {self.normal_cooccurrence} does not exist")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

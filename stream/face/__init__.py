@@ -1,0 +1,1 @@
+"""Face detection (box + 5 points) and alignment into half-faces."""

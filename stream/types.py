@@ -1,0 +1,116 @@
+"""What flows between pipeline stages: small frozen dataclasses.
+
+Image arrays are ``uint8`` RGB, shape (H, W, 3), in *camera* orientation (what the sensor saw,
+not a mirrored selfie preview) unless a field says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.aus import AU_NAMES, N_AUS
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded video frame."""
+
+    index: int  # position in the source (0-based, counts every decoded frame)
+    time_s: float  # presentation time in seconds from the start of the source
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face: box and the 5 points RetinaFace/MTCNN give.
+
+    ``landmarks`` rows are in *image* order, the order both detectors use:
+    0 eye on the image's left, 1 eye on the image's right, 2 nose tip,
+    3 mouth corner on the image's left, 4 mouth corner on the image's right.
+    In an unmirrored camera frame the image's left is the patient's right.
+    """
+
+    box: np.ndarray  # (4,) float x1, y1, x2, y2 in pixels
+    landmarks: np.ndarray  # (5, 2) float x, y in pixels
+    score: float
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = (float(v) for v in self.box)
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What a detector found in one frame: the largest face (or None) and how many faces."""
+
+    face: Face | None
+    n_faces: int
+
+
+@dataclass(frozen=True)
+class HalfFaces:
+    """The aligned face split into the patient's two half-faces, each (512, 256, 3) uint8 RGB.
+
+    Both halves are presented the same way round: the face midline on the half's right edge.
+    ``right`` (patient's right) is the image's left half of the aligned unmirrored face, unchanged;
+    ``left`` (patient's left) is the image's right half, mirrored horizontally.
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """A frame that passed the keyframe filter, aligned and split."""
+
+    frame_index: int
+    time_s: float
+    halves: HalfFaces
+    aligned: np.ndarray  # (512, 512, 3) uint8, the aligned face before splitting
+
+
+@dataclass(frozen=True)
+class AUEstimate:
+    """AU intensities of one keyframe for both sides, on the 0..5 scale."""
+
+    frame_index: int
+    time_s: float
+    left: np.ndarray  # (12,) float, AU_NAMES order
+    right: np.ndarray  # (12,) float
+    n_helpers: int = 0
+
+    def __post_init__(self) -> None:
+        for side in (self.left, self.right):
+            if side.shape != (N_AUS,):
+                raise ValueError(f"AUEstimate expects {N_AUS} AU values per side in {AU_NAMES} order, got shape {side.shape}")
+
+    def as_row(self) -> dict[str, float]:
+        row: dict[str, float] = {}
+        for side_name, values in (("left", self.left), ("right", self.right)):
+            for name, v in zip(AU_NAMES, values):
+                row[f"{side_name}_{name}"] = float(v)
+        return row
+
+
+@dataclass
+class Counts:
+    """Frame accounting for one analysis (mutable: the pipeline increments it)."""
+
+    frames: int = 0
+    keyframes: int = 0
+    frames_without_face: int = 0
+    frames_with_several_faces: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "frames": self.frames,
+            "keyframes": self.keyframes,
+            "frames_without_face": self.frames_without_face,
+            "frames_with_several_faces": self.frames_with_several_faces,
+            **self.extra,
+        }
