@@ -114,3 +114,36 @@ class Counts:
             "frames_with_several_faces": self.frames_with_several_faces,
             **self.extra,
         }
+
+
+@dataclass(frozen=True)
+class AUSeries:
+    """Per-side AU intensities of a whole analysis, one row per keyframe (the au_series.csv content)."""
+
+    frames: np.ndarray  # (n,) int, source frame index
+    time_s: np.ndarray  # (n,) float seconds
+    left: np.ndarray  # (n, 12) float, AU_NAMES order, patient's left
+    right: np.ndarray  # (n, 12) float, patient's right
+
+    def __post_init__(self) -> None:
+        n = len(self.frames)
+        if self.time_s.shape != (n,) or self.left.shape != (n, N_AUS) or self.right.shape != (n, N_AUS):
+            raise ValueError(
+                f"AUSeries shapes disagree: frames {self.frames.shape}, time_s {self.time_s.shape}, "
+                f"left {self.left.shape}, right {self.right.shape} (expected (n,), (n,), (n, {N_AUS}), (n, {N_AUS}))"
+            )
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @classmethod
+    def from_estimates(cls, estimates: "list[AUEstimate]") -> "AUSeries":
+        if not estimates:
+            empty = np.zeros((0, N_AUS))
+            return cls(np.zeros(0, dtype=int), np.zeros(0), empty, empty.copy())
+        return cls(
+            frames=np.array([e.frame_index for e in estimates], dtype=int),
+            time_s=np.array([e.time_s for e in estimates], dtype=float),
+            left=np.stack([e.left for e in estimates]).astype(float),
+            right=np.stack([e.right for e in estimates]).astype(float),
+        )
