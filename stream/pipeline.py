@@ -1,0 +1,144 @@
+"""One pipeline object shared by offline analysis and the live server; only the frame source differs.
+
+``ingest`` (per frame: detect, keyframe filter, align + split) is cheap enough for every frame;
+``analyse`` (per keyframe: AU estimation over buffered helpers, incremental statistics) is where the
+models run. The live server calls them from different workers; ``process`` chains them for files.
+Neither touches files, the network or asyncio.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from collections.abc import Iterator
+
+import numpy as np
+
+from stream.au.base import AUEstimator, build_estimator
+from stream.buffer import KeyframeBuffer
+from stream.config import AnalysisConfig
+from stream.face.align import align_face, split_halves
+from stream.face.detect import FaceDetector, build_detector
+from stream.keyframes import KeyframeFilter
+from stream.symptoms.normal import load_normal_cooccurrence
+from stream.symptoms.statistics import SymptomAccumulator, SymptomState
+from stream.types import AUEstimate, AUSeries, Counts, Frame, Keyframe
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    frame_index: int
+    time_s: float
+    n_faces: int
+    keyframe: Keyframe | None  # set when this frame passed the keyframe filter
+    difference: float | None  # keyframe-filter difference (grey levels); None without a face
+
+
+@dataclass(frozen=True)
+class KeyframeResult:
+    estimate: AUEstimate
+
+
+class StageTimer:
+    """Wall-clock milliseconds per named stage (for the benchmark and stream health)."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, list[float]] = defaultdict(list)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name].append((time.perf_counter() - t0) * 1000.0)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for name, values in self.ms.items():
+            a = np.asarray(values)
+            out[name] = {"n": int(a.size), "mean_ms": float(a.mean()), "p50_ms": float(np.median(a)),
+                         "p95_ms": float(np.percentile(a, 95)), "total_ms": float(a.sum())}
+        return out
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: AnalysisConfig | None = None,
+        detector: FaceDetector | None = None,
+        estimator: AUEstimator | None = None,
+        mirrored: bool = False,
+    ) -> None:
+        self.config = (config or AnalysisConfig()).validate()
+        cfg = self.config
+        self.detector = detector or build_detector(cfg.detector, weights=cfg.weights, device=cfg.device)
+        self.estimator = estimator or build_estimator(cfg.estimator, checkpoint=cfg.checkpoint, device=cfg.device)
+        self.mirrored = mirrored
+        self.normal = load_normal_cooccurrence(cfg.normal_cooccurrence)
+        self.keyframe_filter = KeyframeFilter(cfg.keyframe_threshold)
+        self.buffer = KeyframeBuffer(cfg.buffer_max_keyframes, cfg.buffer_max_bytes, seed=cfg.seed)
+        self.statistics = SymptomAccumulator(active_threshold=cfg.active_threshold)
+        self.counts = Counts()
+        self.estimates: list[AUEstimate] = []
+        self.timer = StageTimer()
+
+    # -- per frame ---------------------------------------------------------------------------
+    def ingest(self, frame: Frame) -> FrameResult:
+        self.counts.frames += 1
+        with self.timer.stage("detect"):
+            detection = self.detector.detect(frame.image)
+        if detection.n_faces > 1:
+            self.counts.frames_with_several_faces += 1
+        face = detection.face
+        if face is None:
+            self.counts.frames_without_face += 1
+            return FrameResult(frame.index, frame.time_s, 0, None, None)
+        with self.timer.stage("keyframe_filter"):
+            try:
+                decision = self.keyframe_filter.offer(frame.image, face)
+            except ValueError:  # degenerate landmarks: treat as no usable face
+                self.counts.frames_without_face += 1
+                return FrameResult(frame.index, frame.time_s, detection.n_faces, None, None)
+        if not decision.keep:
+            return FrameResult(frame.index, frame.time_s, detection.n_faces, None, decision.difference)
+        with self.timer.stage("align"):
+            aligned = align_face(frame.image, face)
+            halves = split_halves(aligned, mirrored=self.mirrored)
+        self.counts.keyframes += 1
+        keyframe = Keyframe(frame.index, frame.time_s, halves, aligned)
+        return FrameResult(frame.index, frame.time_s, detection.n_faces, keyframe, decision.difference)
+
+    # -- per keyframe ------------------------------------------------------------------------
+    def analyse(self, keyframe: Keyframe) -> KeyframeResult:
+        with self.timer.stage("au_encode"):
+            code = self.estimator.encode(keyframe)
+        with self.timer.stage("au_dem"):
+            helpers = self.buffer.helpers(self.config.helpers, exclude_frame=code.frame_index)
+            estimate = self.estimator.estimate(code, helpers)
+        self.buffer.add(code)
+        with self.timer.stage("statistics"):
+            self.statistics.update(estimate.left, estimate.right)
+        self.estimates.append(estimate)
+        return KeyframeResult(estimate)
+
+    def process(self, frame: Frame) -> tuple[FrameResult, KeyframeResult | None]:
+        result = self.ingest(frame)
+        if result.keyframe is None:
+            return result, None
+        return result, self.analyse(result.keyframe)
+
+    # -- results -----------------------------------------------------------------------------
+    def symptoms(self) -> SymptomState:
+        cfg = self.config
+        return self.statistics.snapshot(
+            self.normal,
+            asymmetry_threshold=cfg.asymmetry_threshold,
+            cooccurrence_threshold=cfg.cooccurrence_threshold,
+            normal_threshold=cfg.normal_threshold,
+        )
+
+    def series(self) -> AUSeries:
+        return AUSeries.from_estimates(self.estimates)
