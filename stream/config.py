@@ -16,6 +16,9 @@ class AnalysisConfig:
     detector: str = "mtcnn"  # embedded default: weights ship in facenet-pytorch
     weights: str | None = None  # RetinaFace weights: file path or URL (cached, checksummed)
     device: str | None = None  # None: CUDA when available, else CPU
+    # Run the detector on every k-th frame and track the 5 points with Lucas-Kanade in between
+    # (a keyframe is always re-detected before alignment). 1 = detect every frame.
+    detect_every: int = 5
     # --- keyframe filter (paper 2.2) ---
     # Mean absolute difference, in grey levels (0..255), between the 48x48 anchored face crop of a
     # frame and that of the last keyframe; a frame is kept when the difference is above it.
@@ -44,6 +47,8 @@ class AnalysisConfig:
         problems = []
         if self.keyframe_threshold < 0:
             problems.append(f"keyframe threshold must be >= 0 grey levels, got {self.keyframe_threshold}")
+        if self.detect_every < 1:
+            problems.append(f"detect_every must be >= 1, got {self.detect_every}")
         if self.helpers < 0:
             problems.append(f"--helpers must be >= 0, got {self.helpers}")
         if not 0 <= self.active_threshold < 5:

@@ -21,6 +21,7 @@ from stream.buffer import KeyframeBuffer
 from stream.config import AnalysisConfig
 from stream.face.align import align_face, split_halves
 from stream.face.detect import FaceDetector, build_detector
+from stream.face.track import TrackingDetector
 from stream.keyframes import KeyframeFilter
 from stream.symptoms.normal import load_normal_cooccurrence
 from stream.symptoms.statistics import SymptomAccumulator, SymptomState
@@ -75,6 +76,7 @@ class Pipeline:
         self.config = (config or AnalysisConfig()).validate()
         cfg = self.config
         self.detector = detector or build_detector(cfg.detector, weights=cfg.weights, device=cfg.device)
+        self.tracker = TrackingDetector(self.detector, detect_every=cfg.detect_every)
         self.estimator = estimator or build_estimator(cfg.estimator, checkpoint=cfg.checkpoint, device=cfg.device)
         self.mirrored = mirrored
         self.normal = load_normal_cooccurrence(cfg.normal_cooccurrence)
@@ -89,7 +91,7 @@ class Pipeline:
     def ingest(self, frame: Frame) -> FrameResult:
         self.counts.frames += 1
         with self.timer.stage("detect"):
-            detection = self.detector.detect(frame.image)
+            detection = self.tracker.detect(frame.image)
         if detection.n_faces > 1:
             self.counts.frames_with_several_faces += 1
         face = detection.face
@@ -104,6 +106,14 @@ class Pipeline:
                 return FrameResult(frame.index, frame.time_s, detection.n_faces, None, None)
         if not decision.keep:
             return FrameResult(frame.index, frame.time_s, detection.n_faces, None, decision.difference)
+        if self.tracker.last_tracked:
+            # Tracked points drift during blinks and fast movement: align on a fresh detection.
+            with self.timer.stage("detect"):
+                refined = self.tracker.detect(frame.image, force=True)
+            if refined.face is None:
+                self.counts.frames_without_face += 1
+                return FrameResult(frame.index, frame.time_s, 0, None, decision.difference)
+            face = refined.face
         with self.timer.stage("align"):
             aligned = align_face(frame.image, face)
             halves = split_halves(aligned, mirrored=self.mirrored)

@@ -1,0 +1,178 @@
+"""Training-free default AU estimator: dense optical flow in anatomical regions of the half-face.
+
+No model trained on AU labels ships in any package this product can install, so the default
+measures *movement*: DIS optical flow (OpenCV) between a per-session neutral reference half-face
+(the first keyframe) and the current half-face, averaged in fixed anatomical regions of the aligned
+template and projected onto each AU's direction of movement (brow up, lid up, cheek up, lip corner
+up-and-out, ...), scaled so that a full-range movement gives 5.
+
+The DEM form of the paper still applies: a helper keyframe j carries its own estimate Y_j (flow from
+the reference), and the flow measured directly from j to the current frame i gives ΔY_ij, so the
+value Y_j + ΔY_ij is an independent measurement of frame i; averaging over m helpers reduces the
+flow noise. It is a *proxy* for AU intensity, labelled as such (``is_proxy``); see docs/au_flow.md.
+
+Coordinates: half-faces are 512x256 with the face midline on the right edge (see align.split_halves),
+so +x points toward the midline (medial) and +y down, the same for both sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from stream.au.base import AUEstimator, KeyframeCode, register_estimator
+from stream.aus import AU_NAMES, N_AUS
+from stream.types import Keyframe
+
+# Flow is computed at half resolution (256x128) for speed; displacements are reported in pixels
+# of the 512x256 half-face (inter-ocular distance 128 px in the template).
+SCALE = 2
+
+
+@dataclass(frozen=True)
+class Region:
+    x0: int
+    y0: int
+    x1: int
+    y1: int  # half-face pixels (512-high template)
+
+
+# Regions placed on the template of stream.face.align (eyes at y=200, eye centre x=192, nose tip
+# (256, 273), mouth corner at rest near (215, 322), chin near y=400), checked on real faces.
+REGIONS: dict[str, Region] = {
+    "inner_brow": Region(195, 135, 248, 182),
+    "outer_brow": Region(130, 135, 195, 182),
+    "upper_lid": Region(168, 180, 216, 197),
+    "cheek": Region(150, 228, 215, 285),
+    "nose_side": Region(222, 222, 250, 268),
+    "mouth_corner": Region(188, 302, 236, 345),
+    "upper_lip": Region(232, 300, 256, 318),
+    "lower_lip": Region(232, 330, 256, 352),
+    "chin": Region(212, 360, 256, 400),
+    # Moves least with expression: its displacement is taken as residual alignment error.
+    "bridge": Region(222, 195, 256, 235),
+}
+REGION_NAMES = tuple(REGIONS)
+
+# Per AU: (region, unit direction (dx, dy) of the movement, displacement in px that reads as 5).
+# dy < 0 is up; dx < 0 is away from the midline (lateral).
+_AU_RULES: dict[str, tuple[str, tuple[float, float], float]] = {
+    "AU1": ("inner_brow", (0.0, -1.0), 18.0),
+    "AU2": ("outer_brow", (0.0, -1.0), 18.0),
+    "AU4": ("inner_brow", (0.6, 0.8), 12.0),
+    "AU5": ("upper_lid", (0.0, -1.0), 8.0),
+    "AU6": ("cheek", (0.0, -1.0), 12.0),
+    "AU9": ("nose_side", (0.0, -1.0), 10.0),
+    "AU12": ("mouth_corner", (-0.6, -0.8), 24.0),
+    "AU15": ("mouth_corner", (-0.2, 0.98), 14.0),
+    "AU17": ("chin", (0.0, -1.0), 14.0),
+    "AU20": ("mouth_corner", (-0.95, 0.31), 20.0),
+    "AU25": ("lips_apart", (0.0, 1.0), 20.0),
+    "AU26": ("chin", (0.0, 1.0), 40.0),
+}
+assert tuple(_AU_RULES) == AU_NAMES
+
+
+def _projection_matrix() -> tuple[np.ndarray, np.ndarray]:
+    """Linear map from region displacements (R regions x 2, with lips_apart) to the 12 AU values."""
+    names = list(REGION_NAMES) + ["lips_apart"]
+    w = np.zeros((N_AUS, len(names) * 2))
+    for a, au in enumerate(AU_NAMES):
+        region, (ux, uy), full = _AU_RULES[au]
+        r = names.index(region)
+        w[a, 2 * r] = ux * 5.0 / full
+        w[a, 2 * r + 1] = uy * 5.0 / full
+    return w, np.array(names)
+
+
+_W, _W_NAMES = _projection_matrix()
+
+
+def region_displacements(flow: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
+    """Median (dx, dy) per region in 512-template pixels, relative to the bridge, plus lips apart.
+
+    ``flow``: (H/2, W/2, 2) DIS flow at half resolution. ``offsets``: (R, 2) template pixels by which
+    each region is shifted before sampling (the regions of a deformed helper frame j). Returns
+    (R + 1, 2): rows in REGION_NAMES order, bridge-relative, then ("lips_apart", (0, dy_lower - dy_upper)).
+    """
+    h, w = flow.shape[:2]
+    out = np.zeros((len(REGION_NAMES) + 1, 2))
+    for r, name in enumerate(REGION_NAMES):
+        reg = REGIONS[name]
+        ox, oy = (0.0, 0.0) if offsets is None else offsets[r]
+        x0 = int(np.clip(round((reg.x0 + ox) / SCALE), 0, w - 1))
+        x1 = int(np.clip(round((reg.x1 + ox) / SCALE), x0 + 1, w))
+        y0 = int(np.clip(round((reg.y0 + oy) / SCALE), 0, h - 1))
+        y1 = int(np.clip(round((reg.y1 + oy) / SCALE), y0 + 1, h))
+        patch = flow[y0:y1, x0:x1].reshape(-1, 2)
+        out[r] = np.median(patch, axis=0) * SCALE
+    bridge = out[REGION_NAMES.index("bridge")].copy()
+    out[: len(REGION_NAMES)] -= bridge
+    lower, upper = out[REGION_NAMES.index("lower_lip")], out[REGION_NAMES.index("upper_lip")]
+    out[-1] = (0.0, lower[1] - upper[1])
+    return out
+
+
+def au_from_displacements(disp: np.ndarray) -> np.ndarray:
+    """(R + 1, 2) region displacements -> (12,) AU values (unclipped, 5 = full-range movement)."""
+    return _W @ disp.reshape(-1)
+
+
+@dataclass(frozen=True)
+class _FlowPayload:
+    grey: np.ndarray  # (2, 256, 128) uint8 half-faces at half resolution: row 0 left, row 1 right
+    disp: np.ndarray  # (2, R + 1, 2) displacement of each region from the reference, template px
+
+
+class FlowAUEstimator(AUEstimator):
+    """Optical-flow proxy for AU intensities (training-free, works offline on any face)."""
+
+    name = "flow"
+    is_proxy = True
+
+    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST) -> None:
+        self._dis = cv2.DISOpticalFlow.create(preset)
+        self._reference: np.ndarray | None = None  # (2, 256, 128) uint8
+
+    @staticmethod
+    def _grey_halves(keyframe: Keyframe) -> np.ndarray:
+        out = []
+        for half in (keyframe.halves.left, keyframe.halves.right):
+            grey = cv2.cvtColor(half, cv2.COLOR_RGB2GRAY)
+            out.append(cv2.resize(grey, (grey.shape[1] // SCALE, grey.shape[0] // SCALE), interpolation=cv2.INTER_AREA))
+        return np.stack(out)
+
+    def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self._dis.calc(a, b, None)
+
+    def encode(self, keyframe: Keyframe) -> KeyframeCode:
+        grey = self._grey_halves(keyframe)
+        if self._reference is None:
+            self._reference = grey  # the session's first keyframe is its neutral reference
+        disp = np.stack([region_displacements(self._flow(self._reference[s], grey[s])) for s in range(2)])
+        own = np.stack([au_from_displacements(disp[s]) for s in range(2)])
+        payload = _FlowPayload(grey=grey, disp=disp)
+        return KeyframeCode(keyframe.frame_index, keyframe.time_s, own, payload, grey.nbytes + disp.nbytes)
+
+    def difference(self, current: KeyframeCode, helpers: Sequence[KeyframeCode]) -> np.ndarray:
+        cur: _FlowPayload = current.payload
+        out = np.zeros((len(helpers), 2, N_AUS))
+        for k, helper in enumerate(helpers):
+            hp: _FlowPayload = helper.payload
+            for s in range(2):
+                # Sample j -> i flow where the regions are in frame j (shifted by j's own displacement).
+                offsets = hp.disp[s, : len(REGION_NAMES)]
+                flow = self._flow(hp.grey[s], cur.grey[s])
+                out[k, s] = au_from_displacements(region_displacements(flow, offsets))
+        return out
+
+    def reset(self) -> None:
+        self._reference = None
+
+
+@register_estimator("flow")
+def _build(**_: object) -> AUEstimator:
+    return FlowAUEstimator()
