@@ -1,0 +1,113 @@
+"""Offline analysis: a video file (or an AU series CSV) in, report files out. The edge around Pipeline."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream import __version__
+from stream.config import AnalysisConfig
+from stream.decode import VideoFile
+from stream.errors import NoFaceError
+from stream.pipeline import Pipeline
+from stream.progress import Progress
+from stream.report import read_series_csv, write_report
+from stream.symptoms.normal import load_normal_cooccurrence
+from stream.symptoms.statistics import SymptomAccumulator, SymptomState
+from stream.types import AUSeries, Counts
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    report: dict[str, Any]
+    series: AUSeries
+    paths: dict[str, Path]
+
+
+def assemble_report(
+    symptoms: SymptomState,
+    counts: dict[str, Any],
+    config: AnalysisConfig,
+    *,
+    source: str,
+    estimator_is_proxy: bool,
+    warnings: list[str] | None = None,
+    timings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """report.json: the symptom statistics plus counts, configuration and provenance (docs/formats.md)."""
+    report = symptoms.to_json()
+    report["cooccurrence_mask"] = np.asarray(symptoms.mask).tolist()
+    report["counts"] = counts
+    report["config"] = {**config.as_dict(), "video": source, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                        "version": __version__}
+    report["estimator_is_proxy"] = estimator_is_proxy
+    report["warnings"] = list(warnings or [])
+    if timings:
+        report["timings_ms"] = timings
+    return report
+
+
+def analyze_video(
+    video: str | Path,
+    out_dir: str | Path,
+    config: AnalysisConfig | None = None,
+    *,
+    pipeline: Pipeline | None = None,
+    progress: Progress | None = None,
+    mirrored: bool = False,
+) -> AnalysisResult:
+    """Run the whole pipeline over a video file and write report.json, au_series.csv, report.html."""
+    config = (config or AnalysisConfig()).validate()
+    with VideoFile(video) as source:  # opens and checks the file before any model is loaded
+        pipeline = pipeline or Pipeline(config, mirrored=mirrored)
+        progress = progress or Progress(source.info.n_frames, label=f"{Path(video).name} ")
+        for frame in source.frames():
+            pipeline.process(frame)
+            progress.update(pipeline.counts.frames, pipeline.counts.keyframes)
+        progress.close(pipeline.counts.frames, pipeline.counts.keyframes)
+        info = source.info
+    counts = pipeline.counts.as_dict()
+    if pipeline.counts.frames and pipeline.counts.frames_without_face == pipeline.counts.frames:
+        raise NoFaceError(
+            f"no face found in {counts['frames']} of {counts['frames']} frames of {video}: "
+            "is the face visible, frontal and lit? (try --detector retinaface if it is small)"
+        )
+    counts["duration_s"] = info.duration_s
+    counts["detector_runs"] = pipeline.tracker.detections
+    warnings = list(info.warnings)
+    if info.rotation:
+        warnings.append(f"video rotated by {info.rotation} degrees in its metadata; frames were turned upright")
+    report = assemble_report(
+        pipeline.symptoms(), counts, config, source=str(video),
+        estimator_is_proxy=pipeline.estimator.is_proxy, warnings=warnings, timings=pipeline.timer.summary(),
+    )
+    report["config"]["mirrored"] = mirrored
+    series = pipeline.series()
+    paths = write_report(out_dir, report, series)
+    return AnalysisResult(report, series, paths)
+
+
+def analyze_series(csv_path: str | Path, out_dir: str | Path, config: AnalysisConfig | None = None) -> AnalysisResult:
+    """Compute the same report from an existing per-side AU series (researchers' own tools)."""
+    config = (config or AnalysisConfig()).validate()
+    series = read_series_csv(csv_path)
+    accumulator = SymptomAccumulator(active_threshold=config.active_threshold)
+    if len(series):
+        accumulator.update_many(series.left, series.right)
+    symptoms = accumulator.snapshot(
+        load_normal_cooccurrence(config.normal_cooccurrence),
+        asymmetry_threshold=config.asymmetry_threshold,
+        cooccurrence_threshold=config.cooccurrence_threshold,
+        normal_threshold=config.normal_threshold,
+    )
+    counts = Counts(frames=len(series), keyframes=len(series)).as_dict()
+    duration = float(np.nanmax(series.time_s)) if len(series) and np.isfinite(series.time_s).any() else None
+    counts["duration_s"] = duration
+    report = assemble_report(symptoms, counts, config, source=str(csv_path), estimator_is_proxy=False)
+    report["config"]["estimator"] = "external AU series"
+    paths = write_report(out_dir, report, series)
+    return AnalysisResult(report, series, paths)

@@ -1,0 +1,155 @@
+"""Command line: ``python -m stream analyze|serve|bench|train|evaluate``.
+
+Exit codes: 0 success, 1 unexpected failure, 2 bad input (file, option, weights), 3 no face found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stream.config import AnalysisConfig
+from stream.errors import InputError, NoFaceError, StreamError, WeightsError
+
+_DEFAULTS = AnalysisConfig()
+
+
+def _add_analysis_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("face detection")
+    g.add_argument("--detector", choices=["mtcnn", "retinaface"], default=_DEFAULTS.detector,
+                   help="face detector (default: %(default)s, weights embedded)")
+    g.add_argument("--weights", help="RetinaFace weights: a file path or an http(s) URL (cached, checksummed)")
+    g.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda when available)")
+    g.add_argument("--detect-every", type=int, default=_DEFAULTS.detect_every,
+                   help="run the detector every k-th frame, track landmarks in between (default: %(default)s; 1 = every frame)")
+    g = p.add_argument_group("keyframes and AU estimation")
+    g.add_argument("--keyframe-threshold", type=float, default=_DEFAULTS.keyframe_threshold,
+                   help="mean grey-level difference of the 48x48 face crop that makes a keyframe (default: %(default)s)")
+    g.add_argument("--estimator", default=_DEFAULTS.estimator,
+                   help="AU estimator: flow (training-free default) or dem (needs --checkpoint)")
+    g.add_argument("--checkpoint", help="DEM checkpoint (matched OVPM+DVPM pair) from `python -m stream train`")
+    g.add_argument("--helpers", type=int, default=_DEFAULTS.helpers, metavar="M",
+                   help="DEM helper keyframes per estimate (default: %(default)s; 0 = own value only)")
+    g.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="seed of the helper draw (default: %(default)s)")
+    g = p.add_argument_group("symptom statistics")
+    g.add_argument("--active-threshold", type=float, default=_DEFAULTS.active_threshold,
+                   help="an AU is active above this intensity (default: %(default)s)")
+    g.add_argument("--asymmetry-threshold", type=float, default=_DEFAULTS.asymmetry_threshold,
+                   help="dead band on |region ΔAM| reported as no obvious difference (default: %(default)s)")
+    g.add_argument("--cooccurrence-threshold", type=float, default=_DEFAULTS.cooccurrence_threshold,
+                   help="|co-occurrence difference| above this flags synkinesis (default: %(default)s)")
+    g.add_argument("--normal-cooccurrence", metavar="FILE",
+                   help="12x12 normal-subject co-occurrence matrix (JSON or CSV, AU order) replacing the shipped DISFA default")
+
+
+def config_from_args(args: argparse.Namespace) -> AnalysisConfig:
+    return AnalysisConfig(
+        detector=args.detector, weights=args.weights, device=args.device, detect_every=args.detect_every,
+        keyframe_threshold=args.keyframe_threshold, estimator=args.estimator, checkpoint=args.checkpoint,
+        helpers=args.helpers, seed=args.seed, active_threshold=args.active_threshold,
+        asymmetry_threshold=args.asymmetry_threshold, cooccurrence_threshold=args.cooccurrence_threshold,
+        normal_cooccurrence=args.normal_cooccurrence,
+    )
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from stream.analyze import analyze_series, analyze_video
+
+    if (args.video is None) == (args.au_csv is None):
+        raise InputError("give either a VIDEO or --au-csv SERIES.csv (not both, not neither)")
+    config = config_from_args(args).validate()
+    if args.au_csv:
+        result = analyze_series(args.au_csv, args.out, config)
+    else:
+        result = analyze_video(args.video, args.out, config, mirrored=args.mirrored)
+    counts = result.report["counts"]
+    regions = result.report["regions"]
+    print(f"{counts['keyframes']} keyframes from {counts['frames']} frames "
+          f"({counts.get('frames_without_face', 0)} without a face)")
+    for name, region in regions.items():
+        side = region["weaker_side"]
+        verdict = f"{side} side weaker" if side else "no obvious difference"
+        print(f"  {name:9s} ΔAM {region['delta_am']:+.2f}  {verdict}")
+    syn = result.report["synkinesis"]
+    print(f"  synkinesis: {'detected, ' + str(len(syn['pairs'])) + ' pair(s)' if syn['detected'] else 'not detected'}")
+    for warning in result.report.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"report: {result.paths['html']}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from stream.bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m stream", description="Facial-paralysis symptom monitor")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("analyze", help="analyse a video file (or an AU series CSV) and write a report")
+    p.add_argument("video", nargs="?", help="video file (mp4, mov, webm, ...)")
+    p.add_argument("--au-csv", metavar="SERIES.csv", help="compute the report from an existing per-side AU series")
+    p.add_argument("--out", required=True, help="output folder for report.json, au_series.csv, report.html")
+    p.add_argument("--mirrored", action="store_true",
+                   help="the video is mirrored (selfie view): swap which image side is the patient's left")
+    _add_analysis_options(p)
+    p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser("bench", help="per-stage timings and throughput on a video")
+    p.add_argument("video", nargs="?", help="video to time (default: ../shared/data/d9.mp4 when present)")
+    p.add_argument("--frames", type=int, default=0, help="stop after this many frames (0 = all)")
+    p.add_argument("--dem", action="store_true", help="also time the DEM estimator (OVPM/DVPM) for several m")
+    _add_analysis_options(p)
+    p.set_defaults(func=_cmd_bench)
+
+    try:
+        from stream.server.main import add_serve_arguments, run_serve
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        p = sub.add_parser("serve", help="start the live monitor (WebRTC ingest, dashboards)")
+        add_serve_arguments(p)
+        p.set_defaults(func=run_serve)
+
+    try:
+        from stream.au.dem.commands import add_evaluate_arguments, add_train_arguments, run_evaluate, run_train
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        p = sub.add_parser("train", help="train the DEM pair (OVPM then DVPM) on DISFA+ or a dataset in that layout")
+        add_train_arguments(p)
+        p.set_defaults(func=run_train)
+        p = sub.add_parser("evaluate", help="evaluate a DEM checkpoint: accuracy, MAE, ICC, PCC, accuracy vs m")
+        add_evaluate_arguments(p)
+        p.set_defaults(func=run_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except NoFaceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (InputError, WeightsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
