@@ -310,6 +310,14 @@ def test_html_is_well_formed_self_contained_and_names_the_video():
     assert "Proxy AU estimator" in page
 
 
+def test_html_lists_the_analysis_warnings_escaped():
+    report = make_report()
+    report["warnings"] = ["decoding stopped at frame 412 (<EOF>): file truncated or corrupt"]
+    text = "".join(parse(render_report_html(report, make_series())).text)
+    assert "Warnings from the analysis" in text
+    assert "decoding stopped at frame 412 (<EOF>): file truncated or corrupt" in text  # parsed back from &lt;EOF&gt;
+
+
 def test_html_has_one_plot_per_au_with_both_sides_and_the_threshold():
     checker = parse(render_report_html(make_report(), make_series()))
     plots = [attrs["data-au"] for tag, attrs in checker.tags if tag == "figure" and "au-plot" in (attrs.get("class") or "")]

@@ -104,6 +104,10 @@ def _header(report: Mapping[str, Any], config: Mapping[str, Any]) -> str:
             "trained on AU intensity labels. The curves follow facial movement, but the numbers are not "
             "calibrated AU intensities: treat the asymmetry and synkinesis findings as indicative only.</p>\n"
         )
+    warnings = report.get("warnings")
+    if isinstance(warnings, list) and warnings:
+        items = "".join(f"<li>{_e(_text(w))}</li>" for w in warnings)
+        out += f'<div class="warning" role="note"><strong>Warnings from the analysis</strong><ul>{items}</ul></div>\n'
     out += (
         '<p class="sides">Left and right are always the <strong>patient\'s</strong> own sides, '
         "not the sides of the picture.</p>\n</header>"
@@ -700,7 +704,8 @@ h3 { font-size: 1rem; margin: 1rem 0 .3rem; }
 dl.meta { display: grid; grid-template-columns: max-content auto; gap: .1rem 1rem; margin: 0; }
 dl.meta dt { font-weight: 600; }
 dl.meta dd { margin: 0; }
-.warning { background: #fff4d6; border: 1px solid #e0b000; padding: .6rem .8rem; border-radius: 4px; }
+.warning { background: #fff4d6; border: 1px solid #e0b000; padding: .6rem .8rem; border-radius: 4px; margin: .6rem 0; }
+.warning ul { margin: .3rem 0 0; }
 .sides { color: #444; font-size: .9rem; }
 table { border-collapse: collapse; font-size: .9rem; }
 th, td { border-bottom: 1px solid #e2e2e2; padding: .2rem .6rem; text-align: left; vertical-align: top; }
