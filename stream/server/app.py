@@ -1,0 +1,344 @@
+"""The Starlette application: pages, signalling, WebSocket dashboards, the session API.
+
+Routes (``{sid}`` a session id; "patient"/"clinician" name the token the route needs, "admin" the
+clinic key):
+
+    GET  /                                  index: create sessions, list past ones (admin key typed in)
+    POST /api/sessions                      admin      create a session -> patient and clinician links
+    GET  /api/sessions                      admin      list stored sessions
+    POST /api/sessions/{sid}/clinician-link admin      a further clinician link (e.g. to reopen later)
+    GET  /s/{sid}/patient                   patient    camera page with the exercise protocol
+    GET  /s/{sid}/clinician                 clinician  live or reopened dashboard
+    GET  /api/s/{sid}/config                either     ICE servers, protocol, role
+    POST /api/s/{sid}/offer                 patient    SDP offer -> answer
+    POST /api/s/{sid}/exercise              patient    {"action": "start", "exercise": key} | {"action": "stop"}
+    POST /api/s/{sid}/hangup                patient    end the stream
+    GET  /api/s/{sid}/state                 clinician  the current dashboard snapshot
+    GET  /api/s/{sid}/report.json|report.html|au_series.csv   clinician
+    WS   /ws/s/{sid}                        clinician  dashboard snapshots
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from stream.server.exercises import PROTOCOL, ExerciseError
+from stream.server.ingest import SignallingError, parse_offer
+from stream.server.sessions import AccessDenied, Gate, Role, new_session_id, new_token, token_hash
+from stream.server.settings import ServerSettings
+from stream.server.store import Store
+from stream.server.worker import ModelPool, SessionRegistry, session_report
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+_ERROR_TEXT = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
+               405: "method not allowed", 413: "request too large", 422: "unprocessable"}
+_REPORT_FILES = {"report.json": ("json", "application/json"), "report.html": ("html", "text/html; charset=utf-8"),
+                 "au_series.csv": ("csv", "text/csv; charset=utf-8")}
+
+
+def _error(status: int, message: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": message or _ERROR_TEXT.get(status, "error")}, status_code=status)
+
+
+class GuardMiddleware:
+    """Refuses request bodies above the limit (413, before reading them) and sets privacy headers.
+
+    Links carry tokens in the query string, so pages must not leak it through the Referer header,
+    and nothing the server answers may be cached.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            await _error(413)(scope, receive, send)
+            return
+        seen = 0
+        limit = self.max_body_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise HTTPException(413)
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(b"referrer-policy", b"no-referrer"), (b"x-content-type-options", b"nosniff"),
+                         (b"cache-control", b"no-store"), (b"x-frame-options", b"DENY")]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, limited_receive, send_with_headers)
+
+
+def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Callable[[], Any] | None = None) -> Starlette:
+    """The web application. ``pipeline_factory`` replaces the default ``Pipeline`` (benchmarks)."""
+    settings = (settings or ServerSettings()).validate()
+    admin_key = settings.admin_key or secrets.token_urlsafe(24)
+    store = Store(settings.db_path)
+    gate = Gate(store, admin_key)
+    executor = ThreadPoolExecutor(max_workers=settings.model_workers, thread_name_prefix="models")
+    models = ModelPool(settings, executor, pipeline_factory)
+    sessions = SessionRegistry(settings, store, models)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        interrupted = store.end_interrupted()
+        if interrupted:
+            log.info("%d session(s) were live when the server last stopped; marked ended", interrupted)
+        try:
+            yield
+        finally:
+            await sessions.close_all()
+            executor.shutdown(wait=True, cancel_futures=True)
+            store.close()
+
+    def base_url(request: Request) -> str:
+        return (settings.public_url or str(request.base_url)).rstrip("/")
+
+    async def read_json(request: Request) -> Any:
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            raise HTTPException(400)
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise HTTPException(400, "body is not JSON")
+
+    def page(name: str) -> FileResponse:
+        return FileResponse(STATIC_DIR / name, media_type="text/html; charset=utf-8")
+
+    # -- admin --------------------------------------------------------------------------------
+    async def index(request: Request) -> Response:
+        return page("index.html")
+
+    async def create_session(request: Request) -> Response:
+        gate.check_admin(request)
+        body = await read_json(request) if int(request.headers.get("content-length") or 0) else {}
+        label = str(body.get("label", ""))[:200] if isinstance(body, dict) else ""
+        sid = new_session_id()
+        patient, clinician = new_token(), new_token()
+        store.create_session(sid, label, settings.mirrored, settings.analysis.as_dict())
+        store.add_token(sid, Role.PATIENT.value, token_hash(patient))
+        store.add_token(sid, Role.CLINICIAN.value, token_hash(clinician))
+        base = base_url(request)
+        return JSONResponse({
+            "session_id": sid, "label": label,
+            "patient_url": f"{base}/s/{sid}/patient?token={patient}",
+            "clinician_url": f"{base}/s/{sid}/clinician?token={clinician}",
+            "patient_token": patient, "clinician_token": clinician,
+        }, status_code=201)
+
+    async def list_sessions(request: Request) -> Response:
+        gate.check_admin(request)
+        return JSONResponse({"sessions": [r.to_json() for r in store.sessions()]})
+
+    async def clinician_link(request: Request) -> Response:
+        gate.check_admin(request)
+        sid = request.path_params["sid"]
+        if store.session(sid) is None:
+            return _error(404)
+        token = new_token()
+        store.add_token(sid, Role.CLINICIAN.value, token_hash(token))
+        return JSONResponse({"session_id": sid, "clinician_token": token,
+                             "clinician_url": f"{base_url(request)}/s/{sid}/clinician?token={token}"}, status_code=201)
+
+    # -- pages and session API ---------------------------------------------------------------------
+    async def patient_page(request: Request) -> Response:
+        gate.check(request, request.path_params["sid"], Role.PATIENT)
+        return page("patient.html")
+
+    async def clinician_page(request: Request) -> Response:
+        gate.check(request, request.path_params["sid"], Role.CLINICIAN)
+        return page("clinician.html")
+
+    async def session_config(request: Request) -> Response:
+        sid = request.path_params["sid"]
+        role = gate.check(request, sid, Role.PATIENT, Role.CLINICIAN)
+        return JSONResponse({
+            "session_id": sid, "role": role.value,
+            "ice_servers": [s.to_json() for s in settings.ice_servers],
+            "mirrored": settings.mirrored,
+            "protocol": [e.to_json() for e in PROTOCOL],
+        })
+
+    async def offer(request: Request) -> Response:
+        sid = request.path_params["sid"]
+        gate.check(request, sid, Role.PATIENT)
+        try:
+            description = parse_offer(await read_json(request))
+            session = await sessions.open(sid)
+            answer = await session.connect(description)
+        except SignallingError as exc:
+            return _error(exc.status, exc.message)
+        return JSONResponse({"sdp": answer.sdp, "type": answer.type})
+
+    async def exercise(request: Request) -> Response:
+        sid = request.path_params["sid"]
+        gate.check(request, sid, Role.PATIENT)
+        body = await read_json(request)
+        if not isinstance(body, dict) or body.get("action") not in ("start", "stop"):
+            return _error(400, "expected {\"action\": \"start\", \"exercise\": key} or {\"action\": \"stop\"}")
+        session = await sessions.open(sid)
+        try:
+            if body["action"] == "start":
+                segment = session.start_exercise(str(body.get("exercise")))
+            else:
+                segment = session.stop_exercise()
+        except ExerciseError as exc:
+            return _error(422, str(exc))
+        return JSONResponse({"segment": segment.to_json() if segment else None})
+
+    async def hangup(request: Request) -> Response:
+        sid = request.path_params["sid"]
+        gate.check(request, sid, Role.PATIENT)
+        if sid in sessions:
+            session = await sessions.open(sid)
+            await session.disconnect()
+        return JSONResponse({"ok": True})
+
+    async def state(request: Request) -> Response:
+        sid = request.path_params["sid"]
+        gate.check(request, sid, Role.CLINICIAN)
+        session = await sessions.open(sid)
+        try:
+            return Response(session.hub.latest or "{}", media_type="application/json")
+        finally:
+            await sessions.release(sid)
+
+    async def report_file(request: Request) -> Response:
+        sid = request.path_params["sid"]
+        gate.check(request, sid, Role.CLINICIAN)
+        if request.path_params["name"] not in _REPORT_FILES:
+            return _error(404)
+        kind, media_type = _REPORT_FILES[request.path_params["name"]]
+        loop = asyncio.get_running_loop()
+        content = await loop.run_in_executor(None, _render_report, store, sid, kind)
+        filename = f"{sid}-{request.path_params['name']}"
+        return Response(content, media_type=media_type,
+                        headers={"content-disposition": f'attachment; filename="{filename}"'})
+
+    # -- dashboards ---------------------------------------------------------------------------------
+    async def dashboard(ws: WebSocket) -> None:
+        sid = ws.path_params["sid"]
+        try:
+            gate.check(ws, sid, Role.CLINICIAN)
+        except AccessDenied as denied:
+            await _refuse(ws, denied.status)
+            return
+        session = await sessions.open(sid)
+        await ws.accept()
+        sub = session.hub.subscribe()
+
+        async def send_loop() -> None:
+            while True:
+                message = await sub.queue.get()
+                # A client whose socket accepts nothing for send_timeout_s is dropped, not waited for.
+                await asyncio.wait_for(ws.send_text(message), settings.send_timeout_s)
+                sub.sent += 1
+
+        async def receive_loop() -> None:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+
+        tasks = [asyncio.ensure_future(send_loop()), asyncio.ensure_future(receive_loop())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            session.hub.unsubscribe(sub)
+            with contextlib.suppress(Exception):
+                await ws.close()
+            await sessions.release(sid)
+
+    async def denied(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AccessDenied)
+        return _error(exc.status)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _error(exc.status_code, exc.detail if exc.status_code in (400, 422) and exc.detail not in (None, "") and exc.detail != _ERROR_TEXT.get(exc.status_code) else None)
+
+    async def unknown_session(request: Request, exc: Exception) -> Response:
+        return _error(403)  # a valid token for an unknown session cannot exist; answer as for a bad token
+
+    routes = [
+        Route("/", index),
+        Route("/api/sessions", create_session, methods=["POST"]),
+        Route("/api/sessions", list_sessions, methods=["GET"]),
+        Route("/api/sessions/{sid}/clinician-link", clinician_link, methods=["POST"]),
+        Route("/s/{sid}/patient", patient_page),
+        Route("/s/{sid}/clinician", clinician_page),
+        Route("/api/s/{sid}/config", session_config),
+        Route("/api/s/{sid}/offer", offer, methods=["POST"]),
+        Route("/api/s/{sid}/exercise", exercise, methods=["POST"]),
+        Route("/api/s/{sid}/hangup", hangup, methods=["POST"]),
+        Route("/api/s/{sid}/state", state),
+        Route("/api/s/{sid}/{name:str}", report_file),
+        WebSocketRoute("/ws/s/{sid}", dashboard),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={AccessDenied: denied, HTTPException: http_error, KeyError: unknown_session},
+    )
+    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.state.settings = settings
+    app.state.admin_key = admin_key
+    app.state.store = store
+    app.state.sessions = sessions
+    return app
+
+
+def _render_report(store: Store, session_id: str, kind: str) -> bytes:
+    from stream.report import write_report
+
+    report, series = session_report(store, session_id)
+    with tempfile.TemporaryDirectory(prefix="stream-report-") as tmp:
+        paths = write_report(tmp, report, series)
+        return Path(paths[kind]).read_bytes()
+
+
+async def _refuse(ws: WebSocket, status: int) -> None:
+    """Refuse a WebSocket handshake with a bare HTTP status where the server supports it."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(_error(status))
+    else:
+        await ws.close(code=1008)

@@ -1,0 +1,93 @@
+"""``python -m stream serve``: flags onto ``ServerSettings``, then uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+
+from stream.config import AnalysisConfig
+from stream.server.settings import IceServer, ServerSettings
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    d = ServerSettings()
+    parser.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host}; 0.0.0.0 for the LAN)")
+    parser.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port})")
+    parser.add_argument("--db", default=None, help=f"SQLite file for sessions and results (default $STREAM_DB or {d.db_path})")
+    parser.add_argument("--admin-key", default=None,
+                        help="clinic key needed to create and list sessions (default $STREAM_ADMIN_KEY, else a new one is printed)")
+    parser.add_argument("--public-url", default=None, help="base of the links handed out, e.g. https://clinic.example.org")
+    parser.add_argument("--certfile", default=None, help="TLS certificate (PEM): browsers need HTTPS for the camera off localhost")
+    parser.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
+    parser.add_argument("--ice-server", action="append", default=[], metavar="URL",
+                        help="STUN/TURN server for both peers, repeatable (default none: host candidates on a LAN)")
+    parser.add_argument("--turn-username", default=None, help="username for the TURN servers")
+    parser.add_argument("--turn-credential", default=None, help="credential for the TURN servers")
+    parser.add_argument("--mirrored-source", action="store_true",
+                        help="the patient's client sends selfie-mirrored frames (browsers do not)")
+    parser.add_argument("--model-workers", type=int, default=d.model_workers, help=f"model threads shared by all sessions (default {d.model_workers})")
+    parser.add_argument("--estimator", default=None, help="AU estimator (default flow)")
+    parser.add_argument("--checkpoint", default=None, help="DEM checkpoint (with --estimator dem)")
+    parser.add_argument("--detector", default=None, help="face detector (default mtcnn)")
+    parser.add_argument("--weights", default=None, help="RetinaFace weights (with --detector retinaface)")
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    analysis = {k: getattr(args, k) for k in ("estimator", "checkpoint", "detector", "weights") if getattr(args, k, None)}
+    ice = tuple(
+        IceServer(url, args.turn_username if url.startswith("turn") else None,
+                  args.turn_credential if url.startswith("turn") else None)
+        for url in args.ice_server
+    )
+    return ServerSettings(
+        host=args.host, port=args.port,
+        db_path=args.db or os.environ.get("STREAM_DB") or ServerSettings.db_path,
+        admin_key=args.admin_key or os.environ.get("STREAM_ADMIN_KEY") or secrets.token_urlsafe(24),
+        public_url=args.public_url or os.environ.get("STREAM_PUBLIC_URL"),
+        certfile=args.certfile, keyfile=args.keyfile, ice_servers=ice, mirrored=args.mirrored_source,
+        model_workers=args.model_workers, analysis=AnalysisConfig(**analysis),
+    ).validate()
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from stream.server.app import create_app
+
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        print(f"stream serve: {exc}", file=sys.stderr)
+        return 2
+    _limit_model_threads(settings.model_workers)
+    app = create_app(settings)
+    base = settings.public_url or f"{settings.scheme}://{settings.host}:{settings.port}"
+    print(f"stream: serving on {base}  (database {settings.db_path})")
+    print(f"stream: clinic admin key: {app.state.admin_key}")
+    print(f"stream: create a session at {base}/ with that key, or:")
+    print(f"        curl -X POST -H 'Authorization: Bearer {app.state.admin_key}' {base}/api/sessions")
+    if settings.scheme == "http" and settings.host not in ("127.0.0.1", "localhost"):
+        print("stream: warning: browsers allow the camera only over HTTPS off localhost (use --certfile/--keyfile)")
+    sys.stdout.flush()
+    # access_log off: the links carry tokens in their query strings.
+    uvicorn.run(app, host=settings.host, port=settings.port, ssl_certfile=settings.certfile,
+                ssl_keyfile=settings.keyfile, access_log=False, log_level="info")
+    return 0
+
+
+def _limit_model_threads(workers: int) -> None:
+    """Each model thread uses its share of the cores, so concurrent sessions do not oversubscribe them."""
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import cv2
+
+        cv2.setNumThreads(max(1, (os.cpu_count() or 1) // workers))
+    except ImportError:  # pragma: no cover
+        pass

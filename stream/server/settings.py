@@ -1,0 +1,105 @@
+"""Server settings: one frozen object; ``serve`` flags and ``STREAM_*`` environment variables map onto it.
+
+Every default of the live server is documented here (docs/live.md quotes these values); the analysis
+itself (detector, estimator, thresholds) is configured by ``AnalysisConfig``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stream.config import AnalysisConfig
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server handed to both peers (none by default: host candidates work on a LAN)."""
+
+    urls: str  # "stun:stun.example.org:3478" or "turn:turn.example.org:3478?transport=udp"
+    username: str | None = None
+    credential: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        out = {"urls": self.urls}
+        if self.username is not None:
+            out["username"] = self.username
+        if self.credential is not None:
+            out["credential"] = self.credential
+        return out
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    # --- network ---
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Base of the links handed out (e.g. "https://clinic.example.org"); None: taken from the request.
+    public_url: str | None = None
+    certfile: str | None = None  # TLS: browsers need a secure context for the camera off localhost
+    keyfile: str | None = None
+    ice_servers: tuple[IceServer, ...] = ()  # empty: no STUN round trip at all (closed networks)
+    # --- access ---
+    # Key that creating sessions and listing them needs. None: ``serve`` generates one and prints it.
+    admin_key: str | None = None
+    # --- storage ---
+    db_path: str = "stream-sessions.sqlite3"
+    # --- analysis ---
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    # Browsers send the unmirrored camera track (only the preview is mirrored with CSS), so False.
+    # Set True for sources that send selfie-mirrored frames; left/right are then swapped back.
+    mirrored: bool = False
+    # Model threads shared by every session: detection (per latest frame) and AU estimation
+    # (per keyframe) both run here, never on the event loop.
+    model_workers: int = 2
+    # Keyframes waiting for the AU estimator; when full the *oldest* waiting keyframe is dropped
+    # (and counted): the dashboard should show the face as it is now, not as it was.
+    keyframe_queue: int = 4
+    # --- dashboards ---
+    dashboard_hz: float = 10.0  # snapshots coalesced to at most this rate
+    client_queue: int = 4  # per-WebSocket backlog; when full the oldest snapshot is dropped
+    send_timeout_s: float = 10.0  # a client whose socket accepts nothing for this long is closed
+    series_tail: int = 120  # keyframes of AU curve sent with every snapshot
+    # --- limits ---
+    max_body_bytes: int = 64 * 1024  # requests above this get 413 (an SDP offer is ~5 KB)
+    stall_after_s: float = 5.0  # no frame for this long: the patient stream is reported stalled
+
+    def validate(self) -> "ServerSettings":
+        problems = []
+        if (self.certfile is None) != (self.keyfile is None):
+            problems.append("--certfile and --keyfile go together")
+        for path in (self.certfile, self.keyfile):
+            if path is not None and not Path(path).is_file():
+                problems.append(f"TLS file {path} does not exist")
+        if self.model_workers < 1:
+            problems.append(f"model workers must be >= 1, got {self.model_workers}")
+        if self.keyframe_queue < 1:
+            problems.append(f"keyframe queue must hold >= 1 keyframe, got {self.keyframe_queue}")
+        if not 0 < self.dashboard_hz <= 60:
+            problems.append(f"dashboard rate must be in (0, 60] Hz, got {self.dashboard_hz}")
+        if self.client_queue < 1:
+            problems.append(f"client queue must hold >= 1 update, got {self.client_queue}")
+        if self.admin_key is not None and len(self.admin_key) < 16:
+            problems.append("admin key must be at least 16 characters")
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.analysis.validate()
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.certfile else "http"
+
+
+def settings_from_env(**overrides: object) -> ServerSettings:
+    """Settings from ``STREAM_DB``, ``STREAM_ADMIN_KEY``, ``STREAM_PUBLIC_URL``, then ``overrides``."""
+    env: dict[str, object] = {}
+    if os.environ.get("STREAM_DB"):
+        env["db_path"] = os.environ["STREAM_DB"]
+    if os.environ.get("STREAM_ADMIN_KEY"):
+        env["admin_key"] = os.environ["STREAM_ADMIN_KEY"]
+    if os.environ.get("STREAM_PUBLIC_URL"):
+        env["public_url"] = os.environ["STREAM_PUBLIC_URL"]
+    env.update({k: v for k, v in overrides.items() if v is not None})
+    return ServerSettings(**env)  # type: ignore[arg-type]

@@ -1,0 +1,281 @@
+"""SQLite store: sessions, token hashes, the per-side AU series, statistics snapshots, exercise
+segments and synkinesis findings. Numbers only: no frame or image ever reaches it.
+
+Every keyframe row is committed as soon as it is computed (WAL journal, ``synchronous=NORMAL``: a
+crash of the server process loses nothing committed), so a restart or a dropped patient loses
+nothing already computed. One connection shared by the event loop and the model threads, guarded
+by a lock; each call is a few small statements.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream.aus import AU_NAMES
+from stream.types import AUSeries
+
+_AU_COLUMNS = [f"{side}_{au}" for side in ("left", "right") for au in AU_NAMES]
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    label TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    status TEXT NOT NULL,              -- waiting | live | ended
+    ended_at REAL,
+    mirrored INTEGER NOT NULL DEFAULT 0,
+    config_json TEXT NOT NULL DEFAULT '{{}}',
+    estimator_json TEXT NOT NULL DEFAULT '{{}}',
+    counts_json TEXT NOT NULL DEFAULT '{{}}'
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    role TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tokens_by_session ON tokens(session_id, role);
+CREATE TABLE IF NOT EXISTS keyframes (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    seq INTEGER NOT NULL,
+    frame_index INTEGER NOT NULL,
+    time_s REAL NOT NULL,
+    received_at REAL NOT NULL,
+    segment_id INTEGER,
+    n_helpers INTEGER NOT NULL,
+    {", ".join(f"{c} REAL NOT NULL" for c in _AU_COLUMNS)},
+    PRIMARY KEY (session_id, seq)
+);
+CREATE TABLE IF NOT EXISTS segments (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    segment_id INTEGER NOT NULL,
+    exercise TEXT NOT NULL,
+    start_s REAL NOT NULL,
+    end_s REAL,
+    PRIMARY KEY (session_id, segment_id)
+);
+CREATE TABLE IF NOT EXISTS statistics (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    scope TEXT NOT NULL,               -- "session" or "segment:<id>"
+    n_keyframes INTEGER NOT NULL,
+    time_s REAL NOT NULL,
+    state_json TEXT NOT NULL,
+    PRIMARY KEY (session_id, scope)
+);
+CREATE TABLE IF NOT EXISTS findings (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    scope TEXT NOT NULL,
+    matrix TEXT NOT NULL,
+    row_au TEXT NOT NULL,
+    col_au TEXT NOT NULL,
+    value REAL NOT NULL,
+    first_seen_s REAL NOT NULL,
+    last_seen_s REAL NOT NULL,
+    PRIMARY KEY (session_id, scope, matrix, row_au, col_au)
+);
+"""
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    id: str
+    label: str
+    created_at: float
+    status: str
+    ended_at: float | None
+    mirrored: bool
+    config: dict[str, Any]
+    estimator: dict[str, Any]
+    counts: dict[str, Any]
+    n_keyframes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "label": self.label, "created_at": self.created_at, "status": self.status,
+            "ended_at": self.ended_at, "mirrored": self.mirrored, "n_keyframes": self.n_keyframes,
+            "estimator": self.estimator, "counts": self.counts,
+        }
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    segment_id: int
+    exercise: str
+    start_s: float
+    end_s: float | None
+
+
+@dataclass(frozen=True)
+class StoredSeries:
+    series: AUSeries
+    segment_ids: np.ndarray  # (n,) int, -1 outside any exercise
+    received_at: np.ndarray  # (n,) wall-clock seconds the source frame reached the server
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _write(self, sql: str, args: Iterable[Any] = ()) -> None:
+        with self._lock:
+            self._db.execute(sql, tuple(args))
+
+    def _read(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, tuple(args)).fetchall()
+
+    # -- sessions and tokens ------------------------------------------------------------------
+    def create_session(self, session_id: str, label: str, mirrored: bool, config: dict[str, Any]) -> None:
+        self._write(
+            "INSERT INTO sessions (id, label, created_at, status, mirrored, config_json) VALUES (?, ?, ?, 'waiting', ?, ?)",
+            (session_id, label, time.time(), int(mirrored), json.dumps(config)),
+        )
+
+    def add_token(self, session_id: str, role: str, digest: str) -> None:
+        self._write(
+            "INSERT INTO tokens (hash, session_id, role, created_at) VALUES (?, ?, ?, ?)",
+            (digest, session_id, role, time.time()),
+        )
+
+    def token_hashes(self, session_id: str, role: str) -> list[str]:
+        rows = self._read("SELECT hash FROM tokens WHERE session_id = ? AND role = ?", (session_id, role))
+        return [r[0] for r in rows]
+
+    def set_status(self, session_id: str, status: str) -> None:
+        ended = time.time() if status == "ended" else None
+        self._write("UPDATE sessions SET status = ?, ended_at = ? WHERE id = ?", (status, ended, session_id))
+
+    def set_estimator(self, session_id: str, estimator: dict[str, Any]) -> None:
+        self._write("UPDATE sessions SET estimator_json = ? WHERE id = ?", (json.dumps(estimator), session_id))
+
+    def set_counts(self, session_id: str, counts: dict[str, Any]) -> None:
+        self._write("UPDATE sessions SET counts_json = ? WHERE id = ?", (json.dumps(counts), session_id))
+
+    def end_interrupted(self) -> int:
+        """Mark sessions left live by a previous server process as ended; returns how many."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE sessions SET status = 'ended', ended_at = ? WHERE status = 'live'", (time.time(),)
+            )
+            return cur.rowcount
+
+    _SESSION_SELECT = (
+        "SELECT s.id, s.label, s.created_at, s.status, s.ended_at, s.mirrored, s.config_json, s.estimator_json,"
+        " s.counts_json, (SELECT COUNT(*) FROM keyframes k WHERE k.session_id = s.id) FROM sessions s"
+    )
+
+    @staticmethod
+    def _session(row: tuple[Any, ...]) -> SessionRecord:
+        return SessionRecord(
+            id=row[0], label=row[1], created_at=row[2], status=row[3], ended_at=row[4], mirrored=bool(row[5]),
+            config=json.loads(row[6]), estimator=json.loads(row[7]), counts=json.loads(row[8]), n_keyframes=row[9],
+        )
+
+    def session(self, session_id: str) -> SessionRecord | None:
+        rows = self._read(self._SESSION_SELECT + " WHERE s.id = ?", (session_id,))
+        return self._session(rows[0]) if rows else None
+
+    def sessions(self) -> list[SessionRecord]:
+        return [self._session(r) for r in self._read(self._SESSION_SELECT + " ORDER BY s.created_at DESC")]
+
+    # -- results -------------------------------------------------------------------------------
+    def add_keyframe(
+        self, session_id: str, seq: int, frame_index: int, time_s: float, received_at: float,
+        segment_id: int | None, n_helpers: int, left: np.ndarray, right: np.ndarray,
+    ) -> None:
+        values = [float(v) for v in left] + [float(v) for v in right]
+        columns = ", ".join(_AU_COLUMNS)
+        marks = ", ".join("?" * len(_AU_COLUMNS))
+        self._write(
+            f"INSERT INTO keyframes (session_id, seq, frame_index, time_s, received_at, segment_id, n_helpers, {columns})"
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, {marks})",
+            (session_id, seq, frame_index, time_s, received_at, segment_id, n_helpers, *values),
+        )
+
+    def series(self, session_id: str) -> StoredSeries:
+        rows = self._read(
+            f"SELECT frame_index, time_s, received_at, segment_id, {', '.join(_AU_COLUMNS)} FROM keyframes"
+            " WHERE session_id = ? ORDER BY seq",
+            (session_id,),
+        )
+        n = len(rows)
+        values = np.array([r[4:] for r in rows], dtype=float).reshape(n, 2 * len(AU_NAMES))
+        series = AUSeries(
+            frames=np.array([r[0] for r in rows], dtype=int),
+            time_s=np.array([r[1] for r in rows], dtype=float),
+            left=values[:, : len(AU_NAMES)],
+            right=values[:, len(AU_NAMES):],
+        )
+        segments = np.array([-1 if r[3] is None else r[3] for r in rows], dtype=int)
+        return StoredSeries(series, segments, np.array([r[2] for r in rows], dtype=float))
+
+    def start_segment(self, session_id: str, segment: SegmentRecord) -> None:
+        self._write(
+            "INSERT INTO segments (session_id, segment_id, exercise, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
+            (session_id, segment.segment_id, segment.exercise, segment.start_s, segment.end_s),
+        )
+
+    def end_segment(self, session_id: str, segment_id: int, end_s: float) -> None:
+        self._write(
+            "UPDATE segments SET end_s = ? WHERE session_id = ? AND segment_id = ?", (end_s, session_id, segment_id)
+        )
+
+    def segments(self, session_id: str) -> list[SegmentRecord]:
+        rows = self._read(
+            "SELECT segment_id, exercise, start_s, end_s FROM segments WHERE session_id = ? ORDER BY segment_id",
+            (session_id,),
+        )
+        return [SegmentRecord(*r) for r in rows]
+
+    def save_statistics(self, session_id: str, scope: str, time_s: float, state: dict[str, Any]) -> None:
+        """Latest statistics of a scope, and the synkinesis pairs it reports (first and last seen)."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT INTO statistics (session_id, scope, n_keyframes, time_s, state_json) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (session_id, scope) DO UPDATE SET n_keyframes = excluded.n_keyframes,"
+                " time_s = excluded.time_s, state_json = excluded.state_json",
+                (session_id, scope, int(state.get("n_keyframes", 0)), time_s, json.dumps(state)),
+            )
+            for pair in state.get("synkinesis", {}).get("pairs", []):
+                self._db.execute(
+                    "INSERT INTO findings (session_id, scope, matrix, row_au, col_au, value, first_seen_s, last_seen_s)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, scope, matrix, row_au, col_au)"
+                    " DO UPDATE SET value = excluded.value, last_seen_s = excluded.last_seen_s",
+                    (session_id, scope, pair["matrix"], pair["row"], pair["col"], float(pair["value"]), time_s, time_s),
+                )
+
+    def statistics(self, session_id: str) -> dict[str, dict[str, Any]]:
+        rows = self._read("SELECT scope, state_json FROM statistics WHERE session_id = ?", (session_id,))
+        return {scope: json.loads(text) for scope, text in rows}
+
+    def findings(self, session_id: str) -> list[dict[str, Any]]:
+        rows = self._read(
+            "SELECT scope, matrix, row_au, col_au, value, first_seen_s, last_seen_s FROM findings"
+            " WHERE session_id = ? ORDER BY first_seen_s",
+            (session_id,),
+        )
+        keys = ("scope", "matrix", "row", "col", "value", "first_seen_s", "last_seen_s")
+        return [dict(zip(keys, r)) for r in rows]

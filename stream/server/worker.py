@@ -1,0 +1,527 @@
+"""One live session: runs the pipeline on the patient's stream, keeps every result, feeds dashboards.
+
+Three coroutines per connected patient, none of which runs model code on the event loop:
+
+* the *frame loop* takes the newest received frame whenever the model threads are free and runs
+  ``Pipeline.ingest`` (detect or track, keyframe filter, align) in the shared executor; frames that
+  were overwritten before it looked are stale drops;
+* the *analysis loop* takes keyframes from the bounded ``KeyframeQueue`` and runs
+  ``Pipeline.analyse`` (AU estimate, session statistics) plus the exercise segment's statistics and
+  the SQLite writes in the same executor;
+* the *publisher* coalesces changes into complete snapshots at most ``dashboard_hz`` times a second
+  (and at least once a second, for stream health) and hands them to the ``Hub``.
+
+A session reopened after a restart or a reconnect replays its stored AU series into the
+accumulators, so its statistics continue where they stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from stream.aus import AU_NAMES
+from stream.server.exercises import PROTOCOL, Segment, Timeline
+from stream.server.hub import Hub
+from stream.server.ingest import KeyframeQueue, LatestFrame, PatientPeer, ReceivedFrame
+from stream.server.settings import ServerSettings
+from stream.server.store import SessionRecord, Store, StoredSeries
+from stream.types import Frame, Keyframe
+
+log = logging.getLogger(__name__)
+
+STATISTICS_SAVE_INTERVAL_S = 1.0  # statistics snapshots are written at most this often per scope
+
+
+class ModelPool:
+    """The executor every session's model work runs in, and the detector weights they share.
+
+    One bounded pool for all sessions: more patients share the same cores instead of each adding
+    threads. The detector network is stateless and loaded once; each session wraps it in its own
+    tracker (inside ``Pipeline``) and has its own AU estimator (per-session neutral reference).
+    """
+
+    def __init__(self, settings: ServerSettings, executor: Executor,
+                 pipeline_factory: Callable[[], Any] | None = None) -> None:
+        self.settings = settings
+        self.executor = executor
+        self._factory = pipeline_factory
+        self._detector: Any = None
+        self._lock = threading.Lock()
+
+    def new_pipeline(self) -> Any:
+        """Build a session's pipeline (call in the executor: the first call loads weights)."""
+        if self._factory is not None:
+            return self._factory()
+        from stream.face.detect import build_detector
+        from stream.pipeline import Pipeline
+
+        cfg = self.settings.analysis
+        with self._lock:
+            if self._detector is None:
+                self._detector = build_detector(cfg.detector, weights=cfg.weights, device=cfg.device)
+        return Pipeline(cfg, detector=self._detector, mirrored=self.settings.mirrored)
+
+
+@dataclass
+class Health:
+    frames_received: int = 0  # frames decoded off the patient's track
+    frames_analysed: int = 0  # frames the detector/tracker looked at
+    keyframes: int = 0  # keyframes analysed (AU values computed)
+    keyframes_dropped: int = 0  # oldest waiting keyframe dropped because the queue was full
+    connections: int = 0
+
+
+def _percentile(values: deque[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values), q)) if values else None
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe numbers (NaN/inf -> None), rounded to keep dashboard messages small."""
+    if isinstance(value, float):
+        return round(value, 4) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, np.generic):
+        return _clean(value.item())
+    return value
+
+
+def dashboard_statistics(state: Any) -> dict[str, Any]:
+    """The parts of a ``SymptomState`` a dashboard draws: everything but the four raw CM matrices."""
+    out = state.to_json()
+    out.pop("cooccurrence", None)
+    out["mask"] = np.asarray(state.mask, dtype=int).tolist()
+    return out
+
+
+class LiveSession:
+    def __init__(self, record: SessionRecord, settings: ServerSettings, store: Store, models: ModelPool) -> None:
+        self.id = record.id
+        self.created_at = record.created_at
+        self.settings = settings
+        self.store = store
+        self.models = models
+        self.hub = Hub(settings.client_queue)
+        self.health = Health(connections=0)
+        self.status = record.status
+        self.peer: PatientPeer | None = None
+        self.pipeline: Any = None
+        self.estimator_info: dict[str, Any] = dict(record.estimator)
+
+        stored = store.series(record.id)
+        self.timeline = Timeline([Segment(s.segment_id, s.exercise, s.start_s, s.end_s) for s in store.segments(record.id)])
+        self._stored = stored
+        self._seq = len(stored.series)
+        self._frame_index = int(stored.series.frames.max()) + 1 if len(stored.series) else 0
+        self._tail: deque[tuple[int, float, list[float], list[float]]] = deque(maxlen=settings.series_tail)
+        for i in range(max(0, len(stored.series) - settings.series_tail), len(stored.series)):
+            s = stored.series
+            self._tail.append((i, float(s.time_s[i]), s.left[i].tolist(), s.right[i].tolist()))
+        self._latest: dict[str, Any] | None = None
+        if self._tail:
+            i, t, left, right = self._tail[-1]
+            self._latest = {"seq": i, "frame_index": int(stored.series.frames[-1]), "time_s": t,
+                            "received_at": float(stored.received_at[-1]), "left": left, "right": right}
+        self._accumulators: dict[int, Any] = {}
+        self._statistics: dict[str, Any] = {}  # scope -> dashboard statistics
+        self._saved_at: dict[str, float] = {}
+        self._session_accumulator: Any = None  # pipeline.statistics once a pipeline exists
+        self._replay_statistics()
+
+        self._keyframes: KeyframeQueue[tuple[Keyframe, ReceivedFrame, Segment | None]] = KeyframeQueue(settings.keyframe_queue)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._changed = asyncio.Event()
+        self._pending_latency: deque[float] = deque()
+        self._dropped_before = 0
+        self._latency_ms: deque[float] = deque(maxlen=300)
+        self._rate_samples: deque[tuple[float, int, int]] = deque(maxlen=64)
+        self._publisher: asyncio.Task[Any] | None = None
+        self._analysis_done: asyncio.Event = asyncio.Event()
+        self._analysis_done.set()
+        self.publish_now()
+
+    # -- statistics ----------------------------------------------------------------------------
+    def _new_accumulator(self) -> Any:
+        from stream.symptoms.statistics import SymptomAccumulator
+
+        return SymptomAccumulator(active_threshold=self.settings.analysis.active_threshold)
+
+    def _snapshot(self, accumulator: Any) -> Any:
+        from stream.symptoms.normal import load_normal_cooccurrence
+
+        cfg = self.settings.analysis
+        if not hasattr(self, "_normal"):
+            self._normal = load_normal_cooccurrence(cfg.normal_cooccurrence)
+        return accumulator.snapshot(
+            self._normal, asymmetry_threshold=cfg.asymmetry_threshold,
+            cooccurrence_threshold=cfg.cooccurrence_threshold, normal_threshold=cfg.normal_threshold,
+        )
+
+    def _replay_statistics(self) -> None:
+        """Rebuild the accumulators from the stored series (reopened or resumed session)."""
+        series, segments = self._stored.series, self._stored.segment_ids
+        self._session_accumulator = self._new_accumulator()
+        if len(series):
+            self._session_accumulator.update_many(series.left, series.right)
+        self._statistics["session"] = dashboard_statistics(self._snapshot(self._session_accumulator))
+        for seg in self.timeline.segments:
+            acc = self._new_accumulator()
+            rows = segments == seg.segment_id
+            if rows.any():
+                acc.update_many(series.left[rows], series.right[rows])
+            self._accumulators[seg.segment_id] = acc
+            self._statistics[f"segment:{seg.segment_id}"] = dashboard_statistics(self._snapshot(acc))
+
+    # -- patient connection ---------------------------------------------------------------------
+    async def connect(self, offer: Any) -> Any:
+        """Answer a patient's offer; a new offer replaces the previous connection."""
+        if self.peer is not None:
+            old, self.peer = self.peer, None
+            await old.close()
+            await self._analysis_done.wait()
+        loop = asyncio.get_running_loop()
+        if self.pipeline is None:
+            self.pipeline = await loop.run_in_executor(self.models.executor, self.models.new_pipeline)
+            # Continue the session statistics where the stored series left them.
+            self.pipeline.statistics = self._session_accumulator
+            estimator = self.pipeline.estimator
+            self.estimator_info = {"name": getattr(estimator, "name", "?"), "is_proxy": bool(getattr(estimator, "is_proxy", False))}
+            self.store.set_estimator(self.id, self.estimator_info)
+        peer = PatientPeer(self.settings.ice_servers, on_video=self._start_loops, on_closed=lambda: self._on_closed(peer))
+        answer = await peer.answer(offer)
+        self.peer = peer
+        self.health.connections += 1
+        self.status = "live"
+        self.store.set_status(self.id, "live")
+        self._changed.set()
+        return answer
+
+    def _on_closed(self, peer: PatientPeer) -> None:
+        if self.peer is peer:
+            self.peer = None
+        self._changed.set()
+
+    async def disconnect(self) -> None:
+        if self.peer is not None:
+            peer, self.peer = self.peer, None
+            await peer.close()
+        await self._analysis_done.wait()
+
+    def _start_loops(self, slot: LatestFrame[ReceivedFrame]) -> None:
+        self._keyframes = KeyframeQueue(self.settings.keyframe_queue)
+        self._analysis_done.clear()
+        frames = self._spawn(self._frame_loop(slot, self._keyframes))
+        self._spawn(self._analysis_loop(self._keyframes, frames))
+        self._ensure_publisher()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _ensure_publisher(self) -> None:
+        if self._publisher is None or self._publisher.done():
+            self._publisher = self._spawn(self._publish_loop())
+
+    async def _frame_loop(self, slot: LatestFrame[ReceivedFrame], keyframes: KeyframeQueue[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        seen = 0
+        base_received = self.health.frames_received
+        try:
+            while True:
+                seen, item = await slot.newer_than(seen)
+                self.health.frames_received = base_received + slot.seq
+                if item is None:
+                    break
+                result = await loop.run_in_executor(self.models.executor, self._ingest, item)
+                self.health.frames_analysed += 1
+                if result.keyframe is not None:
+                    segment = self.timeline.segment_at(result.keyframe.time_s)
+                    keyframes.put((result.keyframe, item, segment))
+                    self._changed.set()
+        except Exception:
+            log.exception("frame loop of session %s failed", self.id)
+        finally:
+            keyframes.close()
+
+    def _ingest(self, item: ReceivedFrame) -> Any:
+        image = item.frame.to_ndarray(format="rgb24")
+        frame = Frame(self._frame_index, item.received_at - self.created_at, image)
+        self._frame_index += 1
+        return self.pipeline.ingest(frame)
+
+    async def _analysis_loop(self, keyframes: KeyframeQueue[Any], frames: asyncio.Task[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                entry = await keyframes.get()
+                self.health.keyframes_dropped = self._dropped_before + keyframes.dropped
+                if entry is None:
+                    break
+                await loop.run_in_executor(self.models.executor, self._analyse, *entry)
+                self._changed.set()
+        except Exception:
+            log.exception("analysis loop of session %s failed", self.id)
+        finally:
+            await asyncio.gather(frames, return_exceptions=True)
+            self._dropped_before += keyframes.dropped
+            await loop.run_in_executor(self.models.executor, self._finish)
+            self.status = "ended"
+            self.store.set_status(self.id, "ended")
+            self._analysis_done.set()
+            self._changed.set()
+
+    def _analyse(self, keyframe: Keyframe, item: ReceivedFrame, segment: Segment | None) -> None:
+        estimate = self.pipeline.analyse(keyframe).estimate
+        seq = self._seq
+        self._seq += 1
+        seg_id = segment.segment_id if segment is not None else None
+        self.store.add_keyframe(self.id, seq, estimate.frame_index, estimate.time_s, item.received_at, seg_id,
+                                estimate.n_helpers, estimate.left, estimate.right)
+        left, right = estimate.left.tolist(), estimate.right.tolist()
+        scopes = {"session": self._session_accumulator}
+        if seg_id is not None:
+            acc = self._accumulators.setdefault(seg_id, self._new_accumulator())
+            acc.update(estimate.left, estimate.right)
+            scopes[f"segment:{seg_id}"] = acc
+        now = time.monotonic()
+        for scope, acc in scopes.items():
+            state = self._snapshot(acc)
+            self._statistics[scope] = dashboard_statistics(state)
+            if now - self._saved_at.get(scope, -math.inf) >= STATISTICS_SAVE_INTERVAL_S:
+                self.store.save_statistics(self.id, scope, estimate.time_s, state.to_json())
+                self._saved_at[scope] = now
+        self._tail.append((seq, estimate.time_s, left, right))
+        self._latest = {"seq": seq, "frame_index": estimate.frame_index, "time_s": estimate.time_s,
+                        "received_at": item.received_at, "left": left, "right": right}
+        self.health.keyframes += 1
+        self._pending_latency.append(item.received_mono)
+
+    def _finish(self) -> None:
+        """Final statistics of every scope and the frame counts: the stored record is complete."""
+        self.store.save_statistics(self.id, "session", self._latest["time_s"] if self._latest else 0.0,
+                                   self._snapshot(self._session_accumulator).to_json())
+        for seg_id, acc in self._accumulators.items():
+            self.store.save_statistics(self.id, f"segment:{seg_id}", 0.0, self._snapshot(acc).to_json())
+        self.store.set_counts(self.id, self.counts())
+
+    def counts(self) -> dict[str, Any]:
+        counts = self.pipeline.counts.as_dict() if self.pipeline is not None else {}
+        return {**counts, "frames_received": self.health.frames_received,
+                "frames_stale_dropped": self.health.frames_received - self.health.frames_analysed,
+                "keyframes_dropped": self.health.keyframes_dropped}
+
+    # -- exercises -------------------------------------------------------------------------------
+    def session_time(self) -> float:
+        return time.time() - self.created_at
+
+    def start_exercise(self, key: str) -> Segment:
+        closed, segment = self.timeline.start(key, self.session_time())
+        if closed is not None:
+            self._close_segment(closed)
+        self._accumulators[segment.segment_id] = self._new_accumulator()
+        self._statistics[f"segment:{segment.segment_id}"] = dashboard_statistics(self._snapshot(self._accumulators[segment.segment_id]))
+        self.store.start_segment(self.id, _segment_record(segment))
+        self._changed.set()
+        return segment
+
+    def stop_exercise(self) -> Segment | None:
+        closed = self.timeline.stop(self.session_time())
+        if closed is not None:
+            self._close_segment(closed)
+        self._changed.set()
+        return closed
+
+    def _close_segment(self, segment: Segment) -> None:
+        assert segment.end_s is not None
+        self.store.end_segment(self.id, segment.segment_id, segment.end_s)
+
+    # -- dashboards ------------------------------------------------------------------------------
+    async def _publish_loop(self) -> None:
+        interval = 1.0 / self.settings.dashboard_hz
+        while True:
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+            self._changed.clear()
+            self.publish_now()
+            if self.peer is None and self._analysis_done.is_set() and not self._changed.is_set():
+                self._publisher = None
+                return
+            await asyncio.sleep(interval)  # coalescing: at most dashboard_hz snapshots a second
+
+    def publish_now(self) -> None:
+        now = time.perf_counter()
+        while self._pending_latency:  # appended by the model thread
+            self._latency_ms.append((now - self._pending_latency.popleft()) * 1000.0)
+        self.hub.publish(json.dumps(self.snapshot(), separators=(",", ":"), allow_nan=False))
+
+    def _rates(self) -> tuple[float | None, float | None]:
+        now = time.monotonic()
+        self._rate_samples.append((now, self.health.frames_received, self.health.keyframes))
+        while len(self._rate_samples) > 2 and now - self._rate_samples[0][0] > 3.0:
+            self._rate_samples.popleft()
+        t0, f0, k0 = self._rate_samples[0]
+        if now - t0 < 0.5:
+            return None, None
+        return (self.health.frames_received - f0) / (now - t0), (self.health.keyframes - k0) / (now - t0)
+
+    def snapshot(self) -> dict[str, Any]:
+        fps, kps = self._rates() if self.peer is not None else (None, None)
+        tail = list(self._tail)
+        current = self.timeline.current
+        segments = []
+        for seg in self.timeline.segments:
+            segments.append({**seg.to_json(), "statistics": self._statistics.get(f"segment:{seg.segment_id}")})
+        return _clean({
+            "type": "snapshot",
+            "session": self.id,
+            "status": self.status,
+            "live": self.peer is not None,
+            "sent_at": time.time(),
+            "session_time_s": self.session_time(),
+            "aus": list(AU_NAMES),
+            "estimator": self.estimator_info,
+            "mirrored": self.settings.mirrored,
+            "latest": self._latest,
+            "series": {
+                "seq": [t[0] for t in tail], "time_s": [t[1] for t in tail],
+                "left": [t[2] for t in tail], "right": [t[3] for t in tail],
+            },
+            "statistics": {"session": self._statistics.get("session"), "segments": segments},
+            "exercise": {"current": current.to_json() if current else None,
+                         "protocol": [e.key for e in PROTOCOL]},
+            "health": {
+                "frames_per_s": fps, "keyframes_per_s": kps,
+                "frames_received": self.health.frames_received,
+                "frames_analysed": self.health.frames_analysed,
+                "frames_stale_dropped": self.health.frames_received - self.health.frames_analysed,
+                "keyframes": self.health.keyframes,
+                "keyframes_dropped": self.health.keyframes_dropped,
+                "latency_ms_p50": _percentile(self._latency_ms, 50),
+                "latency_ms_p95": _percentile(self._latency_ms, 95),
+                "viewers": len(self.hub),
+                "viewer_updates_dropped": self.hub.dropped(),
+            },
+        })
+
+    async def close(self) -> None:
+        await self.disconnect()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _segment_record(segment: Segment) -> Any:
+    from stream.server.store import SegmentRecord
+
+    return SegmentRecord(segment.segment_id, segment.exercise, segment.start_s, segment.end_s)
+
+
+class SessionRegistry:
+    """The sessions held in memory: live ones, and stored ones a clinician has reopened."""
+
+    def __init__(self, settings: ServerSettings, store: Store, models: ModelPool) -> None:
+        self.settings = settings
+        self.store = store
+        self.models = models
+        self._open: dict[str, LiveSession] = {}
+        self._lock = asyncio.Lock()
+
+    def __contains__(self, session_id: str) -> bool:
+        return session_id in self._open
+
+    async def open(self, session_id: str) -> LiveSession:
+        async with self._lock:
+            session = self._open.get(session_id)
+            if session is None:
+                record = self.store.session(session_id)
+                if record is None:
+                    raise KeyError(session_id)
+                session = LiveSession(record, self.settings, self.store, self.models)
+                self._open[session_id] = session
+            return session
+
+    async def release(self, session_id: str) -> None:
+        """Forget a session nobody uses any more (no patient, no viewer); its data stays stored."""
+        async with self._lock:
+            session = self._open.get(session_id)
+            if session is not None and session.peer is None and len(session.hub) == 0 and session._analysis_done.is_set():
+                del self._open[session_id]
+                await session.close()
+
+    async def close_all(self) -> None:
+        async with self._lock:
+            sessions, self._open = list(self._open.values()), {}
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+
+def session_report(store: Store, session_id: str) -> tuple[dict[str, Any], Any]:
+    """report.json content and AU series of a stored session, as ``analyze`` writes them for a video.
+
+    Statistics are recomputed from the stored series, so the report is exact up to the last stored
+    keyframe whatever happened to the live process; each exercise segment gets its own statistics.
+    """
+    from stream.analyze import assemble_report
+    from stream.config import AnalysisConfig
+    from stream.symptoms.normal import load_normal_cooccurrence
+    from stream.symptoms.statistics import SymptomAccumulator
+
+    record = store.session(session_id)
+    if record is None:
+        raise KeyError(session_id)
+    known = set(AnalysisConfig.__dataclass_fields__)
+    config = AnalysisConfig(**{k: v for k, v in record.config.items() if k in known})
+    normal = load_normal_cooccurrence(config.normal_cooccurrence)
+    stored = store.series(session_id)
+
+    def statistics(rows: np.ndarray | slice) -> Any:
+        acc = SymptomAccumulator(active_threshold=config.active_threshold)
+        left, right = stored.series.left[rows], stored.series.right[rows]
+        if len(left):
+            acc.update_many(left, right)
+        return acc.snapshot(normal, asymmetry_threshold=config.asymmetry_threshold,
+                            cooccurrence_threshold=config.cooccurrence_threshold,
+                            normal_threshold=config.normal_threshold)
+
+    counts = dict(record.counts)
+    counts.setdefault("keyframes", len(stored.series))
+    warnings = []
+    if record.status == "live":
+        warnings.append("the session was still live when this report was made: it covers the keyframes stored so far")
+    report = assemble_report(
+        statistics(slice(None)), counts, config, source=f"live session {session_id}",
+        estimator_is_proxy=bool(record.estimator.get("is_proxy", True)), warnings=warnings,
+    )
+    report["config"]["mirrored"] = record.mirrored
+    report["config"]["estimator"] = record.estimator.get("name", config.estimator)
+    report["session"] = {"id": record.id, "label": record.label, "created_at": record.created_at,
+                         "ended_at": record.ended_at, "status": record.status}
+    report["exercises"] = [
+        {**_segment_json(seg), "symptoms": statistics(stored.segment_ids == seg.segment_id).to_json()}
+        for seg in store.segments(session_id)
+    ]
+    report["findings"] = store.findings(session_id)
+    return report, stored.series
+
+
+def _segment_json(seg: Any) -> dict[str, Any]:
+    return {"segment_id": seg.segment_id, "exercise": seg.exercise, "start_s": seg.start_s, "end_s": seg.end_s}

@@ -1,0 +1,142 @@
+"""Server building blocks without the network: tokens, store, hub, exercise timeline, queues."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from stream.aus import N_AUS
+from stream.server.exercises import EXERCISES, PROTOCOL, ExerciseError, Timeline
+from stream.server.hub import Hub
+from stream.server.ingest import KeyframeQueue, LatestFrame
+from stream.server.sessions import Gate, Role, new_token, token_hash
+from stream.server.store import SegmentRecord, Store
+
+
+class FakeConn:
+    def __init__(self, token: str | None = None, header: str | None = None) -> None:
+        self.query_params = {"token": token} if token is not None else {}
+        self.headers = {"authorization": header} if header is not None else {}
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "sessions.sqlite3")
+    yield s
+    s.close()
+
+
+def test_tokens_are_stored_only_as_hashes_and_bound_to_session_and_role(store, tmp_path):
+    patient, clinician = new_token(), new_token()
+    assert len(patient) >= 43 and patient != clinician
+    store.create_session("A", "", False, {})
+    store.create_session("B", "", False, {})
+    store.add_token("A", "patient", token_hash(patient))
+    store.add_token("A", "clinician", token_hash(clinician))
+    gate = Gate(store, admin_key="a-long-clinic-admin-key")
+    assert gate.allows("A", clinician, Role.CLINICIAN)
+    assert gate.allows("A", patient, Role.PATIENT)
+    assert not gate.allows("A", patient, Role.CLINICIAN)  # a patient token cannot view
+    assert not gate.allows("B", clinician, Role.CLINICIAN)  # session A's token opens nothing of B
+    assert not gate.allows("A", "x" * 1000, Role.CLINICIAN)
+    assert gate.check(FakeConn(header=f"Bearer {clinician}"), "A", Role.PATIENT, Role.CLINICIAN) is Role.CLINICIAN
+    raw = (tmp_path / "sessions.sqlite3").read_bytes() + (tmp_path / "sessions.sqlite3-wal").read_bytes()
+    assert patient.encode() not in raw and clinician.encode() not in raw
+    assert token_hash(patient).encode() in raw
+
+
+def test_access_denials_distinguish_only_missing_from_wrong(store):
+    from stream.server.sessions import AccessDenied
+
+    gate = Gate(store, admin_key="a-long-clinic-admin-key")
+    with pytest.raises(AccessDenied) as missing:
+        gate.check(FakeConn(), "nope", Role.CLINICIAN)
+    with pytest.raises(AccessDenied) as wrong:
+        gate.check(FakeConn(token="guess"), "nope", Role.CLINICIAN)
+    with pytest.raises(AccessDenied) as wrong_admin:
+        gate.check_admin(FakeConn(header="Bearer guess"))
+    assert (missing.value.status, wrong.value.status, wrong_admin.value.status) == (401, 403, 403)
+    gate.check_admin(FakeConn(header="Bearer a-long-clinic-admin-key"))
+
+
+def test_store_keeps_series_segments_statistics_and_findings_across_reopen(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    store.create_session("S", "label", False, {"active_threshold": 0.5})
+    rng = np.random.default_rng(0)
+    rows = [(rng.uniform(0, 5, N_AUS), rng.uniform(0, 5, N_AUS)) for _ in range(5)]
+    store.start_segment("S", SegmentRecord(0, "smile", 1.0, None))
+    for i, (left, right) in enumerate(rows):
+        store.add_keyframe("S", i, 10 * i, 0.5 * i, 1000.0 + i, 0 if i >= 2 else None, 2, left, right)
+    store.end_segment("S", 0, 9.0)
+    state = {"n_keyframes": 5, "synkinesis": {"pairs": [{"matrix": "right-left|left", "row": "AU5", "col": "AU20", "value": 0.4}]}}
+    store.save_statistics("S", "session", 2.0, state)
+    store.save_statistics("S", "session", 3.0, {**state, "n_keyframes": 6})
+    store.close()
+
+    again = Store(path)
+    stored = again.series("S")
+    assert len(stored.series) == 5
+    np.testing.assert_allclose(stored.series.left, np.stack([r[0] for r in rows]))
+    np.testing.assert_allclose(stored.series.right, np.stack([r[1] for r in rows]))
+    assert stored.segment_ids.tolist() == [-1, -1, 0, 0, 0]
+    assert again.segments("S") == [SegmentRecord(0, "smile", 1.0, 9.0)]
+    assert again.statistics("S")["session"]["n_keyframes"] == 6
+    [finding] = again.findings("S")
+    assert (finding["row"], finding["col"], finding["first_seen_s"], finding["last_seen_s"]) == ("AU5", "AU20", 2.0, 3.0)
+    assert again.session("S").n_keyframes == 5
+    again.close()
+
+
+def test_hub_drops_oldest_for_a_full_client_and_new_clients_get_the_latest():
+    async def story():
+        hub = Hub(queue_size=2)
+        slow = hub.subscribe()
+        for i in range(5):
+            hub.publish(f"m{i}")
+        assert [slow.queue.get_nowait() for _ in range(2)] == ["m3", "m4"]
+        assert slow.dropped == 3
+        late = hub.subscribe()
+        assert late.queue.get_nowait() == "m4"
+
+    asyncio.run(story())
+
+
+def test_latest_frame_slot_and_keyframe_queue_policies():
+    async def story():
+        slot: LatestFrame[int] = LatestFrame()
+        for i in range(3):
+            slot.put(i)
+        assert await slot.newer_than(0) == (3, 2)  # two frames overwritten unseen
+        slot.close()
+        assert await slot.newer_than(3) == (3, None)
+
+        queue: KeyframeQueue[int] = KeyframeQueue(2)
+        for i in range(4):
+            queue.put(i)
+        queue.close()
+        assert [await queue.get(), await queue.get(), await queue.get()] == [2, 3, None]
+        assert queue.dropped == 2
+
+    asyncio.run(story())
+
+
+def test_exercise_timeline_assigns_times_to_segments():
+    assert [e.key for e in PROTOCOL][:2] == ["rest", "brow_raise"] and "lip_pucker" in EXERCISES
+    timeline = Timeline()
+    closed, smile = timeline.start("smile", 10.0)
+    assert closed is None and timeline.current == smile
+    closed, pucker = timeline.start("lip_pucker", 16.0)
+    assert closed is not None and closed.end_s == 16.0
+    timeline.stop(20.0)
+    assert timeline.current is None
+    assert timeline.segment_at(9.9) is None
+    assert timeline.segment_at(10.0).exercise == "smile"
+    assert timeline.segment_at(16.0).exercise == "lip_pucker"
+    assert timeline.segment_at(20.0) is None
+    with pytest.raises(ExerciseError):
+        timeline.start("juggling", 21.0)
+    with pytest.raises(ExerciseError):
+        timeline.start("smile", 5.0)
