@@ -1,0 +1,329 @@
+"""Labelled half-face datasets for DEM training: the DISFA+ layout (or a clinic's data in the same layout).
+
+Expected layout (DISFA+ as distributed; docs/dem.md)::
+
+    ROOT/
+      Images/<subject>/<trial>/<frame>.jpg        any of .jpg .jpeg .png .bmp; frames sorted by name
+      Labels/<subject>/<trial>/AU<n>.txt          one file per AU: AU1 AU2 AU4 AU5 AU6 AU9 AU12 AU15 AU17 AU20 AU25 AU26
+      Labels/<subject>/<trial>/AU<n>_left.txt     optional: the patient's-left label where the sides differ
+      Labels/<subject>/<trial>/AU<n>_right.txt    optional: patient's right (both override AU<n>.txt)
+
+A label file has rows ``<frame file name>  <intensity 0..5>`` (whitespace separated); the first two
+lines may be a header (DISFA+ has two). A trial is one video: DVPM pairs and DEM helpers never cross
+trials. DISFA+'s bilateral labels serve both half-faces.
+
+Pre-processing is the product's own (so training sees what inference sees): the face detector, the
+keyframe filter (reset per trial), the 3-point alignment and the patient-side split. Prepared
+half-faces are cached per trial under a cache folder, keyed by the pre-processing settings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from stream.aus import AU_NAMES, N_AUS
+from stream.errors import InputError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+LAYOUT_HINT = (
+    "expected ROOT/Images/<subject>/<trial>/<frame>.jpg and ROOT/Labels/<subject>/<trial>/AU<n>.txt "
+    f"for the 12 AUs ({' '.join(AU_NAMES)}); see docs/dem.md"
+)
+CACHE_VERSION = 1
+
+
+class DatasetLayoutError(InputError):
+    """A dataset folder does not follow the documented layout."""
+
+
+@dataclass(frozen=True)
+class HalfFaceSet:
+    """Keyframes as half-face pairs with per-side labels; rows are frames."""
+
+    images: np.ndarray  # (N, 2, H, W, 3) uint8 RGB, [patient's left, patient's right]
+    labels: np.ndarray  # (N, 2, 12) int, 0..5, AU_NAMES order
+    video: np.ndarray  # (N,) str, "<subject>/<trial>": helpers and DVPM pairs stay inside one video
+    subject: np.ndarray  # (N,) str
+    frame: np.ndarray  # (N,) str, image file name (or any frame id)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if self.images.ndim != 5 or self.images.shape[1] != 2 or self.images.shape[-1] != 3:
+            raise ValueError(f"images must be (N, 2, H, W, 3), got {self.images.shape}")
+        if self.labels.shape != (n, 2, N_AUS):
+            raise ValueError(f"labels must be ({n}, 2, {N_AUS}), got {self.labels.shape}")
+        for name in ("video", "subject", "frame"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} frames")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.images.shape[2:4])  # type: ignore[return-value]
+
+    def subset(self, idx: Iterable[int] | np.ndarray) -> "HalfFaceSet":
+        idx = np.asarray(list(idx) if not isinstance(idx, np.ndarray) else idx, dtype=np.int64)
+        return HalfFaceSet(self.images[idx], self.labels[idx], self.video[idx], self.subject[idx], self.frame[idx])
+
+    def resized(self, size: tuple[int, int]) -> "HalfFaceSet":
+        """The same set at another half-face size (H, W), resampled as the estimator does (INTER_AREA)."""
+        if self.size == tuple(size):
+            return self
+        h, w = size
+        out = np.empty((len(self), 2, h, w, 3), dtype=np.uint8)
+        for i in range(len(self)):
+            for s in range(2):
+                out[i, s] = cv2.resize(self.images[i, s], (w, h), interpolation=cv2.INTER_AREA)
+        return HalfFaceSet(out, self.labels, self.video, self.subject, self.frame)
+
+    def split(self, fraction: float = 0.8, by: str = "frame", seed: int = 0) -> tuple["HalfFaceSet", "HalfFaceSet"]:
+        """Train/test split. ``by="frame"``: the paper's random 8:2 over keyframes; ``"subject"``: whole
+        subjects on one side (no identity leakage); ``"video"``: whole videos on one side."""
+        rng = np.random.default_rng(seed)
+        if by == "frame":
+            order = rng.permutation(len(self))
+            cut = int(round(fraction * len(self)))
+            return self.subset(np.sort(order[:cut])), self.subset(np.sort(order[cut:]))
+        if by not in ("subject", "video"):
+            raise ValueError(f"split must be 'frame', 'subject' or 'video', got {by!r}")
+        keys = self.subject if by == "subject" else self.video
+        groups = np.unique(keys)
+        if len(groups) < 2:
+            raise ValueError(f"a split by {by} needs at least 2 {by}s, found {len(groups)}")
+        groups = groups[rng.permutation(len(groups))]
+        n_train = min(max(1, int(round(fraction * len(groups)))), len(groups) - 1)
+        train_mask = np.isin(keys, groups[:n_train])
+        return self.subset(np.flatnonzero(train_mask)), self.subset(np.flatnonzero(~train_mask))
+
+    @staticmethod
+    def concatenate(parts: list["HalfFaceSet"]) -> "HalfFaceSet":
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            raise ValueError("no keyframes to concatenate")
+        return HalfFaceSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("images", "labels", "video", "subject", "frame")))
+
+
+# --------------------------------------------------------------------------------------------
+# Layout scan and label files
+
+
+@dataclass(frozen=True)
+class Trial:
+    subject: str
+    name: str
+    images: tuple[Path, ...]  # sorted by file name
+    labels: dict[str, np.ndarray]  # image file name -> (2, 12) int
+
+    @property
+    def video(self) -> str:
+        return f"{self.subject}/{self.name}"
+
+
+_ROW = re.compile(r"^(\S+)\s+(-?\d+(?:\.0+)?)\s*$")
+
+
+def read_label_file(path: Path) -> dict[str, int]:
+    """``<frame name> <intensity>`` rows; up to two leading header lines are skipped."""
+    out: dict[str, int] = {}
+    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        text = line.strip()
+        if not text:
+            continue
+        match = _ROW.match(text)
+        if match is None or not match.group(1).lower().endswith(IMAGE_EXTENSIONS):
+            if lineno <= 2 and not out:
+                continue  # header (DISFA+ has two lines)
+            raise DatasetLayoutError(f"{path} line {lineno}: expected '<frame>.jpg <intensity 0..5>', got {text[:60]!r}")
+        value = int(float(match.group(2)))
+        if not 0 <= value <= 5:
+            raise DatasetLayoutError(f"{path} line {lineno}: intensity {value} outside 0..5")
+        out[match.group(1)] = value
+    if not out:
+        raise DatasetLayoutError(f"{path} has no '<frame>.jpg <intensity>' rows")
+    return out
+
+
+def _descend_nested(folder: Path) -> Path:
+    # Some unpacked copies repeat the subject folder (Images/SN001/SN001/...).
+    inner = [p for p in folder.iterdir() if p.is_dir()]
+    if len(inner) == 1 and inner[0].name == folder.name:
+        return inner[0]
+    return folder
+
+
+def _trial_labels(label_dir: Path, images: list[Path]) -> dict[str, np.ndarray]:
+    names = [p.name for p in images]
+    table = np.full((len(names), 2, N_AUS), -1, dtype=np.int64)
+    index = {n: i for i, n in enumerate(names)}
+    for a, au in enumerate(AU_NAMES):
+        both = label_dir / f"{au}.txt"
+        sided = {s: label_dir / f"{au}_{side}.txt" for s, side in enumerate(("left", "right"))}
+        for s in (0, 1):
+            source = sided[s] if sided[s].is_file() else both
+            if not source.is_file():
+                raise DatasetLayoutError(f"{label_dir} has no {au}.txt (nor {au}_left.txt/{au}_right.txt): {LAYOUT_HINT}")
+            for name, value in read_label_file(source).items():
+                if name in index:
+                    table[index[name], s, a] = value
+    missing = np.flatnonzero((table < 0).any(axis=(1, 2)))
+    if len(missing):
+        first = names[missing[0]]
+        aus = [AU_NAMES[a] for a in np.flatnonzero((table[missing[0]] < 0).any(axis=0))]
+        raise DatasetLayoutError(
+            f"{label_dir}: {len(missing)} of {len(names)} images have no label in some AU file "
+            f"(first: {first}, missing in {', '.join(au + '.txt' for au in aus)})"
+        )
+    return {n: table[i] for i, n in enumerate(names)}
+
+
+def scan_dataset(root: str | Path) -> list[Trial]:
+    """Every trial of a dataset folder, labels merged on the frame name; precise errors otherwise."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetLayoutError(f"dataset folder {root} does not exist: {LAYOUT_HINT}")
+    images_root, labels_root = root / "Images", root / "Labels"
+    for folder in (images_root, labels_root):
+        if not folder.is_dir():
+            raise DatasetLayoutError(f"{root} has no {folder.name}/ folder: {LAYOUT_HINT}")
+    trials = []
+    for subject_dir in sorted(p for p in images_root.iterdir() if p.is_dir()):
+        subject_dir = _descend_nested(subject_dir)
+        subject = subject_dir.name
+        trial_dirs = sorted(p for p in subject_dir.iterdir() if p.is_dir())
+        if not trial_dirs:
+            raise DatasetLayoutError(f"{subject_dir} has no trial folders: {LAYOUT_HINT}")
+        label_subject = labels_root / subject
+        if label_subject.is_dir():
+            label_subject = _descend_nested(label_subject)
+        for trial_dir in trial_dirs:
+            images = sorted(p for p in trial_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not images:
+                raise DatasetLayoutError(f"{trial_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)}): {LAYOUT_HINT}")
+            label_dir = label_subject / trial_dir.name
+            if not label_dir.is_dir():
+                raise DatasetLayoutError(f"images in {trial_dir} have no label folder {label_dir}: {LAYOUT_HINT}")
+            trials.append(Trial(subject, trial_dir.name, tuple(images), _trial_labels(label_dir, images)))
+    if not trials:
+        raise DatasetLayoutError(f"{images_root} has no <subject>/<trial>/ folders with images: {LAYOUT_HINT}")
+    return trials
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-processing with the product's detector, keyframe filter and half-face split; per-trial cache
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    detector: str = "mtcnn"
+    keyframe_threshold: float | None = 6.0  # None: keep every frame with a face (no keyframe filter)
+    mirrored: bool = False  # DISFA+ frames are unmirrored camera images
+
+    def key(self) -> dict[str, Any]:
+        return {"version": CACHE_VERSION, "detector": self.detector, "keyframe_threshold": self.keyframe_threshold,
+                "mirrored": self.mirrored}
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetLayoutError(f"cannot decode image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def prepare_trial(trial: Trial, detector, settings: PrepareSettings) -> dict[str, np.ndarray]:
+    """Half-faces (512x256) of the trial's keyframes: {"left", "right", "frames", "labels"}; counts too."""
+    from stream.face.align import align_face, split_halves
+    from stream.keyframes import KeyframeFilter
+
+    kf = KeyframeFilter(settings.keyframe_threshold) if settings.keyframe_threshold is not None else None
+    left, right, frames, labels = [], [], [], []
+    no_face = 0
+    for path in trial.images:
+        image = _read_rgb(path)
+        face = detector.detect(image).face
+        if face is None:
+            no_face += 1
+            continue
+        try:
+            if kf is not None and not kf.offer(image, face).keep:
+                continue
+            halves = split_halves(align_face(image, face), mirrored=settings.mirrored)
+        except ValueError:  # degenerate landmarks
+            no_face += 1
+            continue
+        left.append(halves.left)
+        right.append(halves.right)
+        frames.append(path.name)
+        labels.append(trial.labels[path.name])
+    empty = np.zeros((0, 512, 256, 3), dtype=np.uint8)
+    return {
+        "left": np.stack(left) if left else empty,
+        "right": np.stack(right) if right else empty,
+        "frames": np.array(frames, dtype=str),
+        "labels": np.stack(labels) if labels else np.zeros((0, 2, N_AUS), dtype=np.int64),
+        "no_face": np.array(no_face),
+    }
+
+
+def load_dataset(
+    root: str | Path,
+    size: tuple[int, int],
+    cache_dir: str | Path | None = None,
+    settings: PrepareSettings = PrepareSettings(),
+    detector=None,
+    progress: bool = False,
+) -> HalfFaceSet:
+    """Scan, pre-process (or read the cache) and return all keyframes at half-face ``size`` (H, W)."""
+    from stream.au.dem.train import Progress
+
+    trials = scan_dataset(root)
+    cache = Path(cache_dir) if cache_dir else Path(root) / ".stream_cache"
+    manifest = cache / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()) != settings.key():
+        raise InputError(
+            f"half-face cache {cache} was prepared with other settings ({manifest.read_text().strip()}); "
+            "delete it or pass another --cache folder"
+        )
+    cache.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps(settings.key()))
+    parts: list[HalfFaceSet] = []
+    bar = Progress("prepare half-faces", len(trials), progress)
+    no_face = 0
+    for t_i, trial in enumerate(trials):
+        file = cache / trial.subject / f"{trial.name}.npz"
+        if file.is_file():
+            with np.load(file) as z:
+                prepared = {k: z[k] for k in z.files}
+        else:
+            if detector is None:
+                from stream.face.detect import build_detector
+
+                detector = build_detector(settings.detector)
+            prepared = prepare_trial(trial, detector, settings)
+            file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = file.with_suffix(".tmp.npz")
+            np.savez_compressed(tmp, **prepared)
+            tmp.replace(file)
+        no_face += int(prepared["no_face"])
+        n = len(prepared["frames"])
+        bar.update(t_i + 1, f"{trial.video}: {n} keyframes")
+        if n == 0:
+            continue
+        images = np.stack([prepared["left"], prepared["right"]], axis=1)
+        part = HalfFaceSet(images, prepared["labels"].astype(np.int64), np.full(n, trial.video, dtype=object),
+                           np.full(n, trial.subject, dtype=object), prepared["frames"].astype(object))
+        parts.append(part.resized(size))
+    bar.close(f"{sum(len(p) for p in parts)} keyframes, {no_face} frames without a usable face")
+    if not parts:
+        raise InputError(f"no keyframe with a detectable face in {root} ({no_face} frames without a face)")
+    return HalfFaceSet.concatenate(parts)
