@@ -1,0 +1,176 @@
+"""Access checks, hostile requests and slow viewers against a real uvicorn (in a thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import statistics
+import time
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from stream.server import ServerSettings, create_app
+from test_server_support import ADMIN_KEY, ThreadServer, allow_loopback_ice, create_session, ws_url
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    allow_loopback_ice()
+    settings = ServerSettings(db_path=str(tmp_path_factory.mktemp("access") / "s.sqlite3"), admin_key=ADMIN_KEY)
+    with ThreadServer(create_app(settings)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def two_sessions(server):
+    return create_session(server.url, "A"), create_session(server.url, "B")
+
+
+def ws_status(url: str) -> int | None:
+    """HTTP status of a refused WebSocket handshake; None when it was accepted."""
+
+    async def go() -> int | None:
+        try:
+            async with websockets.connect(url):
+                return None
+        except websockets.InvalidStatus as exc:
+            return exc.response.status_code
+
+    return asyncio.run(go())
+
+
+def test_pages_api_and_websockets_refuse_wrong_tokens(server, two_sessions):
+    a, b = two_sessions
+    sid_a = a["session_id"]
+    cases = {  # (token, expected status) per route kind
+        "missing": (None, 401),
+        "wrong": ("not-a-token", 403),
+        "patient on dashboard": (a["patient_token"], 403),
+        "session B's clinician": (b["clinician_token"], 403),
+    }
+    for name, (token, status) in cases.items():
+        params = {} if token is None else {"token": token}
+        for path in (f"/s/{sid_a}/clinician", f"/api/s/{sid_a}/state", f"/api/s/{sid_a}/report.json"):
+            r = httpx.get(server.url + path, params=params)
+            assert r.status_code == status, (name, path)
+            assert r.json() == {"error": "unauthorized" if status == 401 else "forbidden"}  # no detail leaked
+            assert a["patient_token"] not in r.text and a["clinician_token"] not in r.text
+        ws = ws_url(server.url, a, token="" if token is None else token)
+        assert ws_status(ws) == status, name
+
+    # the patient side: a clinician token or session B's patient token cannot stream into A
+    for token in (a["clinician_token"], b["patient_token"], "x"):
+        assert httpx.get(f"{server.url}/s/{sid_a}/patient", params={"token": token}).status_code == 403
+        r = httpx.post(f"{server.url}/api/s/{sid_a}/offer", json={"sdp": "v=0", "type": "offer"},
+                       headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 403
+    # an unknown session answers exactly like a wrong token
+    assert httpx.get(f"{server.url}/s/nosuchsession/clinician", params={"token": a["clinician_token"]}).status_code == 403
+    # strangers cannot create or list sessions
+    assert httpx.post(server.url + "/api/sessions").status_code == 401
+    assert httpx.get(server.url + "/api/sessions", headers={"Authorization": "Bearer guess"}).status_code == 403
+    # the right tokens work
+    assert httpx.get(f"{server.url}/s/{sid_a}/clinician", params={"token": a["clinician_token"]}).status_code == 200
+    assert httpx.get(f"{server.url}/s/{sid_a}/patient", params={"token": a["patient_token"]}).status_code == 200
+    assert ws_status(ws_url(server.url, a)) is None
+
+
+def offer_sdp(codecs: str = "default") -> str:
+    from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
+
+    async def go() -> str:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        return sdp
+
+    sdp = asyncio.run(go())
+    if codecs == "unsupported":  # rename every video codec to one the server cannot decode
+        sdp = sdp.replace("VP8/90000", "AV1X/90000").replace("H264/90000", "AV1X/90000").replace("rtx/90000", "AV1X/90000")
+    return sdp
+
+
+def test_hostile_offers_get_clear_4xx_and_other_sessions_keep_working(server, two_sessions):
+    a, b = two_sessions
+    offer_url = f"{server.url}/api/s/{a['session_id']}/offer"
+    auth = {"Authorization": f"Bearer {a['patient_token']}"}
+    bad = [
+        (b"{not json", 400),
+        (json.dumps({"sdp": "hello", "type": "offer"}).encode(), 400),
+        (json.dumps({"sdp": offer_sdp(), "type": "answer"}).encode(), 400),
+        (json.dumps({"sdp": "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nbroken", "type": "offer"}).encode(), 400),
+        (json.dumps({"sdp": offer_sdp("unsupported"), "type": "offer"}).encode(), 422),
+        (json.dumps({"sdp": "v=0\r\n" + "a=x\r\n" * 30000, "type": "offer"}).encode(), 413),
+    ]
+    for body, status in bad:
+        r = httpx.post(offer_url, content=body, headers={**auth, "content-type": "application/json"})
+        assert r.status_code == status, (r.status_code, r.text, body[:60])
+        assert set(r.json()) == {"error"}
+    # a body far above the limit is refused from its Content-Length, unread
+    r = httpx.post(f"{server.url}/api/s/{a['session_id']}/exercise", content=b"x" * (2 << 20), headers=auth)
+    assert r.status_code == 413
+
+    # session B still negotiates a real connection on the same server
+    r = httpx.post(f"{server.url}/api/s/{b['session_id']}/offer", json={"sdp": offer_sdp(), "type": "offer"},
+                   headers={"Authorization": f"Bearer {b['patient_token']}"}, timeout=60)
+    assert r.status_code == 200 and r.json()["type"] == "answer" and "m=video" in r.json()["sdp"]
+    httpx.post(f"{server.url}/api/s/{b['session_id']}/hangup", headers={"Authorization": f"Bearer {b['patient_token']}"})
+
+
+def stalled_websocket(url: str) -> socket.socket:
+    """A client that completes the WebSocket handshake and then never reads a byte."""
+    host_port, path = url.removeprefix("ws://").split("/", 1)
+    host, port = host_port.split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(
+        f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert b"101" in sock.recv(4096).split(b"\r\n")[0]
+    return sock
+
+
+def test_a_stalled_viewer_does_not_delay_a_fast_one(server, two_sessions):
+    a, _ = two_sessions
+    sessions = server.app.state.sessions
+    live = server.call(sessions.open, a["session_id"])
+    stalled = [stalled_websocket(ws_url(server.url, a)) for _ in range(3)]
+    padding = "x" * 60_000  # big updates fill the stalled sockets' buffers within a few messages
+    n_updates, delays = 100, []
+
+    async def fast_viewer() -> None:
+        async with websockets.connect(ws_url(server.url, a), max_size=None) as ws:
+            await ws.recv()  # the current state
+            ready.set()
+            while len(delays) < n_updates:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if "probe" in message:
+                    delays.append(time.time() - message["sent_at"])
+
+    async def publisher() -> None:
+        await ready.wait()
+        for i in range(n_updates):
+            message = json.dumps({"probe": i, "sent_at": time.time(), "padding": padding})
+            server.loop.call_soon_threadsafe(live.hub.publish, message)
+            await asyncio.sleep(0.02)  # 50 updates/s
+
+    async def run() -> None:
+        await asyncio.gather(fast_viewer(), publisher())
+
+    ready = asyncio.Event()
+    try:
+        asyncio.run(run())
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert len(delays) == n_updates  # the fast viewer skipped nothing
+    p95 = statistics.quantiles(delays, n=20)[-1]
+    assert p95 < 0.25, f"fast viewer p95 delivery {p95 * 1000:.0f} ms"
+    assert live.hub.dropped() > 0 or len(live.hub) < 4  # the stalled viewers lost updates (or were evicted)
