@@ -18,14 +18,14 @@ so +x points toward the midline (medial) and +y down, the same for both sides.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from stream.au.base import AUEstimator, KeyframeCode, register_estimator
 from stream.aus import AU_NAMES, N_AUS
-from stream.types import Keyframe
+from stream.types import AUEstimate, Keyframe
 
 # Flow is computed at half resolution (256x128) for speed; displacements are reported in pixels
 # of the 512x256 half-face (inter-ocular distance 128 px in the template).
@@ -90,6 +90,16 @@ def _projection_matrix() -> tuple[np.ndarray, np.ndarray]:
 
 _W, _W_NAMES = _projection_matrix()
 
+# Residual alignment jitter and flow noise on a still face are about 1-2.5 template pixels; a
+# movement below NOISE_FLOOR_PX reads as 0 so that a face at rest does not look active.
+NOISE_FLOOR_PX = 2.5
+NOISE_FLOOR = np.array([5.0 * NOISE_FLOOR_PX / _AU_RULES[au][2] for au in AU_NAMES])
+
+
+def apply_noise_floor(values: np.ndarray) -> np.ndarray:
+    """Map [floor, 5] linearly onto [0, 5] per AU (values already clipped to [0, 5])."""
+    return np.clip((values - NOISE_FLOOR) * 5.0 / (5.0 - NOISE_FLOOR), 0.0, 5.0)
+
 
 def region_displacements(flow: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
     """Median (dx, dy) per region in 512-template pixels, relative to the bridge, plus lips apart.
@@ -133,7 +143,7 @@ class FlowAUEstimator(AUEstimator):
     name = "flow"
     is_proxy = True
 
-    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST) -> None:
+    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> None:
         self._dis = cv2.DISOpticalFlow.create(preset)
         self._reference: np.ndarray | None = None  # (2, 256, 128) uint8
 
@@ -168,6 +178,11 @@ class FlowAUEstimator(AUEstimator):
                 flow = self._flow(hp.grey[s], cur.grey[s])
                 out[k, s] = au_from_displacements(region_displacements(flow, offsets))
         return out
+
+    def estimate(self, current: KeyframeCode, helpers: Sequence[KeyframeCode]) -> AUEstimate:
+        # DEM arithmetic (eq. 3) runs on the linear displacement scale; the noise floor comes after.
+        raw = super().estimate(current, helpers)
+        return replace(raw, left=apply_noise_floor(raw.left), right=apply_noise_floor(raw.right))
 
     def reset(self) -> None:
         self._reference = None
