@@ -184,3 +184,15 @@ def test_presets_and_bad_names():
         DemConfig(backbone="alexnet").validate()
     with pytest.raises(ValueError, match="unknown DEM preset"):
         preset("huge")
+
+
+def test_bench_reports_ovpm_and_dvpm_apart_with_cache_size():
+    from stream.au.dem.bench import bench_dem, format_bench
+
+    result = bench_dem(light=True, ms=[0, 2], repeats=1)
+    assert [r["m"] for r in result["rows"]] == [0, 2]
+    assert result["rows"][0]["dvpm_ms"] == 0.0 and result["rows"][1]["dvpm_ms"] > 0
+    assert [r["m"] for r in result["naive"]] == [2]
+    assert result["cache"]["bytes_per_keyframe"] < 64 * 1024
+    table = format_bench(result)
+    assert "| 2 (naive, no cache) |" in table and "Helper cache:" in table
