@@ -1,0 +1,181 @@
+"use strict";
+// Clinician dashboard: one WebSocket of complete snapshots (a skipped one loses nothing); the
+// AU curves are merged by keyframe number from each snapshot's recent tail.
+(() => {
+  const { el, fmt, sessionId, token } = Stream;
+  const $ = (id) => document.getElementById(id);
+  const REGION_NAMES = { eyebrows: "Eyebrows", eyes: "Eyes", mouth: "Mouth" };
+  const COLOURS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#ff7f0e", "#d62728", "#393b79", "#637939"];
+  const MAX_POINTS = 900;
+  let aus = [], selected = new Set(["AU1", "AU6", "AU12"]), points = new Map(), chart = null, last = null;
+
+  const q = `?token=${encodeURIComponent(token)}`;
+  for (const [id, name] of [["report-html", "report.html"], ["report-json", "report.json"], ["report-csv", "au_series.csv"]]) {
+    $(id).href = `/api/s/${encodeURIComponent(sessionId)}/${name}${q}`;
+  }
+
+  function buildPicker() {
+    const picker = $("au-picker");
+    picker.textContent = "";
+    aus.forEach((au) => {
+      const box = el("input", { type: "checkbox", value: au });
+      box.checked = selected.has(au);
+      box.onchange = () => { box.checked ? selected.add(au) : selected.delete(au); buildChart(); };
+      picker.append(el("label", { style: "margin-right:.6rem" }, box, " " + au));
+    });
+  }
+
+  function buildChart() {
+    const holder = $("curves");
+    if (chart) { chart.destroy(); chart = null; }
+    const series = [{ label: "time (s)" }];
+    aus.forEach((au, i) => {
+      if (!selected.has(au)) return;
+      series.push({ label: `${au} L`, stroke: COLOURS[i % COLOURS.length], width: 2 });
+      series.push({ label: `${au} R`, stroke: COLOURS[i % COLOURS.length], width: 2, dash: [6, 4] });
+    });
+    const width = Math.max(320, holder.clientWidth || 600);
+    chart = new uPlot({ width, height: 260, series, scales: { x: { time: false }, y: { range: [0, 5] } },
+                        axes: [{ label: "session time (s)" }, { label: "intensity" }] }, chartData(), holder);
+  }
+
+  function chartData() {
+    const rows = [...points.values()].sort((a, b) => a.seq - b.seq);
+    const data = [rows.map((r) => r.t)];
+    aus.forEach((au, i) => {
+      if (!selected.has(au)) return;
+      data.push(rows.map((r) => r.left[i]));
+      data.push(rows.map((r) => r.right[i]));
+    });
+    return data;
+  }
+
+  function mergeSeries(s) {
+    s.seq.forEach((seq, k) => points.set(seq, { seq, t: s.time_s[k], left: s.left[k], right: s.right[k] }));
+    if (points.size > MAX_POINTS) {
+      const keys = [...points.keys()].sort((a, b) => a - b);
+      keys.slice(0, points.size - MAX_POINTS).forEach((k) => points.delete(k));
+    }
+  }
+
+  function renderLatest(latest) {
+    const body = $("latest").querySelector("tbody");
+    body.textContent = "";
+    aus.forEach((au, i) => {
+      const cell = (side) => {
+        const v = latest ? latest[side][i] : null;
+        const td = el("td", { class: `bar-cell ${side}`, "data-au": au, "data-side": side }, el("span", { class: "bar", style: `width:${v === null ? 0 : (v / 5) * 100}%` }), fmt(v));
+        return td;
+      };
+      body.append(el("tr", {}, el("td", { text: au }), cell("left"), cell("right")));
+    });
+  }
+
+  function sideWords(side) { return side === "left" ? "patient's left weaker" : side === "right" ? "patient's right weaker" : "no obvious difference"; }
+
+  function renderStatistics(stats) {
+    const regions = $("regions").querySelector("tbody");
+    regions.textContent = "";
+    const syn = $("synkinesis");
+    syn.textContent = "";
+    if (!stats) return;
+    for (const [name, r] of Object.entries(stats.regions || {})) {
+      regions.append(el("tr", { "data-region": name }, el("td", { text: REGION_NAMES[name] || name }), el("td", { text: fmt(r.delta_am) }),
+        el("td", { class: r.weaker_side || "", text: sideWords(r.weaker_side) })));
+    }
+    $("n-keyframes").textContent = `${stats.n_keyframes} keyframes; dead band |ΔAM| ≤ ${stats.asymmetry_threshold}`;
+    const pairs = (stats.synkinesis && stats.synkinesis.pairs) || [];
+    if (!pairs.length) syn.append(el("li", { text: "none found" }));
+    const strongest = [...pairs].sort((a, b) => Math.abs(b.value) - Math.abs(a.value));
+    strongest.slice(0, 8).forEach((p) => syn.append(el("li", { text: `${p.row} with ${p.col} (${p.matrix}): ${fmt(p.value)}` })));
+    if (pairs.length > 8) syn.append(el("li", { class: "muted", text: `and ${pairs.length - 8} more (see the heatmaps and the report)` }));
+    const diff = stats.cooccurrence_difference || {};
+    drawHeatmap($("hm-left"), aus, diff["right-left|left"], stats.mask, pairs.filter((p) => p.matrix === "right-left|left"));
+    drawHeatmap($("hm-right"), aus, diff["left-right|right"], stats.mask, pairs.filter((p) => p.matrix === "left-right|right"));
+  }
+
+  function synkinesisSummary(pairs) {
+    if (!pairs.length) return "none";
+    const top = [...pairs].sort((a, b) => Math.abs(b.value) - Math.abs(a.value)).slice(0, 3).map((p) => `${p.row}~${p.col}`);
+    return `${pairs.length} pair${pairs.length > 1 ? "s" : ""}: ${top.join(", ")}${pairs.length > 3 ? ", …" : ""}`;
+  }
+
+  function renderExercises(segments) {
+    const body = $("exercises").querySelector("tbody");
+    body.textContent = "";
+    const scope = $("scope");
+    const chosen = scope.value;
+    scope.textContent = "";
+    scope.append(el("option", { value: "session", text: "whole session" }));
+    for (const seg of segments) {
+      const st = seg.statistics || {};
+      const r = st.regions || {};
+      const dam = (name) => r[name] ? `${fmt(r[name].delta_am)}${r[name].weaker_side ? ` (${r[name].weaker_side} weaker)` : ""}` : "–";
+      const pairs = (st.synkinesis && st.synkinesis.pairs) || [];
+      const title = `${seg.exercise.replaceAll("_", " ")} #${seg.segment_id + 1}`;
+      body.append(el("tr", { "data-exercise": seg.exercise }, el("td", { text: title + (seg.end_s === null ? " (running)" : "") }),
+        el("td", { text: String(st.n_keyframes ?? 0) }), el("td", { text: dam("eyebrows") }), el("td", { text: dam("eyes") }),
+        el("td", { text: dam("mouth") }), el("td", { text: synkinesisSummary(pairs) })));
+      scope.append(el("option", { value: String(seg.segment_id), text: title }));
+    }
+    scope.value = [...scope.options].some((o) => o.value === chosen) ? chosen : "session";
+  }
+
+  function scopeStatistics(snapshot) {
+    const chosen = $("scope").value;
+    if (chosen === "session") return snapshot.statistics.session;
+    const seg = snapshot.statistics.segments.find((s) => String(s.segment_id) === chosen);
+    return seg ? seg.statistics : snapshot.statistics.session;
+  }
+
+  function renderHealth(h, snapshot) {
+    $("health-fps").textContent = fmt(h.frames_per_s, 1);
+    $("health-kps").textContent = fmt(h.keyframes_per_s, 1);
+    $("health-frames").textContent = String(h.frames_received);
+    $("health-keyframes").textContent = String(h.keyframes);
+    $("health-stale").textContent = String(h.frames_stale_dropped);
+    $("health-kdrops").textContent = String(h.keyframes_dropped);
+    $("health-latency").textContent = `${fmt(h.latency_ms_p50, 0)} / ${fmt(h.latency_ms_p95, 0)} ms`;
+    $("health-viewers").textContent = String(h.viewers);
+    const status = snapshot.live ? "live" : snapshot.status === "ended" ? "ended" : "waiting";
+    $("status").textContent = snapshot.live ? "live" : status === "ended" ? "ended (read-only)" : "waiting for the patient";
+    $("status").className = `pill ${status}`;
+    const current = snapshot.exercise.current;
+    $("exercise-now").textContent = current ? `— now: ${current.exercise.replaceAll("_", " ")}` : "";
+  }
+
+  let pending = false;
+  function render(snapshot) {
+    last = snapshot;
+    if (!aus.length) { aus = snapshot.aus; buildPicker(); buildChart(); }
+    $("proxy").hidden = !(snapshot.estimator && snapshot.estimator.is_proxy);
+    mergeSeries(snapshot.series);
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {  // at most one redraw per animation frame
+      pending = false;
+      chart && chart.setData(chartData());
+      renderLatest(last.latest);
+      renderExercises(last.statistics.segments);
+      renderStatistics(scopeStatistics(last));
+      renderHealth(last.health, last);
+      document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+    });
+  }
+  $("scope").onchange = () => last && renderStatistics(scopeStatistics(last));
+
+  let backoff = 500;
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${proto}://${location.host}/ws/s/${encodeURIComponent(sessionId)}${q}`);
+    ws.onopen = () => { $("ws-state").textContent = "connected"; backoff = 500; };
+    ws.onmessage = (event) => render(JSON.parse(event.data));
+    ws.onclose = () => {
+      $("ws-state").textContent = "reconnecting";
+      setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, 10000);
+    };
+  }
+  window.addEventListener("resize", () => chart && chart.setSize({ width: Math.max(320, $("curves").clientWidth), height: 260 }));
+  connect();
+})();

@@ -1,0 +1,95 @@
+"""Headless Chromium with a fake camera playing a real face video: patient page streams, the
+clinician page shows live values. Driven by Playwright with the system Chromium (Debian package)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from test_server_support import ProcessServer, create_session, has_non_loopback_interface
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+pytestmark = pytest.mark.browser
+
+
+def write_y4m(source: Path, target: Path, n_frames: int = 120, every: int = 2) -> Path:
+    """A y4m clip for Chromium's fake camera (raw, so written at test time): every 2nd source frame."""
+    import av
+
+    with av.open(str(source)) as inp, av.open(str(target), "w", format="yuv4mpegpipe") as out:
+        stream = inp.streams.video[0]
+        video = out.add_stream("rawvideo", rate=30)
+        video.width, video.height, video.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
+        written = 0
+        for i, frame in enumerate(inp.decode(video=0)):
+            if i % every:
+                continue
+            frame = av.VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
+            for packet in video.encode(frame):
+                out.mux(packet)
+            written += 1
+            if written >= n_frames:
+                break
+        for packet in video.encode():
+            out.mux(packet)
+    return target
+
+
+@pytest.fixture
+def browser_env(tmp_path, shared_data):
+    if not CHROMIUM.exists():
+        pytest.skip("system Chromium not installed at /usr/bin/chromium (apt-get install chromium)")
+    if not has_non_loopback_interface():
+        pytest.skip("no non-loopback network interface: Chromium and aiortc cannot pair ICE over lo alone")
+    pytest.importorskip("playwright.sync_api")
+    server = ProcessServer(tmp_path / "sessions.sqlite3", tmp_path / "serve.log").start()
+    yield server, write_y4m(shared_data / "d9.mp4", tmp_path / "face.y4m"), tmp_path
+    server.stop()
+
+
+def test_patient_page_streams_and_clinician_page_shows_live_values(browser_env):
+    from playwright.sync_api import expect, sync_playwright
+
+    server, clip, tmp = browser_env
+    session = create_session(server.url, "browser")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={clip.resolve()}",
+            "--disable-background-networking", "--disable-component-update", "--no-first-run",
+        ])
+        try:
+            patient = browser.new_page(viewport={"width": 1200, "height": 800})
+            patient.goto(session["patient_url"])
+            expect(patient.locator("#protocol li")).to_have_count(7)
+            patient.click("#connect")
+            patient.wait_for_function("window.pc && window.pc.connectionState === 'connected'", timeout=60_000)
+            expect(patient.locator("#status")).to_have_text("live")
+            assert "mirrored" in patient.get_attribute("#preview", "class")  # preview only
+            patient.click("#start")
+            expect(patient.locator("#protocol li.current")).to_have_text("Rest (8 s)")
+
+            clinician = browser.new_page(viewport={"width": 1400, "height": 1100})
+            clinician.goto(session["clinician_url"])
+            expect(clinician.locator("#status")).to_have_text("live", timeout=30_000)
+            clinician.wait_for_function(
+                "Number(document.getElementById('health-keyframes').textContent) >= 3", timeout=90_000)
+            values = clinician.locator("#latest td.bar-cell").all_inner_texts()
+            assert len(values) == 24 and all(0 <= float(v) <= 5 for v in values)
+            assert float(clinician.inner_text("#health-fps")) > 5  # frames are arriving
+            expect(clinician.locator("#regions tbody tr")).to_have_count(3)
+            expect(clinician.locator("#exercises tbody tr")).to_have_count(1)
+            assert clinician.locator(".u-wrap canvas").count() == 1  # the uPlot AU curves
+            patient.screenshot(path=str(tmp / "patient.png"))
+            clinician.screenshot(path=str(tmp / "clinician.png"), full_page=True)
+            patient.click("#disconnect")
+            expect(clinician.locator("#status")).to_have_text("ended (read-only)", timeout=60_000)
+        finally:
+            browser.close()
+    shots = Path(__file__).resolve().parents[1] / ".screenshots"
+    if shots.is_dir():  # keep them when a developer asks for it (mkdir .screenshots)
+        for name in ("patient.png", "clinician.png"):
+            shutil.copy(tmp / name, shots / name)
