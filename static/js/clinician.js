@@ -121,11 +121,24 @@
     scope.value = [...scope.options].some((o) => o.value === chosen) ? chosen : "session";
   }
 
+  // Snapshots carry matrices for the whole session and the running exercise only; a finished
+  // exercise's full statistics are fetched when chosen (and again if its keyframe count changes).
+  const fetched = new Map();
   function scopeStatistics(snapshot) {
     const chosen = $("scope").value;
     if (chosen === "session") return snapshot.statistics.session;
     const seg = snapshot.statistics.segments.find((s) => String(s.segment_id) === chosen);
-    return seg ? seg.statistics : snapshot.statistics.session;
+    if (!seg || !seg.statistics) return snapshot.statistics.session;
+    if (seg.statistics.cooccurrence_difference) return seg.statistics;
+    const have = fetched.get(chosen);
+    if (have && have.n_keyframes === seg.statistics.n_keyframes) return have;
+    if (!have || have.pending !== seg.statistics.n_keyframes) {
+      fetched.set(chosen, Object.assign({}, seg.statistics, { pending: seg.statistics.n_keyframes }));
+      Stream.api(`/api/s/${encodeURIComponent(sessionId)}/statistics?scope=segment:${chosen}`)
+        .then((full) => { fetched.set(chosen, full); if ($("scope").value === chosen) renderStatistics(full); })
+        .catch(() => {});
+    }
+    return fetched.get(chosen);
   }
 
   function renderHealth(h, snapshot) {

@@ -14,6 +14,7 @@ clinic key):
     POST /api/s/{sid}/exercise              patient    {"action": "start", "exercise": key} | {"action": "stop"}
     POST /api/s/{sid}/hangup                patient    end the stream
     GET  /api/s/{sid}/state                 clinician  the current dashboard snapshot
+    GET  /api/s/{sid}/statistics?scope=     clinician  statistics of "session" or "segment:<id>" with matrices
     GET  /api/s/{sid}/report.json|report.html|au_series.csv   clinician
     WS   /ws/s/{sid}                        clinician  dashboard snapshots
 """
@@ -238,6 +239,16 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         finally:
             await sessions.release(sid)
 
+    async def scope_statistics(request: Request) -> Response:
+        sid = request.path_params["sid"]
+        gate.check(request, sid, Role.CLINICIAN)
+        session = await sessions.open(sid)
+        try:
+            found = session.statistics(request.query_params.get("scope", "session"))
+        finally:
+            await sessions.release(sid)
+        return JSONResponse(found) if found is not None else _error(404)
+
     async def report_file(request: Request) -> Response:
         sid = request.path_params["sid"]
         gate.check(request, sid, Role.CLINICIAN)
@@ -310,6 +321,7 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         Route("/api/s/{sid}/exercise", exercise, methods=["POST"]),
         Route("/api/s/{sid}/hangup", hangup, methods=["POST"]),
         Route("/api/s/{sid}/state", state),
+        Route("/api/s/{sid}/statistics", scope_statistics),
         Route("/api/s/{sid}/{name:str}", report_file),
         WebSocketRoute("/ws/s/{sid}", dashboard),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),

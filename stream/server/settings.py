@@ -60,7 +60,9 @@ class ServerSettings:
     dashboard_hz: float = 10.0  # snapshots coalesced to at most this rate
     client_queue: int = 4  # per-WebSocket backlog; when full the oldest snapshot is dropped
     send_timeout_s: float = 10.0  # a client whose socket accepts nothing for this long is closed
-    series_tail: int = 120  # keyframes of AU curve sent with every snapshot
+    # Keyframes of AU curve in every snapshot: a client that skips updates still gets every point
+    # unless it falls this far behind (the full series is in the report).
+    series_tail: int = 40
     # --- limits ---
     max_body_bytes: int = 64 * 1024  # requests above this get 413 (an SDP offer is ~5 KB)
     stall_after_s: float = 5.0  # no frame for this long: the patient stream is reported stalled

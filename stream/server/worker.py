@@ -90,7 +90,7 @@ def _percentile(values: deque[float], q: float) -> float | None:
 def _clean(value: Any) -> Any:
     """JSON-safe numbers (NaN/inf -> None), rounded to keep dashboard messages small."""
     if isinstance(value, float):
-        return round(value, 4) if math.isfinite(value) else None
+        return round(value, 3) if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -100,6 +100,14 @@ def _clean(value: Any) -> Any:
     if isinstance(value, np.generic):
         return _clean(value.item())
     return value
+
+
+def statistics_summary(statistics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the per-exercise table needs of a scope; the matrices stay out of every snapshot."""
+    if statistics is None:
+        return None
+    keys = ("n_keyframes", "asymmetry_threshold", "regions", "synkinesis")
+    return {k: statistics[k] for k in keys if k in statistics}
 
 
 def dashboard_statistics(state: Any) -> dict[str, Any]:
@@ -384,13 +392,20 @@ class LiveSession:
             return None, None
         return (self.health.frames_received - f0) / (now - t0), (self.health.keyframes - k0) / (now - t0)
 
+    def statistics(self, scope: str) -> dict[str, Any] | None:
+        """Dashboard statistics of ``session`` or ``segment:<id>``, matrices included."""
+        return _clean(self._statistics.get(scope))
+
     def snapshot(self) -> dict[str, Any]:
         fps, kps = self._rates() if self.peer is not None else (None, None)
         tail = list(self._tail)
         current = self.timeline.current
+        # Full statistics (matrices included) for the whole session and the running exercise; the
+        # others as summaries, their matrices on request (``statistics``): snapshots stay small.
         segments = []
         for seg in self.timeline.segments:
-            segments.append({**seg.to_json(), "statistics": self._statistics.get(f"segment:{seg.segment_id}")})
+            stats = self._statistics.get(f"segment:{seg.segment_id}")
+            segments.append({**seg.to_json(), "statistics": stats if current is not None and seg.segment_id == current.segment_id else statistics_summary(stats)})
         return _clean({
             "type": "snapshot",
             "session": self.id,
