@@ -120,3 +120,27 @@ def test_train_then_evaluate_commands_on_a_folder(tmp_path, capsys):
     bad = eval_parser.parse_args(["--data", str(tmp_path / "nowhere"), "--checkpoint", str(run / "dem.pt"), "--no-progress"])
     assert run_evaluate(bad) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_pipeline_runs_the_dem_estimator_from_a_checkpoint(tmp_path):
+    from stream.au.dem import checkpoint as ckpt
+    from stream.au.dem.estimator import DemEstimator
+    from stream.config import AnalysisConfig
+    from stream.pipeline import Pipeline
+    from stream.types import Frame
+    from stream.au.dem.models import DemConfig, build_pair
+
+    config = DemConfig(backbone="vgg16", input_scale=0.125, width=0.0625, batch_norm=True, head="pool", feature_grid=(4, 2))
+    torch.manual_seed(0)
+    ovpm, dvpm = build_pair(config)
+    ckpt.save(tmp_path / "dem.pt", config, ovpm, dvpm)
+    pipeline = Pipeline(AnalysisConfig(estimator="dem", checkpoint=str(tmp_path / "dem.pt"), helpers=2, keyframe_threshold=0.0),
+                        detector=FixedFaceDetector())
+    assert isinstance(pipeline.estimator, DemEstimator)
+    rng = np.random.default_rng(0)
+    helpers_used = []
+    for i in range(5):
+        _, analysed = pipeline.process(Frame(i, i / 30, rng.integers(0, 256, size=(128, 128, 3), dtype=np.uint8)))
+        helpers_used.append(analysed.estimate.n_helpers)
+    assert helpers_used == [0, 1, 2, 2, 2]  # helpers come from the session's buffer, up to m = 2
+    assert pipeline.buffer.nbytes == sum(code.nbytes for code in pipeline.buffer)
