@@ -228,6 +228,7 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         if sid in sessions:
             session = await sessions.open(sid)
             await session.disconnect()
+            await sessions.release(sid)
         return JSONResponse({"ok": True})
 
     async def state(request: Request) -> Response:

@@ -6,7 +6,6 @@ itself (detector, estimator, thresholds) is configured by ``AnalysisConfig``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,16 +91,3 @@ class ServerSettings:
     @property
     def scheme(self) -> str:
         return "https" if self.certfile else "http"
-
-
-def settings_from_env(**overrides: object) -> ServerSettings:
-    """Settings from ``STREAM_DB``, ``STREAM_ADMIN_KEY``, ``STREAM_PUBLIC_URL``, then ``overrides``."""
-    env: dict[str, object] = {}
-    if os.environ.get("STREAM_DB"):
-        env["db_path"] = os.environ["STREAM_DB"]
-    if os.environ.get("STREAM_ADMIN_KEY"):
-        env["admin_key"] = os.environ["STREAM_ADMIN_KEY"]
-    if os.environ.get("STREAM_PUBLIC_URL"):
-        env["public_url"] = os.environ["STREAM_PUBLIC_URL"]
-    env.update({k: v for k, v in overrides.items() if v is not None})
-    return ServerSettings(**env)  # type: ignore[arg-type]

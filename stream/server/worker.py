@@ -42,6 +42,7 @@ from stream.types import Frame, Keyframe
 log = logging.getLogger(__name__)
 
 STATISTICS_SAVE_INTERVAL_S = 1.0  # statistics snapshots are written at most this often per scope
+TIMER_RESET_FRAMES = 3000
 
 
 class ModelPool:
@@ -223,6 +224,9 @@ class LiveSession:
     def _on_closed(self, peer: PatientPeer) -> None:
         if self.peer is peer:
             self.peer = None
+        if self._analysis_done.is_set() and self.status == "live":  # closed before any video arrived
+            self.status = "ended"
+            self.store.set_status(self.id, "ended")
         self._changed.set()
 
     async def disconnect(self) -> None:
@@ -273,6 +277,9 @@ class LiveSession:
         image = item.frame.to_ndarray(format="rgb24")
         frame = Frame(self._frame_index, item.received_at - self.created_at, image)
         self._frame_index += 1
+        if self._frame_index % TIMER_RESET_FRAMES == 0:
+            # The pipeline's stage timer keeps every sample; a live session runs for hours.
+            self.pipeline.timer.ms.clear()
         return self.pipeline.ingest(frame)
 
     async def _analysis_loop(self, keyframes: KeyframeQueue[Any], frames: asyncio.Task[Any]) -> None:
@@ -298,6 +305,7 @@ class LiveSession:
 
     def _analyse(self, keyframe: Keyframe, item: ReceivedFrame, segment: Segment | None) -> None:
         estimate = self.pipeline.analyse(keyframe).estimate
+        self.pipeline.estimates.clear()  # the series lives in SQLite; memory stays flat for hours
         seq = self._seq
         self._seq += 1
         seg_id = segment.segment_id if segment is not None else None
