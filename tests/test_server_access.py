@@ -174,3 +174,35 @@ def test_a_stalled_viewer_does_not_delay_a_fast_one(server, two_sessions):
     p95 = statistics.quantiles(delays, n=20)[-1]
     assert p95 < 0.25, f"fast viewer p95 delivery {p95 * 1000:.0f} ms"
     assert live.hub.dropped() > 0 or len(live.hub) < 4  # the stalled viewers lost updates (or were evicted)
+
+
+def self_signed_certificate(directory) -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(certfile), str(keyfile)
+
+
+def test_https_with_certificate_options(tmp_path):
+    certfile, keyfile = self_signed_certificate(tmp_path)
+    with pytest.raises(ValueError, match="go together"):
+        ServerSettings(certfile=certfile).validate()
+    settings = ServerSettings(db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY, certfile=certfile, keyfile=keyfile)
+    assert settings.validate().scheme == "https"
+    with ThreadServer(create_app(settings), certfile=certfile, keyfile=keyfile) as srv:
+        r = httpx.post(srv.url + "/api/sessions", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, verify=False)
+        assert r.status_code == 201 and r.json()["patient_url"].startswith("https://")

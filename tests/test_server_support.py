@@ -43,14 +43,15 @@ def allow_loopback_ice() -> None:
 class ThreadServer:
     """uvicorn serving ``app`` on 127.0.0.1 in a background thread with its own event loop."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, certfile: str | None = None, keyfile: str | None = None) -> None:
         import uvicorn
 
         self.app = app
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if certfile else 'http'}://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    access_log=False, ws_max_size=1 << 20))
+                                                    access_log=False, ws_max_size=1 << 20,
+                                                    ssl_certfile=certfile, ssl_keyfile=keyfile))
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
