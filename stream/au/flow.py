@@ -133,36 +133,86 @@ def au_from_displacements(disp: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _FlowPayload:
-    grey: np.ndarray  # (2, 256, 128) uint8 half-faces at half resolution: row 0 left, row 1 right
+    grey: np.ndarray  # (2, 256, 128) uint8 stabilised half-faces at half resolution: row 0 left, row 1 right
     disp: np.ndarray  # (2, R + 1, 2) displacement of each region from the reference, template px
 
 
+_LK = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+
+
 class FlowAUEstimator(AUEstimator):
-    """Optical-flow proxy for AU intensities (training-free, works offline on any face)."""
+    """Optical-flow proxy for AU intensities (training-free, works offline on any face).
+
+    Before measuring, each keyframe is *stabilised* onto the reference: the 3-point alignment
+    follows the eye points, which expressions move (a smile lifts the lower lids and so the detected
+    eye centres), turning the whole aligned face by a degree or two. Corner points tracked from the
+    reference, with a RANSAC similarity fit, find the rigid motion shared by most of the face
+    (forehead, nose, a paralysed side) and undo it, so that only expression movement remains.
+    """
 
     name = "flow"
     is_proxy = True
 
     def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> None:
         self._dis = cv2.DISOpticalFlow.create(preset)
-        self._reference: np.ndarray | None = None  # (2, 256, 128) uint8
+        self._reference: np.ndarray | None = None  # (256, 256) uint8 canonical grey face
+        self._ref_points: np.ndarray | None = None
+        self.unstabilised = 0  # keyframes where the rigid fit failed (measured unstabilised)
 
     @staticmethod
-    def _grey_halves(keyframe: Keyframe) -> np.ndarray:
-        out = []
-        for half in (keyframe.halves.left, keyframe.halves.right):
-            grey = cv2.cvtColor(half, cv2.COLOR_RGB2GRAY)
-            out.append(cv2.resize(grey, (grey.shape[1] // SCALE, grey.shape[0] // SCALE), interpolation=cv2.INTER_AREA))
-        return np.stack(out)
+    def _canonical_grey(keyframe: Keyframe) -> np.ndarray:
+        """Half-resolution grey face with the patient's right on the image's left, from the halves."""
+        left = cv2.cvtColor(keyframe.halves.left, cv2.COLOR_RGB2GRAY)
+        right = cv2.cvtColor(keyframe.halves.right, cv2.COLOR_RGB2GRAY)
+        face = np.hstack([right, left[:, ::-1]])
+        return cv2.resize(face, (face.shape[1] // SCALE, face.shape[0] // SCALE), interpolation=cv2.INTER_AREA)
+
+    @staticmethod
+    def _split(face: np.ndarray) -> np.ndarray:
+        w = face.shape[1] // 2
+        return np.stack([np.ascontiguousarray(face[:, w:][:, ::-1]), np.ascontiguousarray(face[:, :w])])
+
+    def _set_reference(self, face: np.ndarray) -> None:
+        h, w = face.shape
+        mask = np.zeros_like(face)
+        # face area of the template (brows to chin, cheek to cheek) at half resolution
+        cv2.ellipse(mask, (w // 2, int(0.56 * h)), (int(0.3 * w), int(0.36 * h)), 0, 0, 360, 255, -1)
+        self._reference = face
+        self._ref_points = cv2.goodFeaturesToTrack(face, maxCorners=300, qualityLevel=0.005, minDistance=4, mask=mask)
+
+    def _stabilise(self, face: np.ndarray) -> np.ndarray:
+        assert self._reference is not None
+        pts = self._ref_points
+        if pts is None or len(pts) < 12:
+            self.unstabilised += 1
+            return face
+        cur, st, _ = cv2.calcOpticalFlowPyrLK(self._reference, face, pts, None, **_LK)
+        if cur is None:
+            self.unstabilised += 1
+            return face
+        back, st2, _ = cv2.calcOpticalFlowPyrLK(face, self._reference, cur, None, **_LK)
+        good = (st.ravel() == 1) & (st2.ravel() == 1) & (np.linalg.norm((back - pts).reshape(-1, 2), axis=1) < 1.0)
+        if good.sum() < 12:
+            self.unstabilised += 1
+            return face
+        m, inliers = cv2.estimateAffinePartial2D(cur[good], pts[good], method=cv2.RANSAC, ransacReprojThreshold=0.75)
+        if m is None or inliers is None or inliers.sum() < 10:
+            self.unstabilised += 1
+            return face
+        return cv2.warpAffine(face, m, (face.shape[1], face.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return self._dis.calc(a, b, None)
 
     def encode(self, keyframe: Keyframe) -> KeyframeCode:
-        grey = self._grey_halves(keyframe)
+        face = self._canonical_grey(keyframe)
         if self._reference is None:
-            self._reference = grey  # the session's first keyframe is its neutral reference
-        disp = np.stack([region_displacements(self._flow(self._reference[s], grey[s])) for s in range(2)])
+            self._set_reference(face)  # the session's first keyframe is its neutral reference
+        else:
+            face = self._stabilise(face)
+        grey = self._split(face)
+        ref = self._split(self._reference)
+        disp = np.stack([region_displacements(self._flow(ref[s], grey[s])) for s in range(2)])
         own = np.stack([au_from_displacements(disp[s]) for s in range(2)])
         payload = _FlowPayload(grey=grey, disp=disp)
         return KeyframeCode(keyframe.frame_index, keyframe.time_s, own, payload, grey.nbytes + disp.nbytes)
@@ -186,6 +236,7 @@ class FlowAUEstimator(AUEstimator):
 
     def reset(self) -> None:
         self._reference = None
+        self._ref_points = None
 
 
 @register_estimator("flow")
