@@ -7,7 +7,6 @@ import json
 import socket
 import statistics
 import time
-from typing import Any
 
 import httpx
 import pytest

@@ -36,7 +36,7 @@ from stream.server.exercises import PROTOCOL, Segment, Timeline
 from stream.server.hub import Hub
 from stream.server.ingest import KeyframeQueue, LatestFrame, PatientPeer, ReceivedFrame
 from stream.server.settings import ServerSettings
-from stream.server.store import SessionRecord, Store, StoredSeries
+from stream.server.store import SegmentRecord, SessionRecord, Store
 from stream.types import Frame, Keyframe
 
 log = logging.getLogger(__name__)
@@ -354,7 +354,7 @@ class LiveSession:
             self._close_segment(closed)
         self._accumulators[segment.segment_id] = self._new_accumulator()
         self._statistics[f"segment:{segment.segment_id}"] = dashboard_statistics(self._snapshot(self._accumulators[segment.segment_id]))
-        self.store.start_segment(self.id, _segment_record(segment))
+        self.store.start_segment(self.id, SegmentRecord(segment.segment_id, segment.exercise, segment.start_s, segment.end_s))
         self._changed.set()
         return segment
 
@@ -452,11 +452,6 @@ class LiveSession:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-
-def _segment_record(segment: Segment) -> Any:
-    from stream.server.store import SegmentRecord
-
-    return SegmentRecord(segment.segment_id, segment.exercise, segment.start_s, segment.end_s)
 
 
 class SessionRegistry:
