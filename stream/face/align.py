@@ -36,7 +36,8 @@ def alignment_matrix(face: Face) -> np.ndarray:
     if not np.all(np.isfinite(src)):
         raise ValueError("face landmarks contain NaN/inf")
     # Collinear points give no affine transform.
-    area = abs(np.cross(src[1] - src[0], src[2] - src[0]))
+    (ax, ay), (bx, by) = src[1] - src[0], src[2] - src[0]
+    area = abs(float(ax * by - ay * bx))
     if area < 1.0:
         raise ValueError(f"eyes and nose are (nearly) collinear (triangle area {area:.2f} px^2): cannot align")
     return cv2.getAffineTransform(src, TEMPLATE)

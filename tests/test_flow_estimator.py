@@ -1,0 +1,92 @@
+"""The training-free flow estimator on a real aligned face with movements applied by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.au.flow import FlowAUEstimator
+from stream.aus import AU_INDEX
+from stream.decode import VideoFile
+from stream.face.align import HALF_WIDTH, align_face, split_halves
+from stream.types import Keyframe
+
+import cv2
+
+
+@pytest.fixture(scope="module")
+def neutral_aligned(shared_data) -> np.ndarray:
+    from stream.face.mtcnn import MTCNNDetector
+
+    with VideoFile(shared_data / "single_face.mp4") as video:
+        image = next(video.frames()).image
+    face = MTCNNDetector().detect(image).face
+    assert face is not None
+    return align_face(image, face)
+
+
+def _move(aligned: np.ndarray, box: tuple[int, int, int, int], dx: float, dy: float, image_side: str) -> np.ndarray:
+    """Move the content of ``box`` (half-face coords x0, y0, x1, y1) by (dx, dy) on one image half, smoothly."""
+    h, w = aligned.shape[:2]
+    x0, y0, x1, y1 = box
+    if image_side == "left":  # half-face x == image x
+        cx0, cx1, sx = x0, x1, 1.0
+    else:  # mirrored half: half-face x maps to image x = w - 1 - x
+        cx0, cx1, sx = w - 1 - x1, w - 1 - x0, -1.0
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    weight = np.zeros((h, w), np.float32)
+    weight[y0:y1, cx0:cx1] = 1.0
+    weight = cv2.GaussianBlur(weight, (0, 0), 6)
+    map_x = xx - sx * dx * weight
+    map_y = yy - dy * weight
+    return cv2.remap(aligned, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _keyframe(aligned: np.ndarray, index: int) -> Keyframe:
+    return Keyframe(index, index / 30, split_halves(aligned), aligned)
+
+
+def test_brow_raise_on_the_patients_right_reads_as_AU1_AU2_on_the_right_only(neutral_aligned):
+    est = FlowAUEstimator()
+    est.encode(_keyframe(neutral_aligned, 0))  # neutral reference
+    # patient's right = image-left half in an unmirrored frame; raise the brows 10 px
+    raised = _move(neutral_aligned, (130, 125, 250, 185), 0, -10, image_side="left")
+    e = est.estimate(est.encode(_keyframe(raised, 1)), [])
+    assert e.right[AU_INDEX["AU1"]] > 1.0 and e.right[AU_INDEX["AU2"]] > 1.0
+    assert e.left[AU_INDEX["AU1"]] < 0.3 and e.left[AU_INDEX["AU2"]] < 0.3
+    assert e.right[AU_INDEX["AU4"]] == 0.0  # brows up is not a brow lowerer
+
+
+def test_lip_corner_pulled_up_and_out_on_the_patients_left_reads_as_AU12_left(neutral_aligned):
+    est = FlowAUEstimator()
+    est.encode(_keyframe(neutral_aligned, 0))
+    # patient's left = image-right half; move its mouth corner laterally (-x in half coords) and up
+    smile = _move(neutral_aligned, (185, 300, 238, 345), -9, -12, image_side="right")
+    e = est.estimate(est.encode(_keyframe(smile, 1)), [])
+    assert e.left[AU_INDEX["AU12"]] > 1.0
+    assert e.right[AU_INDEX["AU12"]] < 0.3
+    assert e.left[AU_INDEX["AU15"]] == 0.0  # corner up is not a depressor
+
+
+def test_dem_helpers_agree_with_the_direct_measurement(neutral_aligned):
+    est = FlowAUEstimator()
+    est.encode(_keyframe(neutral_aligned, 0))
+    half = _move(neutral_aligned, (130, 125, 250, 185), 0, -5, image_side="left")
+    full = _move(neutral_aligned, (130, 125, 250, 185), 0, -10, image_side="left")
+    helper = est.encode(_keyframe(half, 1))
+    current = est.encode(_keyframe(full, 2))
+    direct = est.estimate(current, [])
+    via_helper = est.estimate(current, [helper])
+    assert via_helper.n_helpers == 1
+    # Y_j + ΔY_ij measures the same brow raise as the reference-to-current flow
+    assert via_helper.right[AU_INDEX["AU1"]] == pytest.approx(direct.right[AU_INDEX["AU1"]], abs=0.6)
+    assert via_helper.right[AU_INDEX["AU1"]] > 1.0
+
+
+def test_values_stay_on_the_0_5_scale(neutral_aligned):
+    est = FlowAUEstimator()
+    est.encode(_keyframe(neutral_aligned, 0))
+    extreme = _move(neutral_aligned, (130, 125, 250, 185), 0, -40, image_side="left")
+    e = est.estimate(est.encode(_keyframe(extreme, 1)), [])
+    for values in (e.left, e.right):
+        assert values.min() >= 0.0 and values.max() <= 5.0

@@ -1,0 +1,161 @@
+"""The whole offline pipeline on real face videos: CLI, counts, bad inputs, ground truth by construction."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.cli import main
+from stream.config import AnalysisConfig
+from stream.decode import VideoFile
+from stream.pipeline import Pipeline
+from stream.types import Frame
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from stream.face.mtcnn import MTCNNDetector
+
+    return MTCNNDetector()
+
+
+def test_analyze_writes_the_three_files_for_a_real_face(shared_data, tmp_path: Path, capsys):
+    out = tmp_path / "report"
+    assert main(["analyze", str(shared_data / "single_face.mp4"), "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"report.json", "au_series.csv", "report.html"}
+    report = json.loads((out / "report.json").read_text())
+    counts = report["counts"]
+    assert counts["frames"] == 72
+    assert counts["frames_without_face"] <= 72 * 0.1  # the face is found in most frames
+    assert 5 < counts["keyframes"] < 72  # fewer keyframes than frames, more than a handful
+    assert report["aus"][0] == "AU1" and len(report["aus"]) == 12
+    assert report["estimator_is_proxy"] is True
+    rows = (out / "au_series.csv").read_text().strip().splitlines()
+    assert len(rows) == counts["keyframes"] + 1
+    values = np.array([[float(v) for v in row.split(",")[2:]] for row in rows[1:]])
+    assert values.shape == (counts["keyframes"], 24) and values.min() >= 0 and values.max() <= 5
+    assert values.max() > 1.0  # the smile registers
+    assert "report:" in capsys.readouterr().out
+
+
+def test_au_csv_gives_the_same_statistics_as_the_video_run(shared_data, tmp_path: Path):
+    assert main(["analyze", str(shared_data / "single_face.mp4"), "--out", str(tmp_path / "a")]) == 0
+    assert main(["analyze", "--au-csv", str(tmp_path / "a" / "au_series.csv"), "--out", str(tmp_path / "b")]) == 0
+    a = json.loads((tmp_path / "a" / "report.json").read_text())
+    b = json.loads((tmp_path / "b" / "report.json").read_text())
+    for key in ("active_mean", "delta_am", "regions", "cooccurrence_difference", "synkinesis"):
+        assert _close(a[key], b[key]), key
+
+
+def _close(x, y, tol: float = 1e-3) -> bool:
+    if isinstance(x, dict):
+        return x.keys() == y.keys() and all(_close(x[k], y[k], tol) for k in x)
+    if isinstance(x, list):
+        return len(x) == len(y) and all(_close(p, q, tol) for p, q in zip(x, y))
+    if isinstance(x, float) and isinstance(y, (int, float)):
+        return abs(x - y) <= tol
+    return x == y
+
+
+def test_video_without_a_face_fails_clearly(shared_data, tmp_path: Path, capsys):
+    assert main(["analyze", str(shared_data / "no_face.mp4"), "--out", str(tmp_path / "r")]) == 3
+    err = capsys.readouterr().err
+    assert re.search(r"no face found in (\d+) of \1 frames", err) and "no_face.mp4" in err
+
+
+def test_face_leaving_the_picture_is_counted(shared_data, detector):
+    pipeline = Pipeline(AnalysisConfig(), detector=detector)
+    with VideoFile(shared_data / "face_noface.mov") as video:
+        for frame in video.frames():
+            pipeline.process(frame)
+    c = pipeline.counts
+    assert c.frames == 169 and 0 < c.frames_without_face < c.frames and c.keyframes > 3
+
+
+def test_several_faces_take_the_largest_and_are_counted(shared_data, detector):
+    pipeline = Pipeline(AnalysisConfig(), detector=detector)
+    with VideoFile(shared_data / "multi_face.jpg") as still:
+        for frame in still.frames():
+            result, _ = pipeline.process(frame)
+    assert result.n_faces >= 4 and pipeline.counts.frames_with_several_faces == 1
+    assert pipeline.counts.keyframes == 1
+
+
+@pytest.mark.parametrize("name, content, code", [("missing.mp4", None, 2), ("notes.mp4", b"not a video\n" * 20, 2)])
+def test_bad_inputs_exit_non_zero_with_the_file_named(tmp_path: Path, capsys, name, content, code):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["analyze", str(path), "--out", str(tmp_path / "r")]) == code
+    assert name in capsys.readouterr().err
+
+
+def test_bad_option_values_are_refused(shared_data, tmp_path: Path, capsys):
+    assert main(["analyze", str(shared_data / "single_face.mp4"), "--out", str(tmp_path), "--cooccurrence-threshold", "2"]) == 2
+    assert "co-occurrence threshold" in capsys.readouterr().err
+
+
+# --- ground truth by construction -----------------------------------------------------------------
+# d9.mp4: a man raises his brows, closes his eyes and smiles. Freezing the patient's right half
+# (the image's left half in this unmirrored video) on a neutral frame makes his right side unable to
+# move, like a complete palsy: the report must name the right side weaker. Mirroring that video
+# moves the frozen half to the patient's left.
+
+@pytest.fixture(scope="module")
+def d9_frames(shared_data, detector) -> tuple[list[Frame], int]:
+    with VideoFile(shared_data / "d9.mp4") as video:
+        frames = [f for f in video.frames() if f.index % 3 == 0]
+    nose_x = detector.detect(frames[0].image).face.landmarks[2, 0]
+    return frames, int(round(nose_x))
+
+
+def _regions(frames: list[Frame], detector) -> dict[str, tuple[float, str | None]]:
+    pipeline = Pipeline(AnalysisConfig(), detector=detector)
+    for frame in frames:
+        pipeline.process(frame)
+    assert pipeline.counts.keyframes > 20
+    return {name: (r.delta_am, r.weaker_side) for name, r in pipeline.symptoms().regions.items()}
+
+
+@pytest.fixture(scope="module")
+def d9_results(d9_frames, detector):
+    frames, midline = d9_frames
+    neutral = frames[0].image
+
+    def frozen(f: Frame) -> Frame:
+        image = f.image.copy()
+        image[:, :midline] = neutral[:, :midline]  # the patient's right half stops moving
+        return Frame(f.index, f.time_s, image)
+
+    frozen_frames = [frozen(f) for f in frames]
+    mirrored = [Frame(f.index, f.time_s, np.ascontiguousarray(f.image[:, ::-1])) for f in frozen_frames]
+    return {
+        "original": _regions(frames, detector),
+        "frozen_right": _regions(frozen_frames, detector),
+        "frozen_left": _regions(mirrored, detector),
+    }
+
+
+def test_frozen_right_half_names_the_right_side_weaker(d9_results):
+    for region, (delta, weaker) in d9_results["frozen_right"].items():
+        assert weaker == "right" and delta > 0, (region, delta)
+
+
+def test_mirrored_frozen_video_names_the_left_side_weaker(d9_results):
+    for region, (delta, weaker) in d9_results["frozen_left"].items():
+        assert weaker == "left" and delta < 0, (region, delta)
+
+
+def test_unmodified_face_is_more_symmetric_than_the_frozen_ones(d9_results):
+    total = {k: sum(abs(d) for d, _ in v.values()) for k, v in d9_results.items()}
+    assert total["original"] < 0.6 * total["frozen_right"]
+    assert total["original"] < 0.6 * total["frozen_left"]
+    for region in ("eyes", "mouth"):  # the regions with the largest movements in this clip
+        orig = abs(d9_results["original"][region][0])
+        assert orig < abs(d9_results["frozen_right"][region][0]) and orig < abs(d9_results["frozen_left"][region][0])
