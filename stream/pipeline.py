@@ -9,7 +9,7 @@ Neither touches files, the network or asyncio.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from collections.abc import Iterator
@@ -43,10 +43,16 @@ class KeyframeResult:
 
 
 class StageTimer:
-    """Wall-clock milliseconds per named stage (for the benchmark and stream health)."""
+    """Wall-clock milliseconds per named stage (for the benchmark and stream health).
 
-    def __init__(self) -> None:
-        self.ms: dict[str, list[float]] = defaultdict(list)
+    Counts and totals cover every call; percentiles come from the most recent ``window`` calls, so
+    memory stays bounded in a live session that runs for hours.
+    """
+
+    def __init__(self, window: int = 4096) -> None:
+        self.ms: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
+        self._n: dict[str, int] = defaultdict(int)
+        self._total: dict[str, float] = defaultdict(float)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -54,14 +60,20 @@ class StageTimer:
         try:
             yield
         finally:
-            self.ms[name].append((time.perf_counter() - t0) * 1000.0)
+            ms = (time.perf_counter() - t0) * 1000.0
+            self.ms[name].append(ms)
+            self._n[name] += 1
+            self._total[name] += ms
 
     def summary(self) -> dict[str, dict[str, float]]:
         out = {}
-        for name, values in self.ms.items():
+        for name, values in list(self.ms.items()):
             a = np.asarray(values)
-            out[name] = {"n": int(a.size), "mean_ms": float(a.mean()), "p50_ms": float(np.median(a)),
-                         "p95_ms": float(np.percentile(a, 95)), "total_ms": float(a.sum())}
+            if a.size == 0:
+                continue
+            n, total = self._n[name], self._total[name]
+            out[name] = {"n": n, "mean_ms": total / n, "p50_ms": float(np.median(a)),
+                         "p95_ms": float(np.percentile(a, 95)), "total_ms": total}
         return out
 
 
@@ -72,13 +84,16 @@ class Pipeline:
         detector: FaceDetector | None = None,
         estimator: AUEstimator | None = None,
         mirrored: bool = False,
+        keep_series: bool = True,
     ) -> None:
+        """``keep_series=False`` keeps no per-keyframe history in memory (a live session stores it)."""
         self.config = (config or AnalysisConfig()).validate()
         cfg = self.config
         self.detector = detector or build_detector(cfg.detector, weights=cfg.weights, device=cfg.device)
         self.tracker = TrackingDetector(self.detector, detect_every=cfg.detect_every)
         self.estimator = estimator or build_estimator(cfg.estimator, checkpoint=cfg.checkpoint, device=cfg.device)
         self.mirrored = mirrored
+        self.keep_series = keep_series
         self.normal = load_normal_cooccurrence(cfg.normal_cooccurrence)
         self.keyframe_filter = KeyframeFilter(cfg.keyframe_threshold)
         self.buffer = KeyframeBuffer(cfg.buffer_max_keyframes, cfg.buffer_max_bytes, seed=cfg.seed)
@@ -131,7 +146,8 @@ class Pipeline:
         self.buffer.add(code)
         with self.timer.stage("statistics"):
             self.statistics.update(estimate.left, estimate.right)
-        self.estimates.append(estimate)
+        if self.keep_series:
+            self.estimates.append(estimate)
         return KeyframeResult(estimate)
 
     def process(self, frame: Frame) -> tuple[FrameResult, KeyframeResult | None]:

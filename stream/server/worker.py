@@ -42,7 +42,6 @@ from stream.types import Frame, Keyframe
 log = logging.getLogger(__name__)
 
 STATISTICS_SAVE_INTERVAL_S = 1.0  # statistics snapshots are written at most this often per scope
-TIMER_RESET_FRAMES = 3000
 
 
 class ModelPool:
@@ -72,7 +71,8 @@ class ModelPool:
         with self._lock:
             if self._detector is None:
                 self._detector = build_detector(cfg.detector, weights=cfg.weights, device=cfg.device)
-        return Pipeline(cfg, detector=self._detector, mirrored=self.settings.mirrored)
+        # The series lives in SQLite: the pipeline keeps no per-keyframe history, memory stays flat.
+        return Pipeline(cfg, detector=self._detector, mirrored=self.settings.mirrored, keep_series=False)
 
 
 @dataclass
@@ -277,9 +277,6 @@ class LiveSession:
         image = item.frame.to_ndarray(format="rgb24")
         frame = Frame(self._frame_index, item.received_at - self.created_at, image)
         self._frame_index += 1
-        if self._frame_index % TIMER_RESET_FRAMES == 0:
-            # The pipeline's stage timer keeps every sample; a live session runs for hours.
-            self.pipeline.timer.ms.clear()
         return self.pipeline.ingest(frame)
 
     async def _analysis_loop(self, keyframes: KeyframeQueue[Any], frames: asyncio.Task[Any]) -> None:
@@ -305,7 +302,6 @@ class LiveSession:
 
     def _analyse(self, keyframe: Keyframe, item: ReceivedFrame, segment: Segment | None) -> None:
         estimate = self.pipeline.analyse(keyframe).estimate
-        self.pipeline.estimates.clear()  # the series lives in SQLite; memory stays flat for hours
         seq = self._seq
         self._seq += 1
         seg_id = segment.segment_id if segment is not None else None
