@@ -11,7 +11,7 @@ import numpy as np
 
 from stream import __version__
 from stream.config import AnalysisConfig
-from stream.decode import VideoFile
+from stream.decode import VideoFile, prefetched
 from stream.errors import NoFaceError
 from stream.pipeline import Pipeline
 from stream.progress import Progress
@@ -65,7 +65,7 @@ def analyze_video(
     with VideoFile(video) as source:  # opens and checks the file before any model is loaded
         pipeline = pipeline or Pipeline(config, mirrored=mirrored)
         progress = progress or Progress(source.info.n_frames, label=f"{Path(video).name} ")
-        for frame in source.frames():
+        for frame in prefetched(source.frames()):
             pipeline.process(frame)
             progress.update(pipeline.counts.frames, pipeline.counts.keyframes)
         progress.close(pipeline.counts.frames, pipeline.counts.keyframes)

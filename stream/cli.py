@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="per-stage timings and throughput on a video")
     p.add_argument("video", nargs="?", help="video to time (default: ../shared/data/d9.mp4 when present)")
     p.add_argument("--frames", type=int, default=0, help="stop after this many frames (0 = all)")
-    p.add_argument("--dem", action="store_true", help="also time the DEM estimator (OVPM/DVPM) for several m")
+    p.add_argument("--size", default="640x480", help="resize frames to WxH before timing, or 'native' (default: %(default)s)")
+    p.add_argument("--dem", action="store_true", help="also time the DEM estimator (OVPM/DVPM, light configuration) for m = 0..8")
+    p.add_argument("--dem-paper", action="store_true", help="with --dem: also at the paper's 512x256 resolution (slow on CPU)")
     _add_analysis_options(p)
     p.set_defaults(func=_cmd_bench)
 
@@ -140,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NoFaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except (InputError, WeightsError, ValueError) as exc:
+    except (InputError, WeightsError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except StreamError as exc:

@@ -121,14 +121,6 @@ class Pipeline:
                 return FrameResult(frame.index, frame.time_s, detection.n_faces, None, None)
         if not decision.keep:
             return FrameResult(frame.index, frame.time_s, detection.n_faces, None, decision.difference)
-        if self.tracker.last_tracked:
-            # Tracked points drift during blinks and fast movement: align on a fresh detection.
-            with self.timer.stage("detect"):
-                refined = self.tracker.detect(frame.image, force=True)
-            if refined.face is None:
-                self.counts.frames_without_face += 1
-                return FrameResult(frame.index, frame.time_s, 0, None, decision.difference)
-            face = refined.face
         with self.timer.stage("align"):
             aligned = align_face(frame.image, face)
             halves = split_halves(aligned, mirrored=self.mirrored)
