@@ -1,0 +1,79 @@
+"""Detect-then-track on real frames, and decoding ahead in a thread."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.decode import VideoFile, prefetched
+from stream.face.detect import FaceDetector
+from stream.face.track import TrackingDetector
+from stream.types import Face
+
+
+class CountingDetector(FaceDetector):
+    """The real MTCNN, counting its calls."""
+
+    def __init__(self) -> None:
+        from stream.face.mtcnn import MTCNNDetector
+
+        self.inner = MTCNNDetector()
+        self.calls = 0
+
+    def detect_all(self, image: np.ndarray) -> list[Face]:
+        self.calls += 1
+        return self.inner.detect_all(image)
+
+
+@pytest.fixture(scope="module")
+def counting():
+    return CountingDetector()
+
+
+def test_tracked_points_stay_close_to_fresh_detections(shared_data, counting):
+    with VideoFile(shared_data / "single_face.mp4") as video:
+        frames = [f.image for f in video.frames()]
+    tracker = TrackingDetector(counting, detect_every=10)
+    counting.calls = 0
+    tracked = [tracker.detect(image) for image in frames]
+    assert counting.calls < len(frames) / 3  # most frames are tracked, not detected
+    errors = []
+    for k in range(0, len(frames), 7):
+        truth = counting.inner.detect(frames[k]).face
+        errors.append(np.abs(tracked[k].face.landmarks[:3] - truth.landmarks[:3]).max())
+    assert np.median(errors) < 4.0 and max(errors) < 10.0  # pixels, eyes and nose on a 640x360 frame
+
+
+def test_losing_the_face_triggers_a_detection_on_the_same_frame(shared_data, counting):
+    with VideoFile(shared_data / "single_face.mp4") as video:
+        image = next(video.frames()).image
+    tracker = TrackingDetector(counting, detect_every=100)
+    assert tracker.detect(image).face is not None
+    blank = np.full_like(image, 127)  # the face is gone: tracking fails, the detector confirms
+    counting.calls = 0
+    result = tracker.detect(blank)
+    assert result.face is None and result.n_faces == 0 and counting.calls == 1
+
+
+def test_prefetch_keeps_order_and_passes_decoder_errors_on():
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise RuntimeError("decoder broke")
+
+    got = []
+    with pytest.raises(RuntimeError, match="decoder broke"):
+        for item in prefetched(broken()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_prefetch_stops_its_thread_when_the_consumer_stops_early():
+    import threading
+
+    before = threading.active_count()
+    gen = prefetched(iter(range(10_000)), depth=2)
+    assert next(gen) == 0
+    gen.close()
+    assert threading.active_count() == before
