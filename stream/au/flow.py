@@ -200,7 +200,7 @@ class FlowAUEstimator(AUEstimator):
         if good.sum() < 12:
             self.unstabilised += 1
             return face
-        m, inliers = cv2.estimateAffinePartial2D(cur[good], pts[good], method=cv2.RANSAC, ransacReprojThreshold=0.75)
+        m, inliers = cv2.estimateAffine2D(cur[good], pts[good], method=cv2.RANSAC, ransacReprojThreshold=0.75)
         if m is None or inliers is None or inliers.sum() < 10:
             self.unstabilised += 1
             return face
