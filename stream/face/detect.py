@@ -28,6 +28,24 @@ class FaceDetector(ABC):
         return Detection(face=max(faces, key=lambda f: f.area), n_faces=len(faces))
 
 
+def downscale_for_detection(image: np.ndarray, max_side: int, detector: str) -> tuple[np.ndarray, np.ndarray]:
+    """Check an RGB frame and shrink it so its longer side is at most ``max_side``.
+
+    Returns the image to detect on and the per-axis factors (x, y) that take its pixel coordinates
+    back to the frame's (rounding the resized size makes the two factors differ slightly).
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"{detector} expects an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale >= 1.0:
+        return image, np.ones(2)
+    import cv2
+
+    small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    return small, np.array([w / small.shape[1], h / small.shape[0]])
+
+
 _REGISTRY: dict[str, Callable[..., FaceDetector]] = {}
 
 

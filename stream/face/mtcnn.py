@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream.face.detect import FaceDetector, register_detector
+from stream.face.detect import FaceDetector, downscale_for_detection, register_detector
 from stream.types import Face
 
 
@@ -36,22 +36,14 @@ class MTCNNDetector(FaceDetector):
     def detect_all(self, image: np.ndarray) -> list[Face]:
         import torch
 
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"MTCNN expects an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-        h, w = image.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
-        small = image
-        if scale < 1.0:
-            import cv2
-
-            small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        small, back = downscale_for_detection(image, self.max_side, "MTCNN")
         with torch.inference_mode():
             boxes, probs, points = self._mtcnn.detect(small, landmarks=True)
         if boxes is None:
             return []
         # facenet-pytorch 2.5.3 returns object-dtype arrays under numpy 2: convert explicitly.
-        boxes = np.asarray(boxes, dtype=float).reshape(-1, 4) / scale
-        points = np.asarray(points, dtype=float).reshape(-1, 5, 2) / scale
+        boxes = np.asarray(boxes, dtype=float).reshape(-1, 4) * np.tile(back, 2)
+        points = np.asarray(points, dtype=float).reshape(-1, 5, 2) * back
         probs = np.asarray(probs, dtype=float).reshape(-1)
         return [Face(box=b, landmarks=p, score=float(s)) for b, p, s in zip(boxes, points, probs) if s >= self.min_score]
 

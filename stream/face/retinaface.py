@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stream.errors import WeightsError
-from stream.face.detect import FaceDetector, register_detector
+from stream.face.detect import FaceDetector, downscale_for_detection, register_detector
 from stream.types import Face
 
 # --------------------------------------------------------------------------------------------------
@@ -522,19 +522,10 @@ class RetinaFaceDetector(FaceDetector):
         self._priors: tuple[tuple[int, int], torch.Tensor] | None = None  # video frames share one size
 
     def detect_all(self, image: np.ndarray) -> list[Face]:
-        import cv2
         import torchvision
 
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"RetinaFace expects an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-        h, w = image.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
-        small = image
-        if scale < 1.0:
-            small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        small, back = downscale_for_detection(image, self.max_side, "RetinaFace")
         sh, sw = small.shape[:2]
-        # per-axis factors: rounding the resized size makes them differ slightly
-        back = np.array([w / sw, h / sh])
         bgr = small[:, :, ::-1].astype(np.float32) - np.asarray(self.MEAN_BGR, dtype=np.float32)
 
         with torch.inference_mode():
