@@ -159,3 +159,19 @@ def test_unmodified_face_is_more_symmetric_than_the_frozen_ones(d9_results):
     for region in ("eyebrows", "eyes", "mouth"):
         orig = abs(d9_results["original"][region][0])
         assert orig < abs(d9_results["frozen_right"][region][0]) and orig < abs(d9_results["frozen_left"][region][0])
+
+
+def test_a_real_wink_of_the_right_eye_reads_on_the_patients_right(shared_data, detector):
+    """d3.mp4: the woman winks with her own right eye in frames 35-46 (../shared/notes/data.md)."""
+    pipeline = Pipeline(AnalysisConfig(helpers=0), detector=detector)
+    au6_left, au6_right = [], []
+    with VideoFile(shared_data / "d3.mp4") as video:
+        for frame in video.frames():
+            if frame.index > 50:
+                break
+            _, analysed = pipeline.process(frame)
+            if analysed and 33 <= frame.index <= 48:
+                au6_left.append(analysed.estimate.left[4])  # AU6 cheek raiser: the lower lid and cheek lift
+                au6_right.append(analysed.estimate.right[4])
+    assert len(au6_right) >= 2
+    assert max(au6_right) > 1.0 and max(au6_left) < 0.5
