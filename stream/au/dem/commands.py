@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.errors import StreamError
+from stream.config import AnalysisConfig
 
 
 def _ms(text: str) -> list[int]:
@@ -39,7 +40,8 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data", required=True, help="dataset folder: Images/<subject>/<trial>/*.jpg and Labels/<subject>/<trial>/AU<n>.txt")
     g.add_argument("--cache", default=None, help="folder for prepared half-faces (default DATA/.stream_cache)")
     g.add_argument("--detector", default="mtcnn", help="face detector used for pre-processing (default mtcnn)")
-    g.add_argument("--keyframe-threshold", type=float, default=6.0, help="keyframe filter threshold in grey levels (default 6.0)")
+    g.add_argument("--keyframe-threshold", type=float, default=AnalysisConfig.keyframe_threshold,
+                   help="keyframe filter threshold in grey levels (default %(default)s, as for analysis)")
     g.add_argument("--no-keyframe-filter", action="store_true", help="use every frame with a face, not only keyframes")
     g.add_argument("--seed", type=int, default=0, help="seed of splits, shuffles, pairs and helper draws (default 0)")
     g.add_argument("--device", default=None, help="torch device (default: CUDA when available, else CPU)")

@@ -29,6 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from stream.config import AnalysisConfig
 from stream.aus import AU_NAMES, N_AUS
 from stream.errors import InputError
 
@@ -225,7 +226,8 @@ def scan_dataset(root: str | Path) -> list[Trial]:
 @dataclass(frozen=True)
 class PrepareSettings:
     detector: str = "mtcnn"
-    keyframe_threshold: float | None = 6.0  # None: keep every frame with a face (no keyframe filter)
+    # None: keep every frame with a face (no keyframe filter); default: the analysis default.
+    keyframe_threshold: float | None = AnalysisConfig.keyframe_threshold
     mirrored: bool = False  # DISFA+ frames are unmirrored camera images
 
     def key(self) -> dict[str, Any]:
