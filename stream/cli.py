@@ -9,7 +9,6 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from stream.config import AnalysisConfig
 from stream.errors import InputError, NoFaceError, StreamError, WeightsError

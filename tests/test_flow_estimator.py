@@ -8,7 +8,7 @@ import pytest
 from stream.au.flow import FlowAUEstimator
 from stream.aus import AU_INDEX
 from stream.decode import VideoFile
-from stream.face.align import HALF_WIDTH, align_face, split_halves
+from stream.face.align import align_face, split_halves
 from stream.types import Keyframe
 
 import cv2
