@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from stream.aus import N_AUS
+from stream.server.executor import ANALYSIS, INGEST, PriorityExecutor
 from stream.server.exercises import EXERCISES, PROTOCOL, ExerciseError, Timeline
 from stream.server.hub import Hub
 from stream.server.ingest import KeyframeQueue, LatestFrame
@@ -121,6 +122,50 @@ def test_latest_frame_slot_and_keyframe_queue_policies():
         assert queue.dropped == 2
 
     asyncio.run(story())
+
+
+def test_model_pool_runs_a_waiting_keyframe_before_waiting_frames():
+    """One model thread busy, frames of three sessions waiting: the keyframe that comes later runs next."""
+    import threading
+
+    pool = PriorityExecutor(1)
+    try:
+        release, order = threading.Event(), []
+        busy = pool.at(INGEST).submit(release.wait, 10)
+        frames = [pool.at(INGEST).submit(order.append, f"frame{i}") for i in range(3)]
+        keyframe = pool.at(ANALYSIS).submit(order.append, "keyframe")
+        failing = pool.at(ANALYSIS).submit(lambda: 1 / 0)
+        release.set()
+        for f in (busy, *frames, keyframe):
+            f.result(timeout=10)
+        assert order == ["keyframe", "frame0", "frame1", "frame2"]  # FIFO within a priority
+        with pytest.raises(ZeroDivisionError):
+            failing.result(timeout=10)
+
+        async def through_the_loop():  # how the session loops use it
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(pool.at(ANALYSIS), sum, [1, 2])
+
+        assert asyncio.run(through_the_loop()) == 3
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    with pytest.raises(RuntimeError):
+        pool.submit(print)
+
+
+def test_model_pool_shutdown_cancels_waiting_jobs():
+    import threading
+
+    pool = PriorityExecutor(1)
+    started, release = threading.Event(), threading.Event()
+    running = pool.submit(lambda: (started.set(), release.wait(10))[1])
+    assert started.wait(10)
+    waiting = pool.at(ANALYSIS).submit(print, "never")
+    pool.shutdown(wait=False, cancel_futures=True)
+    assert waiting.cancelled()
+    release.set()
+    pool.shutdown(wait=True)
+    assert running.result(timeout=10) is True
 
 
 def test_exercise_timeline_assigns_times_to_segments():

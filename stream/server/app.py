@@ -28,7 +28,6 @@ import logging
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from stream.server.executor import PriorityExecutor
 from stream.server.exercises import PROTOCOL, ExerciseError
 from stream.server.ingest import SignallingError, parse_offer
 from stream.server.sessions import AccessDenied, Gate, Role, new_session_id, new_token, token_hash
@@ -109,7 +109,8 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
     admin_key = settings.admin_key or secrets.token_urlsafe(24)
     store = Store(settings.db_path)
     gate = Gate(store, admin_key)
-    executor = ThreadPoolExecutor(max_workers=settings.model_workers, thread_name_prefix="models")
+    # Shared by all sessions; a keyframe's analysis runs before any waiting frame ingest.
+    executor = PriorityExecutor(settings.model_workers, thread_name_prefix="models")
     models = ModelPool(settings, executor, pipeline_factory)
     sessions = SessionRegistry(settings, store, models)
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from stream.aus import AU_NAMES
+from stream.server.executor import ANALYSIS, INGEST
 from stream.server.exercises import PROTOCOL, Segment, Timeline
 from stream.server.hub import Hub
 from stream.server.ingest import KeyframeQueue, LatestFrame, PatientPeer, ReceivedFrame
@@ -56,6 +57,10 @@ class ModelPool:
                  pipeline_factory: Callable[[], Any] | None = None) -> None:
         self.settings = settings
         self.executor = executor
+        # With a PriorityExecutor a keyframe's analysis never waits behind queued frame ingests.
+        at = getattr(executor, "at", None)
+        self.analysis_executor: Executor = at(ANALYSIS) if at else executor
+        self.ingest_executor: Executor = at(INGEST) if at else executor
         self._factory = pipeline_factory
         self._detector: Any = None
         self._lock = threading.Lock()
@@ -262,7 +267,7 @@ class LiveSession:
                 self.health.frames_received = base_received + slot.seq
                 if item is None:
                     break
-                result = await loop.run_in_executor(self.models.executor, self._ingest, item)
+                result = await loop.run_in_executor(self.models.ingest_executor, self._ingest, item)
                 self.health.frames_analysed += 1
                 if result.keyframe is not None:
                     segment = self.timeline.segment_at(result.keyframe.time_s)
@@ -287,7 +292,7 @@ class LiveSession:
                 self.health.keyframes_dropped = self._dropped_before + keyframes.dropped
                 if entry is None:
                     break
-                await loop.run_in_executor(self.models.executor, self._analyse, *entry)
+                await loop.run_in_executor(self.models.analysis_executor, self._analyse, *entry)
                 self._changed.set()
         except Exception:
             log.exception("analysis loop of session %s failed", self.id)
