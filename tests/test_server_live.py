@@ -84,6 +84,11 @@ def test_patient_stream_reaches_clinicians_and_matches_the_stored_results(server
                     values = live["latest"][side]
                     assert len(values) == N_AUS and all(isinstance(v, (int, float)) and 0 <= v <= 5 for v in values)
                 assert live["live"] and live["health"]["frames_received"] > 0
+                # stream health says where the frame-to-dashboard latency goes, stage by stage
+                stages = live["health"]["latency_stages_ms"]
+                assert {"ingest", "keyframe_queue", "analyse", "publish_wait", "serialise"} <= set(stages)
+                assert all(0 <= p50 <= p95 for p50, p95 in stages.values())
+                assert sum(p50 for p50, _ in stages.values()) <= 10 * live["health"]["latency_ms_p95"]
                 assert live["exercise"]["current"]["exercise"] == "smile"
 
                 await http.post(f"/api/s/{sid}/exercise", json={"action": "stop"}, headers=patient(session))

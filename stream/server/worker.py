@@ -89,8 +89,33 @@ class Health:
     connections: int = 0
 
 
-def _percentile(values: deque[float], q: float) -> float | None:
-    return float(np.percentile(np.asarray(values), q)) if values else None
+# Where a keyframe's receipt-to-publication latency goes, in path order (see ``KeyframeTrace``).
+LATENCY_STAGES = ("frame_wait", "ingest_queue", "ingest", "ingest_handoff", "keyframe_queue",
+                  "analyse_queue", "analyse", "store_stats", "publish_wait", "serialise")
+
+
+class KeyframeTrace:
+    """``time.perf_counter`` stamps of one frame on its way to the dashboards.
+
+    ``received`` (pump) -> ``picked`` (frame loop took it from the slot) -> ``ingest_start/end``
+    (model thread) -> ``queued`` (in the keyframe queue) -> ``dequeued`` (analysis loop) ->
+    ``analyse_start`` / ``estimated`` / ``analyse_end`` (model thread: AU estimate, then SQLite and
+    statistics) -> ``publish_start`` / ``published`` (snapshot built, serialised, offered to viewers).
+    """
+
+    __slots__ = ("received", "picked", "ingest_start", "ingest_end", "queued", "dequeued",
+                 "analyse_start", "estimated", "analyse_end")
+
+    def __init__(self, received: float) -> None:
+        self.received = received
+        self.picked = self.ingest_start = self.ingest_end = self.queued = self.dequeued = received
+        self.analyse_start = self.estimated = self.analyse_end = received
+
+    def stages(self, publish_start: float, published: float) -> list[float]:
+        """Milliseconds spent in each of ``LATENCY_STAGES``."""
+        stamps = (self.received, self.picked, self.ingest_start, self.ingest_end, self.queued,
+                  self.dequeued, self.analyse_start, self.estimated, self.analyse_end, publish_start, published)
+        return [(b - a) * 1000.0 for a, b in zip(stamps, stamps[1:])]
 
 
 def _clean(value: Any) -> Any:
@@ -117,11 +142,15 @@ def statistics_summary(statistics: dict[str, Any] | None) -> dict[str, Any] | No
 
 
 def dashboard_statistics(state: Any) -> dict[str, Any]:
-    """The parts of a ``SymptomState`` a dashboard draws: everything but the four raw CM matrices."""
+    """The parts of a ``SymptomState`` a dashboard draws: everything but the four raw CM matrices.
+
+    Already JSON-safe and rounded (``_clean``): computed once per keyframe in the model thread, so
+    the event loop does not walk the matrices again at every snapshot.
+    """
     out = state.to_json()
     out.pop("cooccurrence", None)
     out["mask"] = np.asarray(state.mask, dtype=int).tolist()
-    return out
+    return _clean(out)
 
 
 class LiveSession:
@@ -146,24 +175,26 @@ class LiveSession:
         self._tail: deque[tuple[int, float, list[float], list[float]]] = deque(maxlen=settings.series_tail)
         for i in range(max(0, len(stored.series) - settings.series_tail), len(stored.series)):
             s = stored.series
-            self._tail.append((i, float(s.time_s[i]), s.left[i].tolist(), s.right[i].tolist()))
+            self._tail.append(_clean((i, float(s.time_s[i]), s.left[i], s.right[i])))
         self._latest: dict[str, Any] | None = None
         if self._tail:
             i, t, left, right = self._tail[-1]
-            self._latest = {"seq": i, "frame_index": int(stored.series.frames[-1]), "time_s": t,
-                            "received_at": float(stored.received_at[-1]), "left": left, "right": right}
+            self._latest = _clean({"seq": i, "frame_index": int(stored.series.frames[-1]), "time_s": t,
+                                   "received_at": float(stored.received_at[-1]), "left": left, "right": right})
         self._accumulators: dict[int, Any] = {}
         self._statistics: dict[str, Any] = {}  # scope -> dashboard statistics
         self._saved_at: dict[str, float] = {}
         self._session_accumulator: Any = None  # pipeline.statistics once a pipeline exists
         self._replay_statistics()
 
-        self._keyframes: KeyframeQueue[tuple[Keyframe, ReceivedFrame, Segment | None]] = KeyframeQueue(settings.keyframe_queue)
+        self._keyframes: KeyframeQueue[tuple[Keyframe, ReceivedFrame, Segment | None, KeyframeTrace]] = KeyframeQueue(settings.keyframe_queue)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
-        self._pending_latency: deque[float] = deque()
+        self._pending_latency: deque[KeyframeTrace] = deque()
         self._dropped_before = 0
-        self._latency_ms: deque[float] = deque(maxlen=300)
+        # per keyframe, receipt -> snapshot offered to the viewers: (total, *LATENCY_STAGES) in ms
+        self._latency_rows: deque[tuple[float, ...]] = deque(maxlen=300)
+        self._latency_summary: dict[str, Any] = {"latency_ms_p50": None, "latency_ms_p95": None, "latency_stages_ms": {}}
         self._rate_samples: deque[tuple[float, int, int]] = deque(maxlen=64)
         self._publisher: asyncio.Task[Any] | None = None
         self._analysis_done: asyncio.Event = asyncio.Event()
@@ -267,22 +298,29 @@ class LiveSession:
                 self.health.frames_received = base_received + slot.seq
                 if item is None:
                     break
-                result = await loop.run_in_executor(self.models.ingest_executor, self._ingest, item)
+                trace = KeyframeTrace(item.received_mono)
+                trace.picked = time.perf_counter()
+                result = await loop.run_in_executor(self.models.ingest_executor, self._ingest, item, trace)
                 self.health.frames_analysed += 1
                 if result.keyframe is not None:
                     segment = self.timeline.segment_at(result.keyframe.time_s)
-                    keyframes.put((result.keyframe, item, segment))
-                    self._changed.set()
+                    trace.queued = time.perf_counter()
+                    # No publish here: the snapshot would not have the keyframe yet and would use
+                    # up the coalescing interval just before its analysis ends.
+                    keyframes.put((result.keyframe, item, segment, trace))
         except Exception:
             log.exception("frame loop of session %s failed", self.id)
         finally:
             keyframes.close()
 
-    def _ingest(self, item: ReceivedFrame) -> Any:
+    def _ingest(self, item: ReceivedFrame, trace: KeyframeTrace) -> Any:
+        trace.ingest_start = time.perf_counter()
         image = item.frame.to_ndarray(format="rgb24")
         frame = Frame(self._frame_index, item.received_at - self.created_at, image)
         self._frame_index += 1
-        return self.pipeline.ingest(frame)
+        result = self.pipeline.ingest(frame)
+        trace.ingest_end = time.perf_counter()
+        return result
 
     async def _analysis_loop(self, keyframes: KeyframeQueue[Any], frames: asyncio.Task[Any]) -> None:
         loop = asyncio.get_running_loop()
@@ -292,6 +330,7 @@ class LiveSession:
                 self.health.keyframes_dropped = self._dropped_before + keyframes.dropped
                 if entry is None:
                     break
+                entry[3].dequeued = time.perf_counter()
                 await loop.run_in_executor(self.models.analysis_executor, self._analyse, *entry)
                 self._changed.set()
         except Exception:
@@ -305,14 +344,17 @@ class LiveSession:
             self._analysis_done.set()
             self._changed.set()
 
-    def _analyse(self, keyframe: Keyframe, item: ReceivedFrame, segment: Segment | None) -> None:
+    def _analyse(self, keyframe: Keyframe, item: ReceivedFrame, segment: Segment | None, trace: KeyframeTrace) -> None:
+        trace.analyse_start = time.perf_counter()
         estimate = self.pipeline.analyse(keyframe).estimate
+        trace.estimated = time.perf_counter()
         seq = self._seq
         self._seq += 1
         seg_id = segment.segment_id if segment is not None else None
         self.store.add_keyframe(self.id, seq, estimate.frame_index, estimate.time_s, item.received_at, seg_id,
                                 estimate.n_helpers, estimate.left, estimate.right)
-        left, right = estimate.left.tolist(), estimate.right.tolist()
+        # Rounded and JSON-safe here, once, not at every snapshot on the event loop.
+        left, right = _clean(estimate.left), _clean(estimate.right)
         scopes = {"session": self._session_accumulator}
         if seg_id is not None:
             acc = self._accumulators.setdefault(seg_id, self._new_accumulator())
@@ -325,11 +367,12 @@ class LiveSession:
             if now - self._saved_at.get(scope, -math.inf) >= STATISTICS_SAVE_INTERVAL_S:
                 self.store.save_statistics(self.id, scope, estimate.time_s, state.to_json())
                 self._saved_at[scope] = now
-        self._tail.append((seq, estimate.time_s, left, right))
-        self._latest = {"seq": seq, "frame_index": estimate.frame_index, "time_s": estimate.time_s,
-                        "received_at": item.received_at, "left": left, "right": right}
+        self._tail.append((seq, _clean(estimate.time_s), left, right))
+        self._latest = _clean({"seq": seq, "frame_index": estimate.frame_index, "time_s": estimate.time_s,
+                               "received_at": item.received_at, "left": left, "right": right})
         self.health.keyframes += 1
-        self._pending_latency.append(item.received_mono)
+        trace.analyse_end = time.perf_counter()
+        self._pending_latency.append(trace)
 
     def _finish(self) -> None:
         """Final statistics of every scope and the frame counts: the stored record is complete."""
@@ -338,6 +381,9 @@ class LiveSession:
         for seg_id, acc in self._accumulators.items():
             self.store.save_statistics(self.id, f"segment:{seg_id}", 0.0, self._snapshot(acc).to_json())
         self.store.set_counts(self.id, self.counts())
+        if self.pipeline is not None and hasattr(self.pipeline, "timer"):
+            log.info("session %s pipeline stages (ms): %s", self.id, json.dumps(
+                {k: {m: round(x, 2) for m, x in v.items()} for k, v in self.pipeline.timer.summary().items()}))
 
     def counts(self) -> dict[str, Any]:
         counts = self.pipeline.counts.as_dict() if self.pipeline is not None else {}
@@ -386,10 +432,21 @@ class LiveSession:
             await asyncio.sleep(interval)  # coalescing: at most dashboard_hz snapshots a second
 
     def publish_now(self) -> None:
-        now = time.perf_counter()
+        start = time.perf_counter()
+        traces = []
         while self._pending_latency:  # appended by the model thread
-            self._latency_ms.append((now - self._pending_latency.popleft()) * 1000.0)
+            traces.append(self._pending_latency.popleft())
         self.hub.publish(json.dumps(self.snapshot(), separators=(",", ":"), allow_nan=False))
+        published = time.perf_counter()
+        for trace in traces:
+            self._latency_rows.append(((published - trace.received) * 1000.0, *trace.stages(start, published)))
+        if traces:  # the figures of the next snapshots (at most one percentile call per publish)
+            p50, p95 = np.percentile(np.asarray(self._latency_rows), [50, 95], axis=0)
+            self._latency_summary = {
+                "latency_ms_p50": float(p50[0]), "latency_ms_p95": float(p95[0]),
+                # where it went, per stage of the path, over the same last 300 keyframes: [p50, p95]
+                "latency_stages_ms": {name: [float(a), float(b)] for name, a, b in zip(LATENCY_STAGES, p50[1:], p95[1:])},
+            }
 
     def _rates(self) -> tuple[float | None, float | None]:
         now = time.monotonic()
@@ -403,7 +460,7 @@ class LiveSession:
 
     def statistics(self, scope: str) -> dict[str, Any] | None:
         """Dashboard statistics of ``session`` or ``segment:<id>``, matrices included."""
-        return _clean(self._statistics.get(scope))
+        return self._statistics.get(scope)  # cleaned when computed
 
     def snapshot(self) -> dict[str, Any]:
         fps, kps = self._rates() if self.peer is not None else (None, None)
@@ -414,16 +471,17 @@ class LiveSession:
         segments = []
         for seg in self.timeline.segments:
             stats = self._statistics.get(f"segment:{seg.segment_id}")
-            segments.append({**seg.to_json(), "statistics": stats if current is not None and seg.segment_id == current.segment_id else statistics_summary(stats)})
-        return _clean({
+            segments.append({**_clean(seg.to_json()), "statistics": stats if current is not None and seg.segment_id == current.segment_id else statistics_summary(stats)})
+        # Statistics, series and latest values were cleaned when computed; only the small rest here.
+        return {
             "type": "snapshot",
             "session": self.id,
             "status": self.status,
             "live": self.peer is not None,
-            "sent_at": time.time(),
-            "session_time_s": self.session_time(),
+            "sent_at": _clean(time.time()),
+            "session_time_s": _clean(self.session_time()),
             "aus": list(AU_NAMES),
-            "estimator": self.estimator_info,
+            "estimator": _clean(self.estimator_info),
             "mirrored": self.settings.mirrored,
             "latest": self._latest,
             "series": {
@@ -431,21 +489,20 @@ class LiveSession:
                 "left": [t[2] for t in tail], "right": [t[3] for t in tail],
             },
             "statistics": {"session": self._statistics.get("session"), "segments": segments},
-            "exercise": {"current": current.to_json() if current else None,
-                         "protocol": [e.key for e in PROTOCOL]},
-            "health": {
+            "exercise": _clean({"current": current.to_json() if current else None,
+                                "protocol": [e.key for e in PROTOCOL]}),
+            "health": _clean({
                 "frames_per_s": fps, "keyframes_per_s": kps,
                 "frames_received": self.health.frames_received,
                 "frames_analysed": self.health.frames_analysed,
                 "frames_stale_dropped": self.health.frames_received - self.health.frames_analysed,
                 "keyframes": self.health.keyframes,
                 "keyframes_dropped": self.health.keyframes_dropped,
-                "latency_ms_p50": _percentile(self._latency_ms, 50),
-                "latency_ms_p95": _percentile(self._latency_ms, 95),
+                **self._latency_summary,
                 "viewers": len(self.hub),
                 "viewer_updates_dropped": self.hub.dropped(),
-            },
-        })
+            }),
+        }
 
     async def close(self) -> None:
         await self.disconnect()
