@@ -67,12 +67,12 @@ def load_640x480(path: Path, every: int = 2) -> list[Any]:
 
 
 # -- ingest ---------------------------------------------------------------------------------------
-async def ingest(seconds: float, window: float) -> dict[str, Any]:
+async def ingest(seconds: float, window: float, serve_args: tuple[str, ...] = ()) -> dict[str, Any]:
     import websockets
 
     allow_loopback_ice()
     tmp = Path(tempfile.mkdtemp(prefix="live-bench-"))
-    server = ProcessServer(tmp / "bench.sqlite3", tmp / "serve.log").start()
+    server = ProcessServer(tmp / "bench.sqlite3", tmp / "serve.log", serve_args).start()
     assert server.proc is not None
     pid = server.proc.pid
     frames = load_640x480(DATA / "d9.mp4")
@@ -126,7 +126,7 @@ async def ingest(seconds: float, window: float) -> dict[str, Any]:
     last = samples[-1] if samples else {}
     all_ms = [ms for _, ms in latencies]
     return {
-        "seconds": seconds, "load_avg_1m": os.getloadavg()[0], "cores": os.cpu_count(),
+        "seconds": seconds, "serve_args": list(serve_args), "load_avg_1m": os.getloadavg()[0], "cores": os.cpu_count(),
         "frames_received": last.get("frames_received"), "frames_analysed": last.get("frames_analysed"),
         "keyframes": last.get("keyframes"), "keyframes_dropped": last.get("keyframes_dropped"),
         "frames_stale_dropped": last.get("frames_stale_dropped"),
@@ -228,13 +228,14 @@ def main() -> int:
     p = sub.add_parser("ingest")
     p.add_argument("--seconds", type=float, default=180)
     p.add_argument("--window", type=float, default=30, help="seconds per reported window")
+    p.add_argument("--serve-args", default="", help="more flags for serve, e.g. --serve-args=\"--dashboard-hz 20\"")
     f = sub.add_parser("fanout")
     f.add_argument("--clients", type=int, default=100)
     f.add_argument("--hz", type=float, default=10)
     f.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args()
     if args.what == "ingest":
-        result = asyncio.run(ingest(args.seconds, args.window))
+        result = asyncio.run(ingest(args.seconds, args.window, tuple(args.serve_args.split())))
     else:
         result = asyncio.run(fanout(args.clients, args.hz, args.seconds))
     print(json.dumps(result, indent=2, default=lambda v: None))

@@ -185,3 +185,17 @@ def test_exercise_timeline_assigns_times_to_segments():
         timeline.start("juggling", 21.0)
     with pytest.raises(ExerciseError):
         timeline.start("smile", 5.0)
+
+
+def test_serve_flags_set_dashboard_rate_and_refuse_bad_values():
+    import argparse
+
+    from stream.server.main import add_serve_arguments, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    key = ["--admin-key", "a-long-clinic-admin-key"]
+    assert settings_from_args(parser.parse_args(key)).dashboard_hz == 10.0
+    assert settings_from_args(parser.parse_args([*key, "--dashboard-hz", "20"])).dashboard_hz == 20.0
+    with pytest.raises(ValueError, match="dashboard rate"):
+        settings_from_args(parser.parse_args([*key, "--dashboard-hz", "0"]))

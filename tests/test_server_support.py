@@ -100,8 +100,9 @@ sys.exit(run_serve(parser.parse_args(sys.argv[1:])))
 class ProcessServer:
     """``serve`` in its own process, so a test can stop and restart it on the same database."""
 
-    def __init__(self, db: Path, log: Path) -> None:
+    def __init__(self, db: Path, log: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.db, self.log = db, log
+        self.extra_args = tuple(extra_args)  # more ``serve`` flags (benchmarks)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -111,7 +112,7 @@ class ProcessServer:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _LAUNCHER, "--port", str(self.port), "--db", str(self.db),
-                 "--admin-key", ADMIN_KEY, "--model-workers", "2"],
+                 "--admin-key", ADMIN_KEY, "--model-workers", "2", *self.extra_args],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 60

@@ -28,6 +28,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirrored-source", action="store_true",
                         help="the patient's client sends selfie-mirrored frames (browsers do not)")
     parser.add_argument("--model-workers", type=int, default=d.model_workers, help=f"model threads shared by all sessions (default {d.model_workers})")
+    parser.add_argument("--dashboard-hz", type=float, default=d.dashboard_hz,
+                        help=f"most dashboard updates per second per session (default {d.dashboard_hz:g}); a keyframe "
+                             "waits up to 1/rate for the next one, every viewer gets each one")
     parser.add_argument("--estimator", default=None, help="AU estimator (default flow)")
     parser.add_argument("--checkpoint", default=None, help="DEM checkpoint (with --estimator dem)")
     parser.add_argument("--detector", default=None, help="face detector (default mtcnn)")
@@ -47,7 +50,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         admin_key=args.admin_key or os.environ.get("STREAM_ADMIN_KEY") or secrets.token_urlsafe(24),
         public_url=args.public_url or os.environ.get("STREAM_PUBLIC_URL"),
         certfile=args.certfile, keyfile=args.keyfile, ice_servers=ice, mirrored=args.mirrored_source,
-        model_workers=args.model_workers, analysis=AnalysisConfig(**analysis),
+        model_workers=args.model_workers, dashboard_hz=args.dashboard_hz, analysis=AnalysisConfig(**analysis),
     ).validate()
 
 
