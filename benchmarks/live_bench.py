@@ -5,9 +5,12 @@
 
 ``ingest``: ``serve`` runs in its own process with the default detector and estimator; a Python
 WebRTC patient streams a real face clip (../shared/data/d9.mp4 scaled to 640x480, looped) at 30 fps;
-a clinician WebSocket records, for every new keyframe, the time from the server receiving its frame
-to the snapshot reaching the dashboard (same host, same clock). The server's CPU time and RSS come
-from /proc. Reported per minute as well, to show whether anything grows.
+a clinician WebSocket records the time from the server receiving a keyframe's frame to the snapshot
+reaching the dashboard (same host, same clock), for the newest keyframe of each message and for every
+keyframe (a message can bring several; older ones come from the series tail). The server's own
+trace (``health.latency_stages_ms``: where the time goes, per stage) is reported per window, with
+its CPU time and RSS from /proc, to show whether anything grows. ``--serve-args="--dashboard-hz 20"``
+passes more flags to ``serve``.
 
 ``fanout``: a server process holds one session with a realistic snapshot (120-keyframe tail, an
 exercise segment) and publishes it through the real hub ``--hz`` times a second; ``--clients``
