@@ -74,6 +74,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         print(f"  {name:9s} ΔAM {region['delta_am']:+.2f}  {verdict}")
     syn = result.report["synkinesis"]
     print(f"  synkinesis: {'detected, ' + str(len(syn['pairs'])) + ' pair(s)' if syn['detected'] else 'not detected'}")
+    if result.report.get("estimator_is_proxy"):
+        print("  (AU values from the training-free flow proxy: indicative, see docs/au_flow.md)")
     for warning in result.report.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"report: {result.paths['html']}")
@@ -150,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -175,3 +175,10 @@ def test_a_real_wink_of_the_right_eye_reads_on_the_patients_right(shared_data, d
                 au6_right.append(analysed.estimate.right[4])
     assert len(au6_right) >= 2
     assert max(au6_right) > 1.0 and max(au6_left) < 0.5
+
+
+def test_bench_command_prints_per_stage_figures(shared_data, capsys):
+    assert main(["bench", str(shared_data / "single_face.mp4"), "--frames", "20"]) == 0
+    out = capsys.readouterr().out
+    for needle in ("machine:", "| detect |", "| keyframe_filter |", "frames/s", "real-time factor", "peak RSS"):
+        assert needle in out
