@@ -91,19 +91,21 @@ def analyze_video(
     return AnalysisResult(report, series, paths)
 
 
+def series_symptoms(left: np.ndarray, right: np.ndarray, config: AnalysisConfig, normal: np.ndarray | None = None) -> SymptomState:
+    """Statistics of a whole stored or imported (n, 12) per-side series under ``config``."""
+    accumulator = SymptomAccumulator(active_threshold=config.active_threshold)
+    if len(left):
+        accumulator.update_many(left, right)
+    if normal is None:
+        normal = load_normal_cooccurrence(config.normal_cooccurrence)
+    return accumulator.snapshot(normal, **config.symptom_thresholds())
+
+
 def analyze_series(csv_path: str | Path, out_dir: str | Path, config: AnalysisConfig | None = None) -> AnalysisResult:
     """Compute the same report from an existing per-side AU series (researchers' own tools)."""
     config = (config or AnalysisConfig()).validate()
     series = read_series_csv(csv_path)
-    accumulator = SymptomAccumulator(active_threshold=config.active_threshold)
-    if len(series):
-        accumulator.update_many(series.left, series.right)
-    symptoms = accumulator.snapshot(
-        load_normal_cooccurrence(config.normal_cooccurrence),
-        asymmetry_threshold=config.asymmetry_threshold,
-        cooccurrence_threshold=config.cooccurrence_threshold,
-        normal_threshold=config.normal_threshold,
-    )
+    symptoms = series_symptoms(series.left, series.right, config)
     counts = Counts(frames=len(series), keyframes=len(series)).as_dict()
     duration = float(np.nanmax(series.time_s)) if len(series) and np.isfinite(series.time_s).any() else None
     counts["duration_s"] = duration

@@ -44,6 +44,14 @@ class AnalysisConfig:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def symptom_thresholds(self) -> dict[str, float]:
+        """The keyword arguments of ``SymptomAccumulator.snapshot`` / ``compute_symptoms``."""
+        return {
+            "asymmetry_threshold": self.asymmetry_threshold,
+            "cooccurrence_threshold": self.cooccurrence_threshold,
+            "normal_threshold": self.normal_threshold,
+        }
+
     def validate(self) -> "AnalysisConfig":
         problems = []
         if self.keyframe_threshold < 0:

@@ -150,13 +150,7 @@ class Pipeline:
 
     # -- results -----------------------------------------------------------------------------
     def symptoms(self) -> SymptomState:
-        cfg = self.config
-        return self.statistics.snapshot(
-            self.normal,
-            asymmetry_threshold=cfg.asymmetry_threshold,
-            cooccurrence_threshold=cfg.cooccurrence_threshold,
-            normal_threshold=cfg.normal_threshold,
-        )
+        return self.statistics.snapshot(self.normal, **self.config.symptom_thresholds())
 
     def series(self) -> AUSeries:
         return AUSeries.from_estimates(self.estimates)

@@ -213,10 +213,7 @@ class LiveSession:
         cfg = self.settings.analysis
         if not hasattr(self, "_normal"):
             self._normal = load_normal_cooccurrence(cfg.normal_cooccurrence)
-        return accumulator.snapshot(
-            self._normal, asymmetry_threshold=cfg.asymmetry_threshold,
-            cooccurrence_threshold=cfg.cooccurrence_threshold, normal_threshold=cfg.normal_threshold,
-        )
+        return accumulator.snapshot(self._normal, **cfg.symptom_thresholds())
 
     def _replay_statistics(self) -> None:
         """Rebuild the accumulators from the stored series (reopened or resumed session)."""
@@ -556,10 +553,9 @@ def session_report(store: Store, session_id: str) -> tuple[dict[str, Any], Any]:
     Statistics are recomputed from the stored series, so the report is exact up to the last stored
     keyframe whatever happened to the live process; each exercise segment gets its own statistics.
     """
-    from stream.analyze import assemble_report
+    from stream.analyze import assemble_report, series_symptoms
     from stream.config import AnalysisConfig
     from stream.symptoms.normal import load_normal_cooccurrence
-    from stream.symptoms.statistics import SymptomAccumulator
 
     record = store.session(session_id)
     if record is None:
@@ -570,13 +566,7 @@ def session_report(store: Store, session_id: str) -> tuple[dict[str, Any], Any]:
     stored = store.series(session_id)
 
     def statistics(rows: np.ndarray | slice) -> Any:
-        acc = SymptomAccumulator(active_threshold=config.active_threshold)
-        left, right = stored.series.left[rows], stored.series.right[rows]
-        if len(left):
-            acc.update_many(left, right)
-        return acc.snapshot(normal, asymmetry_threshold=config.asymmetry_threshold,
-                            cooccurrence_threshold=config.cooccurrence_threshold,
-                            normal_threshold=config.normal_threshold)
+        return series_symptoms(stored.series.left[rows], stored.series.right[rows], config, normal)
 
     counts = dict(record.counts)
     counts.setdefault("keyframes", len(stored.series))
