@@ -115,7 +115,8 @@ class Pipeline:
             return FrameResult(frame.index, frame.time_s, 0, None, None)
         with self.timer.stage("keyframe_filter"):
             try:
-                decision = self.keyframe_filter.offer(frame.image, face)
+                # the tracker already made the grey frame the 48x48 crop is sampled from
+                decision = self.keyframe_filter.offer(self.tracker.grey, face)
             except ValueError:  # degenerate landmarks: treat as no usable face
                 self.counts.frames_without_face += 1
                 return FrameResult(frame.index, frame.time_s, detection.n_faces, None, None)

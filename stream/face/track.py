@@ -34,6 +34,11 @@ class TrackingDetector:
         self.tracked = 0
         self.last_tracked = False  # True when the last result came from tracking, not the detector
 
+    @property
+    def grey(self) -> np.ndarray | None:
+        """The grey version of the frame last passed to ``detect`` (reused by the keyframe filter)."""
+        return self._prev_grey
+
     def reset(self) -> None:
         self._prev_grey, self._face, self._n_faces, self._since_detection = None, None, 0, 0
 
