@@ -76,7 +76,7 @@ _AU_RULES: dict[str, tuple[str, tuple[float, float], float]] = {
 assert tuple(_AU_RULES) == AU_NAMES
 
 
-def _projection_matrix() -> tuple[np.ndarray, np.ndarray]:
+def _projection_matrix() -> np.ndarray:
     """Linear map from region displacements (R regions x 2, with lips_apart) to the 12 AU values."""
     names = list(REGION_NAMES) + ["lips_apart"]
     w = np.zeros((N_AUS, len(names) * 2))
@@ -85,10 +85,10 @@ def _projection_matrix() -> tuple[np.ndarray, np.ndarray]:
         r = names.index(region)
         w[a, 2 * r] = ux * 5.0 / full
         w[a, 2 * r + 1] = uy * 5.0 / full
-    return w, np.array(names)
+    return w
 
 
-_W, _W_NAMES = _projection_matrix()
+_W = _projection_matrix()
 
 # Residual alignment jitter and flow noise on a still face are about 1-2.5 template pixels; a
 # movement below NOISE_FLOOR_PX reads as 0 so that a face at rest does not look active.
@@ -161,6 +161,7 @@ class FlowAUEstimator(AUEstimator):
         self._dis = cv2.DISOpticalFlow.create(preset)
         self._dis_helper = cv2.DISOpticalFlow.create(helper_preset)
         self._reference: np.ndarray | None = None  # (256, 256) uint8 canonical grey face
+        self._reference_halves: np.ndarray | None = None  # the same split into (left, right), made once
         self._ref_points: np.ndarray | None = None
         self.unstabilised = 0  # keyframes where the rigid fit failed (measured unstabilised)
 
@@ -183,6 +184,7 @@ class FlowAUEstimator(AUEstimator):
         # face area of the template (brows to chin, cheek to cheek) at half resolution
         cv2.ellipse(mask, (w // 2, int(0.56 * h)), (int(0.3 * w), int(0.36 * h)), 0, 0, 360, 255, -1)
         self._reference = face
+        self._reference_halves = self._split(face)
         self._ref_points = cv2.goodFeaturesToTrack(face, maxCorners=160, qualityLevel=0.005, minDistance=4, mask=mask)
 
     def _stabilise(self, face: np.ndarray) -> np.ndarray:
@@ -206,9 +208,6 @@ class FlowAUEstimator(AUEstimator):
             return face
         return cv2.warpAffine(face, m, (face.shape[1], face.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    def _flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self._dis.calc(a, b, None)
-
     def encode(self, keyframe: Keyframe) -> KeyframeCode:
         face = self._canonical_grey(keyframe)
         if self._reference is None:
@@ -216,8 +215,9 @@ class FlowAUEstimator(AUEstimator):
         else:
             face = self._stabilise(face)
         grey = self._split(face)
-        ref = self._split(self._reference)
-        disp = np.stack([region_displacements(self._flow(ref[s], grey[s])) for s in range(2)])
+        ref = self._reference_halves
+        assert ref is not None
+        disp = np.stack([region_displacements(self._dis.calc(ref[s], grey[s], None)) for s in range(2)])
         own = np.stack([au_from_displacements(disp[s]) for s in range(2)])
         payload = _FlowPayload(grey=grey, disp=disp)
         return KeyframeCode(keyframe.frame_index, keyframe.time_s, own, payload, grey.nbytes + disp.nbytes)
@@ -241,6 +241,7 @@ class FlowAUEstimator(AUEstimator):
 
     def reset(self) -> None:
         self._reference = None
+        self._reference_halves = None
         self._ref_points = None
 
 
