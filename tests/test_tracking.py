@@ -77,3 +77,21 @@ def test_prefetch_stops_its_thread_when_the_consumer_stops_early():
     assert next(gen) == 0
     gen.close()
     assert threading.active_count() == before
+
+
+def test_a_change_of_frame_size_detects_afresh_instead_of_failing(shared_data, counting):
+    """WebRTC senders drop from 640x480 to 320x240 under pressure; LK cannot track across sizes."""
+    import cv2
+
+    with VideoFile(shared_data / "single_face.mp4") as video:
+        frames = [f.image for _, f in zip(range(3), video.frames())]
+    tracker = TrackingDetector(counting, detect_every=100)
+    assert tracker.detect(frames[0]).face is not None
+    assert tracker.detect(frames[1]).face is not None and tracker.last_tracked
+    h, w = frames[2].shape[:2]
+    small = cv2.resize(frames[2], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    counting.calls = 0
+    result = tracker.detect(small)
+    assert counting.calls == 1 and not tracker.last_tracked  # a detection on the new size, no assert
+    assert result.face is not None and result.face.landmarks[:, 0].max() <= w // 2
+    assert tracker.detect(small).face is not None and tracker.last_tracked  # tracking resumes at the new size

@@ -3,7 +3,9 @@
 A CNN detector on every frame costs more than real time on a 2-core CPU; the 5 points move little
 between consecutive frames, so LK tracking carries them between detections at under a millisecond.
 A tracking failure (point lost, forward-backward error too large, points collapsing) triggers a
-detection on that same frame, so a face leaving the picture is noticed at once.
+detection on that same frame, so a face leaving the picture is noticed at once. So does a change of
+frame size: WebRTC senders lower the resolution under bandwidth or CPU pressure, and LK cannot
+compare frames of two sizes (OpenCV asserts).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class TrackingDetector:
 
     def detect(self, image: np.ndarray, force: bool = False) -> Detection:
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        if self._prev_grey is not None and self._prev_grey.shape != grey.shape:
+            self.reset()  # points of the old size mean nothing in the new one: detect afresh
         result = None
         if not force and self._face is not None and self._prev_grey is not None and self._since_detection < self.detect_every - 1:
             result = self._track(grey)
