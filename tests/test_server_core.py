@@ -17,6 +17,8 @@ from stream.server.store import SegmentRecord, Store
 
 
 class FakeConn:
+    client = None  # starlette's Address of the peer; the failure limit counts per address
+
     def __init__(self, token: str | None = None, header: str | None = None) -> None:
         self.query_params = {"token": token} if token is not None else {}
         self.headers = {"authorization": header} if header is not None else {}
@@ -36,7 +38,7 @@ def test_tokens_are_stored_only_as_hashes_and_bound_to_session_and_role(store, t
     store.create_session("B", "", False, {})
     store.add_token("A", "patient", token_hash(patient))
     store.add_token("A", "clinician", token_hash(clinician))
-    gate = Gate(store, admin_key="a-long-clinic-admin-key")
+    gate = Gate(store, admin_key="a-long-clinic-admin-key-0123456789")
     assert gate.allows("A", clinician, Role.CLINICIAN)
     assert gate.allows("A", patient, Role.PATIENT)
     assert not gate.allows("A", patient, Role.CLINICIAN)  # a patient token cannot view
@@ -51,7 +53,7 @@ def test_tokens_are_stored_only_as_hashes_and_bound_to_session_and_role(store, t
 def test_access_denials_distinguish_only_missing_from_wrong(store):
     from stream.server.sessions import AccessDenied
 
-    gate = Gate(store, admin_key="a-long-clinic-admin-key")
+    gate = Gate(store, admin_key="a-long-clinic-admin-key-0123456789")
     with pytest.raises(AccessDenied) as missing:
         gate.check(FakeConn(), "nope", Role.CLINICIAN)
     with pytest.raises(AccessDenied) as wrong:
@@ -59,7 +61,7 @@ def test_access_denials_distinguish_only_missing_from_wrong(store):
     with pytest.raises(AccessDenied) as wrong_admin:
         gate.check_admin(FakeConn(header="Bearer guess"))
     assert (missing.value.status, wrong.value.status, wrong_admin.value.status) == (401, 403, 403)
-    gate.check_admin(FakeConn(header="Bearer a-long-clinic-admin-key"))
+    gate.check_admin(FakeConn(header="Bearer a-long-clinic-admin-key-0123456789"))
 
 
 def test_store_keeps_series_segments_statistics_and_findings_across_reopen(tmp_path):
@@ -194,7 +196,7 @@ def test_serve_flags_set_dashboard_rate_and_refuse_bad_values():
 
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
-    key = ["--admin-key", "a-long-clinic-admin-key"]
+    key = ["--admin-key", "a-long-clinic-admin-key-0123456789"]
     assert settings_from_args(parser.parse_args(key)).dashboard_hz == 10.0
     assert settings_from_args(parser.parse_args([*key, "--dashboard-hz", "20"])).dashboard_hz == 20.0
     with pytest.raises(ValueError, match="dashboard rate"):

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-ADMIN_KEY = "test-admin-key-0123456789"
+ADMIN_KEY = "test-admin-key-0123456789abcdefghijkl"  # the server refuses keys under 32 characters
 
 
 def free_port() -> int:
@@ -33,11 +33,13 @@ def has_non_loopback_interface() -> bool:
 
 
 def allow_loopback_ice() -> None:
-    """aioice never offers 127.0.0.1; with no other interface, aiortc<->aiortc tests use it anyway."""
+    """ICE host candidates are 127.0.0.1 only, whatever interfaces exist: no test traffic leaves loopback.
+
+    aioice never offers 127.0.0.1 by itself; every process that runs an aiortc peer calls this.
+    """
     import aioice.ice
 
-    if not has_non_loopback_interface():
-        aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=False: ["127.0.0.1"]
+    aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=False: ["127.0.0.1"]
 
 
 class ThreadServer:
@@ -87,8 +89,7 @@ class ThreadServer:
 
 _LAUNCHER = """
 import sys, aioice.ice
-if not aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False):
-    aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=False: ["127.0.0.1"]
+aioice.ice.get_host_addresses = lambda use_ipv4=True, use_ipv6=False: ["127.0.0.1"]  # loopback only
 import argparse
 from stream.server.main import add_serve_arguments, run_serve
 parser = argparse.ArgumentParser()
@@ -100,8 +101,9 @@ sys.exit(run_serve(parser.parse_args(sys.argv[1:])))
 class ProcessServer:
     """``serve`` in its own process, so a test can stop and restart it on the same database."""
 
-    def __init__(self, db: Path, log: Path, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, db: Path, log: Path, extra_args: tuple[str, ...] = (), admin_key: str | None = ADMIN_KEY) -> None:
         self.db, self.log = db, log
+        self.admin_key = admin_key  # None: the server generates and prints one
         self.extra_args = tuple(extra_args)  # more ``serve`` flags (benchmarks)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -112,7 +114,7 @@ class ProcessServer:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _LAUNCHER, "--port", str(self.port), "--db", str(self.db),
-                 "--admin-key", ADMIN_KEY, "--model-workers", "2", *self.extra_args],
+                 *(["--admin-key", self.admin_key] if self.admin_key else []), "--model-workers", "2", *self.extra_args],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 60
@@ -139,14 +141,19 @@ def create_session(url: str, label: str = "") -> dict[str, Any]:
     return r.json()
 
 
-def load_face_frames(path: Path, every: int = 4, limit: int = 150) -> list[Any]:
-    """yuv420p planes of every ``every``-th frame: a real face whose expression changes quickly."""
+def load_face_frames(path: Path, every: int = 4, limit: int = 150, size: tuple[int, int] | None = None) -> list[Any]:
+    """yuv420p planes of every ``every``-th frame: a real face whose expression changes quickly.
+
+    ``size`` (width, height) rescales them, e.g. to what a sender under pressure drops to.
+    """
     import av
 
     frames = []
     with av.open(str(path)) as container:
         for i, frame in enumerate(container.decode(video=0)):
             if i % every == 0:
+                if size is not None:
+                    frame = frame.reformat(width=size[0], height=size[1])
                 frames.append(frame.to_ndarray(format="yuv420p"))
             if len(frames) >= limit:
                 break
@@ -154,6 +161,8 @@ def load_face_frames(path: Path, every: int = 4, limit: int = 150) -> list[Any]:
 
 
 def looping_track(frames: list[Any]) -> Any:
+    """A 30 fps camera looping ``frames``; ``switch(frames)`` changes the picture (and its size),
+    ``pause()`` stops sending while the connection stays up (a frozen camera or app)."""
     import av
     from aiortc import VideoStreamTrack
 
@@ -162,8 +171,17 @@ def looping_track(frames: list[Any]) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self._frames = itertools.cycle(frames)
+            self._running = asyncio.Event()
+            self._running.set()
+
+        def switch(self, new_frames: list[Any]) -> None:
+            self._frames = itertools.cycle(new_frames)
+
+        def pause(self) -> None:
+            self._running.clear()
 
         async def recv(self) -> Any:
+            await self._running.wait()
             pts, time_base = await self.next_timestamp()  # 30 fps pacing
             frame = av.VideoFrame.from_ndarray(next(self._frames), format="yuv420p")
             frame.pts, frame.time_base = pts, time_base
@@ -172,12 +190,13 @@ def looping_track(frames: list[Any]) -> Any:
     return LoopingTrack()
 
 
-async def connect_patient(url: str, session: dict[str, Any], frames: list[Any]) -> Any:
-    """A Python WebRTC patient: offer over HTTP with the patient token, stream ``frames`` in a loop."""
+async def connect_patient(url: str, session: dict[str, Any], frames: list[Any], track: Any = None) -> Any:
+    """A Python WebRTC patient: offer over HTTP with the patient token, stream ``frames`` in a loop
+    (or ``track``, a ``looping_track`` the test controls)."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver(looping_track(frames), direction="sendonly")
+    pc.addTransceiver(track or looping_track(frames), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     async with httpx.AsyncClient(timeout=60) as http:
         r = await http.post(f"{url}/api/s/{session['session_id']}/offer",

@@ -7,6 +7,7 @@ clinic key):
     POST /api/sessions                      admin      create a session -> patient and clinician links
     GET  /api/sessions                      admin      list stored sessions
     POST /api/sessions/{sid}/clinician-link admin      a further clinician link (e.g. to reopen later)
+    POST /api/sessions/{sid}/reopen         admin      an ended session takes its patient link again
     GET  /s/{sid}/patient                   patient    camera page with the exercise protocol
     GET  /s/{sid}/clinician                 clinician  live or reopened dashboard
     GET  /api/s/{sid}/config                either     ICE servers, protocol, role
@@ -40,25 +41,70 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from stream.server import logs
 from stream.server.executor import PriorityExecutor
 from stream.server.exercises import PROTOCOL, ExerciseError
 from stream.server.ingest import SignallingError, parse_offer
-from stream.server.sessions import AccessDenied, Gate, Role, new_session_id, new_token, token_hash
+from stream.server.sessions import AccessDenied, FailureLimit, Gate, Role, new_session_id, new_token, token_hash
 from stream.server.settings import ServerSettings
-from stream.server.store import Store
+from stream.server.store import StorageError, Store
 from stream.server.worker import ModelPool, SessionRegistry, session_report
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 _ERROR_TEXT = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
-               405: "method not allowed", 413: "request too large", 422: "unprocessable"}
+               405: "method not allowed", 409: "conflict", 413: "request too large", 422: "unprocessable",
+               429: "too many attempts", 503: "storage unavailable"}
+MAX_JSON_DEPTH = 32  # our bodies nest 2 levels; deeper is hostile (json.loads recurses per level)
+MAX_JSON_INT_DIGITS = 32
 _REPORT_FILES = {"report.json": ("json", "application/json"), "report.html": ("html", "text/html; charset=utf-8"),
                  "au_series.csv": ("csv", "text/csv; charset=utf-8")}
 
 
 def _error(status: int, message: str | None = None) -> JSONResponse:
     return JSONResponse({"error": message or _ERROR_TEXT.get(status, "error")}, status_code=status)
+
+
+class HostileJSON(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise HostileJSON(f"number with more than {MAX_JSON_INT_DIGITS} digits")
+    return int(text)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise HostileJSON(f"{name} is not JSON")
+
+
+def parse_json_body(body: bytes) -> Any:
+    """``json.loads`` with limits: nesting depth, integer digits, no NaN/Infinity.
+
+    Depth is counted before parsing (brackets outside strings), since the parser itself recurses
+    once per level and a 64 KiB body of ``[`` would exhaust the stack.
+    """
+    depth, deepest, in_string, escaped = 0, 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                raise HostileJSON(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return json.loads(body, parse_int=_parse_int, parse_constant=_refuse_constant)
 
 
 class GuardMiddleware:
@@ -106,9 +152,10 @@ class GuardMiddleware:
 def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Callable[[], Any] | None = None) -> Starlette:
     """The web application. ``pipeline_factory`` replaces the default ``Pipeline`` (benchmarks)."""
     settings = (settings or ServerSettings()).validate()
+    logs.install()
     admin_key = settings.admin_key or secrets.token_urlsafe(24)
     store = Store(settings.db_path)
-    gate = Gate(store, admin_key)
+    gate = Gate(store, admin_key, FailureLimit(settings.max_failed_credentials, settings.failed_credentials_window_s))
     # Shared by all sessions; a keyframe's analysis runs before any waiting frame ingest.
     executor = PriorityExecutor(settings.model_workers, thread_name_prefix="models")
     models = ModelPool(settings, executor, pipeline_factory)
@@ -135,8 +182,10 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         except ClientDisconnect:
             raise HTTPException(400)
         try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            return parse_json_body(body)
+        except HostileJSON as exc:
+            raise HTTPException(400, str(exc))
+        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise HTTPException(400, "body is not JSON")
 
     def page(name: str) -> FileResponse:
@@ -177,6 +226,15 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         return JSONResponse({"session_id": sid, "clinician_token": token,
                              "clinician_url": f"{base_url(request)}/s/{sid}/clinician?token={token}"}, status_code=201)
 
+    async def reopen(request: Request) -> Response:
+        gate.check_admin(request)
+        sid = request.path_params["sid"]
+        if store.session_status(sid) is None:
+            return _error(404)
+        async with sessions.use(sid) as session:
+            session.reopen()
+        return JSONResponse({"session_id": sid, "status": "waiting"})
+
     # -- pages and session API ---------------------------------------------------------------------
     async def patient_page(request: Request) -> Response:
         gate.check(request, request.path_params["sid"], Role.PATIENT)
@@ -201,8 +259,9 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         gate.check(request, sid, Role.PATIENT)
         try:
             description = parse_offer(await read_json(request))
-            session = await sessions.open(sid)
-            answer = await session.connect(description)
+            # The lease lasts until the answer is out: nothing can drop the session meanwhile.
+            async with sessions.use(sid) as session:
+                answer = await session.connect(description)
         except SignallingError as exc:
             return _error(exc.status, exc.message)
         return JSONResponse({"sdp": answer.sdp, "type": answer.type})
@@ -213,42 +272,34 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         body = await read_json(request)
         if not isinstance(body, dict) or body.get("action") not in ("start", "stop"):
             return _error(400, "expected {\"action\": \"start\", \"exercise\": key} or {\"action\": \"stop\"}")
-        session = await sessions.open(sid)
-        try:
-            if body["action"] == "start":
-                segment = session.start_exercise(str(body.get("exercise")))
-            else:
-                segment = session.stop_exercise()
-        except ExerciseError as exc:
-            return _error(422, str(exc))
+        async with sessions.use(sid) as session:
+            try:
+                if body["action"] == "start":
+                    segment = session.start_exercise(str(body.get("exercise")))
+                else:
+                    segment = session.stop_exercise()
+            except ExerciseError as exc:
+                return _error(422, str(exc))
         return JSONResponse({"segment": segment.to_json() if segment else None})
 
     async def hangup(request: Request) -> Response:
         sid = request.path_params["sid"]
         gate.check(request, sid, Role.PATIENT)
-        if sid in sessions:
-            session = await sessions.open(sid)
-            await session.disconnect()
-            await sessions.release(sid)
+        async with sessions.use(sid) as session:
+            await session.hang_up()
         return JSONResponse({"ok": True})
 
     async def state(request: Request) -> Response:
         sid = request.path_params["sid"]
         gate.check(request, sid, Role.CLINICIAN)
-        session = await sessions.open(sid)
-        try:
+        async with sessions.use(sid) as session:
             return Response(session.hub.latest or "{}", media_type="application/json")
-        finally:
-            await sessions.release(sid)
 
     async def scope_statistics(request: Request) -> Response:
         sid = request.path_params["sid"]
         gate.check(request, sid, Role.CLINICIAN)
-        session = await sessions.open(sid)
-        try:
+        async with sessions.use(sid) as session:
             found = session.statistics(request.query_params.get("scope", "session"))
-        finally:
-            await sessions.release(sid)
         return JSONResponse(found) if found is not None else _error(404)
 
     async def report_file(request: Request) -> Response:
@@ -306,16 +357,21 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, exc.detail if exc.status_code in (400, 422) and exc.detail not in (None, "") and exc.detail != _ERROR_TEXT.get(exc.status_code) else None)
+        return _error(exc.status_code, exc.detail if exc.status_code in (400, 409, 422) and exc.detail not in (None, "") and exc.detail != _ERROR_TEXT.get(exc.status_code) else None)
 
     async def unknown_session(request: Request, exc: Exception) -> Response:
         return _error(403)  # a valid token for an unknown session cannot exist; answer as for a bad token
+
+    async def storage_failed(request: Request, exc: Exception) -> Response:
+        log.error("%s %s: %s", request.method, request.url.path, exc)  # the path holds no token
+        return _error(503)
 
     routes = [
         Route("/", index),
         Route("/api/sessions", create_session, methods=["POST"]),
         Route("/api/sessions", list_sessions, methods=["GET"]),
         Route("/api/sessions/{sid}/clinician-link", clinician_link, methods=["POST"]),
+        Route("/api/sessions/{sid}/reopen", reopen, methods=["POST"]),
         Route("/s/{sid}/patient", patient_page),
         Route("/s/{sid}/clinician", clinician_page),
         Route("/api/s/{sid}/config", session_config),
@@ -331,7 +387,8 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={AccessDenied: denied, HTTPException: http_error, KeyError: unknown_session},
+        exception_handlers={AccessDenied: denied, HTTPException: http_error, KeyError: unknown_session,
+                            StorageError: storage_failed},
     )
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.state.settings = settings

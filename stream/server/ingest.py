@@ -153,8 +153,12 @@ def parse_offer(body: Any) -> RTCSessionDescription:
         raise SignallingError(400, "malformed SDP offer")
     if len(sdp) > MAX_SDP_CHARS:
         raise SignallingError(413, "SDP offer too large")
-    if "\nm=video " not in sdp.replace("\r\n", "\n"):
+    lines = sdp.replace("\r\n", "\n")
+    if "\nm=video " not in lines:
         raise SignallingError(422, "the offer has no video track")
+    if "\na=fingerprint:" not in lines:
+        # aiortc would answer, then fail in a background task: refuse it here, visibly.
+        raise SignallingError(400, "the offer has no DTLS fingerprint (a=fingerprint)")
     return RTCSessionDescription(sdp=sdp, type="offer")
 
 
@@ -175,6 +179,7 @@ class PatientPeer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_closed = on_closed
         self._closed = False
+        self.connected = asyncio.Event()  # set once ICE and DTLS are up
         self.slot: LatestFrame[ReceivedFrame] | None = None
 
         @self.pc.on("track")
@@ -188,6 +193,8 @@ class PatientPeer:
 
         @self.pc.on("connectionstatechange")
         async def on_state() -> None:
+            if self.pc.connectionState == "connected":
+                self.connected.set()
             if self.pc.connectionState in ("failed", "closed"):
                 await self.close()
 

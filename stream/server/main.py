@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 
 from stream.config import AnalysisConfig
@@ -47,7 +46,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     return ServerSettings(
         host=args.host, port=args.port,
         db_path=args.db or os.environ.get("STREAM_DB") or ServerSettings.db_path,
-        admin_key=args.admin_key or os.environ.get("STREAM_ADMIN_KEY") or secrets.token_urlsafe(24),
+        admin_key=args.admin_key or os.environ.get("STREAM_ADMIN_KEY") or None,  # None: generated at start
         public_url=args.public_url or os.environ.get("STREAM_PUBLIC_URL"),
         certfile=args.certfile, keyfile=args.keyfile, ice_servers=ice, mirrored=args.mirrored_source,
         model_workers=args.model_workers, dashboard_hz=args.dashboard_hz, analysis=AnalysisConfig(**analysis),
@@ -58,6 +57,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from stream.server.app import create_app
+    from stream.server.store import StorageError
 
     try:
         settings = settings_from_args(args)
@@ -65,12 +65,21 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"stream serve: {exc}", file=sys.stderr)
         return 2
     _limit_model_threads(settings.model_workers)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except StorageError as exc:  # a read-only file or folder, a folder named like the file, a full disk
+        print(f"stream serve: {exc}; choose a writable file with --db", file=sys.stderr)
+        return 2
     base = settings.public_url or f"{settings.scheme}://{settings.host}:{settings.port}"
     print(f"stream: serving on {base}  (database {settings.db_path})")
-    print(f"stream: clinic admin key: {app.state.admin_key}")
+    if settings.admin_key is None:  # generated: the only time it is ever shown
+        print(f"stream: clinic admin key (new, keep it): {app.state.admin_key}")
+        key = app.state.admin_key
+    else:
+        print("stream: clinic admin key: the one given (--admin-key or $STREAM_ADMIN_KEY)")
+        key = "$STREAM_ADMIN_KEY"
     print(f"stream: create a session at {base}/ with that key, or:")
-    print(f"        curl -X POST -H 'Authorization: Bearer {app.state.admin_key}' {base}/api/sessions")
+    print(f"        curl -X POST -H \"Authorization: Bearer {key}\" {base}/api/sessions")
     if settings.scheme == "http" and settings.host not in ("127.0.0.1", "localhost"):
         print("stream: warning: browsers allow the camera only over HTTPS off localhost (use --certfile/--keyfile)")
     sys.stdout.flush()

@@ -3,7 +3,9 @@
 A session has one patient token (joins and streams) and any number of clinician tokens (view, reopen,
 download). Tokens are 256-bit ``secrets.token_urlsafe`` strings handed out once in the links; the
 store keeps only their SHA-256, compared in constant time. Every refusal looks the same from outside:
-401 when no credential came, 403 otherwise, whether the session exists or not.
+401 when no credential came, 403 otherwise, whether the session exists or not. A patient token
+opens nothing once its session has ended (the clinic key can reopen it). A client address that
+sent too many wrong credentials gets 429 for everything until its window has passed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from collections import OrderedDict, deque
 from enum import Enum
+from collections.abc import Callable
 from typing import Protocol
 
 from starlette.requests import HTTPConnection
@@ -60,30 +65,84 @@ def token_from(conn: HTTPConnection) -> str | None:
 class TokenStore(Protocol):
     def token_hashes(self, session_id: str, role: str) -> list[str]: ...
 
+    def session_status(self, session_id: str) -> str | None: ...
+
+
+class FailureLimit:
+    """Wrong credentials per client address in a sliding window; over the limit the address waits.
+
+    Memory is bounded: at most ``max_addresses`` addresses are remembered, the least recent go first.
+    """
+
+    def __init__(self, limit: int, window_s: float, max_addresses: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_addresses = max_addresses
+        self._clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, address: str) -> deque[float] | None:
+        times = self._failures.get(address)
+        if times is None:
+            return None
+        cutoff = self._clock() - self.window_s
+        while times and times[0] < cutoff:
+            times.popleft()
+        if not times:
+            del self._failures[address]
+            return None
+        return times
+
+    def blocked(self, address: str) -> bool:
+        times = self._recent(address)
+        return times is not None and len(times) >= self.limit
+
+    def failed(self, address: str) -> None:
+        times = self._recent(address) or deque()
+        times.append(self._clock())
+        self._failures[address] = times
+        self._failures.move_to_end(address)
+        while len(self._failures) > self.max_addresses:
+            self._failures.popitem(last=False)
+
+
+def client_address(conn: HTTPConnection) -> str:
+    return conn.client.host if conn.client is not None else "unknown"
+
 
 class Gate:
     """Answers "may this request do that?" for every route."""
 
-    def __init__(self, store: TokenStore, admin_key: str) -> None:
+    def __init__(self, store: TokenStore, admin_key: str, failures: FailureLimit | None = None) -> None:
         self._store = store
         self._admin_key = admin_key.encode("utf-8")
+        self.failures = failures or FailureLimit(limit=30, window_s=60.0)
 
-    def check_admin(self, conn: HTTPConnection) -> None:
+    def _token(self, conn: HTTPConnection) -> str:
+        if self.failures.blocked(client_address(conn)):
+            raise AccessDenied(429)  # even a right token: the answer must not confirm a guess
         token = token_from(conn)
         if token is None:
             raise AccessDenied(401)
+        return token
+
+    def _refuse(self, conn: HTTPConnection) -> AccessDenied:
+        self.failures.failed(client_address(conn))
+        return AccessDenied(403)
+
+    def check_admin(self, conn: HTTPConnection) -> None:
+        token = self._token(conn)
         if not hmac.compare_digest(token.encode("utf-8"), self._admin_key):
-            raise AccessDenied(403)
+            raise self._refuse(conn)
 
     def check(self, conn: HTTPConnection, session_id: str, *roles: Role) -> Role:
         """The role the request's token holds in ``session_id`` among ``roles``, else AccessDenied."""
-        token = token_from(conn)
-        if token is None:
-            raise AccessDenied(401)
+        token = self._token(conn)
         for role in roles:
             if self.allows(session_id, token, role):
                 return role
-        raise AccessDenied(403)
+        raise self._refuse(conn)
 
     def allows(self, session_id: str, token: str, role: Role) -> bool:
         if len(token) > MAX_TOKEN_CHARS or len(session_id) > MAX_TOKEN_CHARS:
@@ -93,4 +152,7 @@ class Gate:
         ok = False
         for stored in self._store.token_hashes(session_id, role.value):
             ok |= hmac.compare_digest(digest, stored)
+        if ok and role is Role.PATIENT:
+            # A patient link is for one sitting: once the session ended it streams and edits nothing.
+            ok = self._store.session_status(session_id) != "ended"
         return ok

@@ -12,6 +12,9 @@ from pathlib import Path
 from stream.config import AnalysisConfig
 
 
+MIN_ADMIN_KEY_CHARS = 32  # a guessable clinic key opens every session
+
+
 @dataclass(frozen=True)
 class IceServer:
     """A STUN or TURN server handed to both peers (none by default: host candidates work on a LAN)."""
@@ -42,6 +45,10 @@ class ServerSettings:
     # --- access ---
     # Key that creating sessions and listing them needs. None: ``serve`` generates one and prints it.
     admin_key: str | None = None
+    # Wrong credentials tolerated per client address within the window; beyond that every request
+    # from that address gets 429 until the window has passed (guessing 300 tokens/s is not an option).
+    max_failed_credentials: int = 30
+    failed_credentials_window_s: float = 60.0
     # --- storage ---
     db_path: str = "stream-sessions.sqlite3"
     # --- analysis ---
@@ -64,7 +71,11 @@ class ServerSettings:
     series_tail: int = 40
     # --- limits ---
     max_body_bytes: int = 64 * 1024  # requests above this get 413 (an SDP offer is ~5 KB)
-    stall_after_s: float = 5.0  # no frame for this long: the patient stream is reported stalled
+    stall_after_s: float = 5.0  # no frame for this long: the dashboard says "patient stalled"
+    stall_end_s: float = 20.0  # no frame for this long: the session ends (peer closed, segment closed)
+    # An answered offer whose connection is not up by then is closed (a client that vanished after
+    # the answer, or an offer aiortc fails on in the background); the session goes back to waiting.
+    connect_timeout_s: float = 15.0
 
     def validate(self) -> "ServerSettings":
         problems = []
@@ -81,8 +92,12 @@ class ServerSettings:
             problems.append(f"dashboard rate must be in (0, 60] Hz, got {self.dashboard_hz}")
         if self.client_queue < 1:
             problems.append(f"client queue must hold >= 1 update, got {self.client_queue}")
-        if self.admin_key is not None and len(self.admin_key) < 16:
-            problems.append("admin key must be at least 16 characters")
+        if self.admin_key is not None and len(self.admin_key) < MIN_ADMIN_KEY_CHARS:
+            problems.append(f"admin key must be at least {MIN_ADMIN_KEY_CHARS} characters (a generated one is 32)")
+        if not 0 < self.stall_after_s <= self.stall_end_s:
+            problems.append(f"need 0 < stall_after_s <= stall_end_s, got {self.stall_after_s} and {self.stall_end_s}")
+        if self.connect_timeout_s <= 0 or self.max_failed_credentials < 1 or self.failed_credentials_window_s <= 0:
+            problems.append("connect timeout, failed-credential limit and its window must be positive")
         if problems:
             raise ValueError("; ".join(problems))
         self.analysis.validate()

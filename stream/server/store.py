@@ -5,6 +5,9 @@ Every keyframe row is committed as soon as it is computed (WAL journal, ``synchr
 crash of the server process loses nothing committed), so a restart or a dropped patient loses
 nothing already computed. One connection shared by the event loop and the model threads, guarded
 by a lock; each call is a few small statements.
+
+Every SQLite or file-system failure leaves as ``StorageError`` naming the database file, so callers
+can tell "the disk is full or read-only" from a bug and say so instead of dying with a traceback.
 """
 
 from __future__ import annotations
@@ -121,30 +124,47 @@ class StoredSeries:
     received_at: np.ndarray  # (n,) wall-clock seconds the source frame reached the server
 
 
+class StorageError(Exception):
+    """The session database cannot be opened, read or written (disk full, read-only, not a file)."""
+
+
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            with self._lock:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                self._db.executescript(_SCHEMA)
+                # Take the write lock once: a read-only file or folder fails here, at start, not at
+                # the first keyframe of the first patient.
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("ROLLBACK")
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"cannot use {self.path} as the session database: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def _write(self, sql: str, args: Iterable[Any] = ()) -> None:
-        with self._lock:
-            self._db.execute(sql, tuple(args))
+        try:
+            with self._lock:
+                self._db.execute(sql, tuple(args))
+        except sqlite3.Error as exc:
+            raise StorageError(f"could not write to {self.path}: {exc}") from exc
 
     def _read(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, tuple(args)).fetchall()
+        try:
+            with self._lock:
+                return self._db.execute(sql, tuple(args)).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"could not read {self.path}: {exc}") from exc
 
     # -- sessions and tokens ------------------------------------------------------------------
     def create_session(self, session_id: str, label: str, mirrored: bool, config: dict[str, Any]) -> None:
@@ -167,6 +187,10 @@ class Store:
         ended = time.time() if status == "ended" else None
         self._write("UPDATE sessions SET status = ?, ended_at = ? WHERE id = ?", (status, ended, session_id))
 
+    def session_status(self, session_id: str) -> str | None:
+        rows = self._read("SELECT status FROM sessions WHERE id = ?", (session_id,))
+        return rows[0][0] if rows else None
+
     def set_estimator(self, session_id: str, estimator: dict[str, Any]) -> None:
         self._write("UPDATE sessions SET estimator_json = ? WHERE id = ?", (json.dumps(estimator), session_id))
 
@@ -175,11 +199,14 @@ class Store:
 
     def end_interrupted(self) -> int:
         """Mark sessions left live by a previous server process as ended; returns how many."""
-        with self._lock:
-            cur = self._db.execute(
-                "UPDATE sessions SET status = 'ended', ended_at = ? WHERE status = 'live'", (time.time(),)
-            )
-            return cur.rowcount
+        try:
+            with self._lock:
+                cur = self._db.execute(
+                    "UPDATE sessions SET status = 'ended', ended_at = ? WHERE status = 'live'", (time.time(),)
+                )
+                return cur.rowcount
+        except sqlite3.Error as exc:
+            raise StorageError(f"could not write to {self.path}: {exc}") from exc
 
     _SESSION_SELECT = (
         "SELECT s.id, s.label, s.created_at, s.status, s.ended_at, s.mirrored, s.config_json, s.estimator_json,"
@@ -251,6 +278,12 @@ class Store:
 
     def save_statistics(self, session_id: str, scope: str, time_s: float, state: dict[str, Any]) -> None:
         """Latest statistics of a scope, and the synkinesis pairs it reports (first and last seen)."""
+        try:
+            self._save_statistics(session_id, scope, time_s, state)
+        except sqlite3.Error as exc:
+            raise StorageError(f"could not write to {self.path}: {exc}") from exc
+
+    def _save_statistics(self, session_id: str, scope: str, time_s: float, state: dict[str, Any]) -> None:
         with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.execute(

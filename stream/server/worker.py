@@ -13,18 +13,27 @@ Three coroutines per connected patient, none of which runs model code on the eve
 
 A session reopened after a restart or a reconnect replays its stored AU series into the
 accumulators, so its statistics continue where they stopped.
+
+Lifecycle: one signalling exchange at a time per session (a second offer while one is being
+answered gets 409); a later offer replaces the connection. Whatever stops the loops (the patient
+hangs up or vanishes, no frame for ``stall_end_s``, a failed SQLite write, a bug) goes through one
+ending: the failure is logged once with the session id and shown on the dashboards (``alert``), the
+peer is closed, the open exercise segment closes at the last frame received, and the final
+statistics, counts and status are stored as far as the disk allows. A change of frame size is
+recovered instead: tracker, keyframe filter, AU reference and helper buffer start afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -35,14 +44,15 @@ from stream.aus import AU_NAMES
 from stream.server.executor import ANALYSIS, INGEST
 from stream.server.exercises import PROTOCOL, Segment, Timeline
 from stream.server.hub import Hub
-from stream.server.ingest import KeyframeQueue, LatestFrame, PatientPeer, ReceivedFrame
+from stream.server.ingest import KeyframeQueue, LatestFrame, PatientPeer, ReceivedFrame, SignallingError
 from stream.server.settings import ServerSettings
-from stream.server.store import SegmentRecord, SessionRecord, Store
+from stream.server.store import SegmentRecord, SessionRecord, StorageError, Store
 from stream.types import Frame, Keyframe
 
 log = logging.getLogger(__name__)
 
-STATISTICS_SAVE_INTERVAL_S = 1.0  # statistics snapshots are written at most this often per scope
+STATISTICS_SAVE_INTERVAL_S = 1.0  # statistics snapshots (and frame counts) are written at most this often
+ENDING_TIMEOUT_S = 10.0  # hang-up and shutdown wait at most this long for the loops to finish
 
 
 class ModelPool:
@@ -153,6 +163,17 @@ def dashboard_statistics(state: Any) -> dict[str, Any]:
     return _clean(out)
 
 
+@dataclass(frozen=True)
+class Alert:
+    """What the dashboards show above the stream health when something is wrong."""
+
+    code: str  # "stalled" | "analysis_stopped" | "storage"
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
 class LiveSession:
     def __init__(self, record: SessionRecord, settings: ServerSettings, store: Store, models: ModelPool) -> None:
         self.id = record.id
@@ -161,13 +182,27 @@ class LiveSession:
         self.store = store
         self.models = models
         self.hub = Hub(settings.client_queue)
-        self.health = Health(connections=0)
+        stored = store.series(record.id)
+        counts = record.counts  # stored during the last run: health continues across a restart
+        received = int(counts.get("frames_received", 0))
+        self.health = Health(frames_received=received,
+                             frames_analysed=received - int(counts.get("frames_stale_dropped", 0)),
+                             keyframes=len(stored.series), keyframes_dropped=int(counts.get("keyframes_dropped", 0)))
+        self._pipeline_counts_before = {k: int(v) for k, v in counts.items()
+                                        if k in ("frames", "keyframes", "frames_without_face", "frames_with_several_faces")}
         self.status = record.status
+        self.alert: Alert | None = None
         self.peer: PatientPeer | None = None
         self.pipeline: Any = None
         self.estimator_info: dict[str, Any] = dict(record.estimator)
+        self.users = 0  # registry leases (requests, dashboards, an offer being answered)
+        self._signalling = asyncio.Lock()
+        self._slot: LatestFrame[ReceivedFrame] | None = None
+        self._received_before = received
+        self._frame_shape: tuple[int, ...] | None = None
+        self._last_frame_s: float | None = None  # session time of the newest frame received
+        self._counts_saved_at = -math.inf
 
-        stored = store.series(record.id)
         self.timeline = Timeline([Segment(s.segment_id, s.exercise, s.start_s, s.end_s) for s in store.segments(record.id)])
         self._stored = stored
         self._seq = len(stored.series)
@@ -191,7 +226,7 @@ class LiveSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
         self._pending_latency: deque[KeyframeTrace] = deque()
-        self._dropped_before = 0
+        self._dropped_before = self.health.keyframes_dropped
         # per keyframe, receipt -> snapshot offered to the viewers: (total, *LATENCY_STAGES) in ms
         self._latency_rows: deque[tuple[float, ...]] = deque(maxlen=300)
         self._latency_summary: dict[str, Any] = {"latency_ms_p50": None, "latency_ms_p95": None, "latency_stages_ms": {}}
@@ -232,47 +267,87 @@ class LiveSession:
 
     # -- patient connection ---------------------------------------------------------------------
     async def connect(self, offer: Any) -> Any:
-        """Answer a patient's offer; a new offer replaces the previous connection."""
-        if self.peer is not None:
-            old, self.peer = self.peer, None
-            await old.close()
-            await self._analysis_done.wait()
-        loop = asyncio.get_running_loop()
-        if self.pipeline is None:
-            self.pipeline = await loop.run_in_executor(self.models.executor, self.models.new_pipeline)
-            # Continue the session statistics where the stored series left them.
-            self.pipeline.statistics = self._session_accumulator
-            estimator = self.pipeline.estimator
-            self.estimator_info = {"name": getattr(estimator, "name", "?"), "is_proxy": bool(getattr(estimator, "is_proxy", False))}
-            self.store.set_estimator(self.id, self.estimator_info)
-        peer = PatientPeer(self.settings.ice_servers, on_video=self._start_loops, on_closed=lambda: self._on_closed(peer))
-        answer = await peer.answer(offer)
-        self.peer = peer
-        self.health.connections += 1
-        self.status = "live"
-        self.store.set_status(self.id, "live")
-        self._changed.set()
-        return answer
+        """Answer a patient's offer; a new offer replaces the previous connection.
+
+        One exchange at a time: an offer that arrives while another is being answered is refused
+        (409), so two sets of loops never share one pipeline.
+        """
+        if self._signalling.locked():
+            raise SignallingError(409, "another offer for this session is being answered")
+        async with self._signalling:
+            if self.peer is not None:
+                await self.disconnect()
+            loop = asyncio.get_running_loop()
+            if self.pipeline is None:
+                self.pipeline = await loop.run_in_executor(self.models.executor, self.models.new_pipeline)
+                # Continue the session statistics where the stored series left them.
+                self.pipeline.statistics = self._session_accumulator
+                estimator = self.pipeline.estimator
+                self.estimator_info = {"name": getattr(estimator, "name", "?"), "is_proxy": bool(getattr(estimator, "is_proxy", False))}
+                self.store.set_estimator(self.id, self.estimator_info)
+            peer = PatientPeer(self.settings.ice_servers, on_video=lambda slot: self._start_loops(peer, slot),
+                               on_closed=lambda: self._on_closed(peer))
+            answer = await peer.answer(offer)
+            self.peer = peer
+            self.health.connections += 1
+            self.alert = None
+            self.status = "live"
+            self.store.set_status(self.id, "live")
+            self._spawn(self._watch_connection(peer))
+            self._changed.set()
+            return answer
+
+    async def _watch_connection(self, peer: PatientPeer) -> None:
+        """Close an answered peer that does not connect in time (the client vanished, or DTLS failed)."""
+        try:
+            await asyncio.wait_for(peer.connected.wait(), self.settings.connect_timeout_s)
+        except asyncio.TimeoutError:
+            log.info("session %s: the patient's connection did not come up within %g s; closed",
+                     self.id, self.settings.connect_timeout_s)
+            await peer.close()
 
     def _on_closed(self, peer: PatientPeer) -> None:
         if self.peer is peer:
             self.peer = None
-        if self._analysis_done.is_set() and self.status == "live":  # closed before any video arrived
-            self.status = "ended"
-            self.store.set_status(self.id, "ended")
+        if self._analysis_done.is_set() and self.status == "live":
+            # Closed before any video arrived: nothing was streamed, the patient may try again.
+            self.status = "waiting"
+            self._store_quietly(self.store.set_status, self.id, "waiting")
         self._changed.set()
 
     async def disconnect(self) -> None:
+        """Close the patient's connection and wait (boundedly) for the loops to store what they have."""
         if self.peer is not None:
             peer, self.peer = self.peer, None
             await peer.close()
-        await self._analysis_done.wait()
+        try:
+            await asyncio.wait_for(self._analysis_done.wait(), ENDING_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.warning("session %s: analysis did not finish within %g s of the hang-up", self.id, ENDING_TIMEOUT_S)
 
-    def _start_loops(self, slot: LatestFrame[ReceivedFrame]) -> None:
+    async def hang_up(self) -> None:
+        """The patient ends the session: its patient link stops working."""
+        async with self._signalling:
+            await self.disconnect()
+            self._close_open_segment()
+            self.status = "ended"
+            self._store_quietly(self.store.set_status, self.id, "ended")
+            self._changed.set()
+
+    def reopen(self) -> None:
+        """An admin action: an ended session takes its patient link again (a second sitting)."""
+        if self.status == "ended" and self.peer is None:
+            self.status, self.alert = "waiting", None
+            self.store.set_status(self.id, "waiting")
+            self._changed.set()
+
+    def _start_loops(self, peer: PatientPeer, slot: LatestFrame[ReceivedFrame]) -> None:
         self._keyframes = KeyframeQueue(self.settings.keyframe_queue)
         self._analysis_done.clear()
+        self._slot = slot
+        self._received_before = self.health.frames_received
         frames = self._spawn(self._frame_loop(slot, self._keyframes))
-        self._spawn(self._analysis_loop(self._keyframes, frames))
+        self._spawn(self._analysis_loop(peer, self._keyframes, frames))
         self._ensure_publisher()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -285,16 +360,50 @@ class LiveSession:
         if self._publisher is None or self._publisher.done():
             self._publisher = self._spawn(self._publish_loop())
 
+    def _set_alert(self, code: str, message: str) -> None:
+        if self.alert is None or self.alert.code != code:
+            self.alert = Alert(code, message)
+            self._changed.set()
+
+    def _store_quietly(self, write: Callable[..., Any], *args: Any) -> bool:
+        """A write on the way out: a failure is shown and logged once, never raised."""
+        try:
+            write(*args)
+            return True
+        except StorageError as exc:
+            if self.alert is None or self.alert.code != "storage":
+                log.error("session %s: %s", self.id, exc)
+            self._set_alert("storage", f"analysis stopped: the database cannot be written ({exc.__cause__ or exc})")
+            return False
+
+    async def _next_frame(self, slot: LatestFrame[ReceivedFrame], seen: int) -> tuple[int, ReceivedFrame | None]:
+        """The next newer frame; shows a stall after ``stall_after_s`` and gives up at ``stall_end_s``."""
+        try:
+            return await asyncio.wait_for(slot.newer_than(seen), self.settings.stall_after_s)
+        except asyncio.TimeoutError:
+            pass
+        self._set_alert("stalled", f"patient stalled: no frame for {self.settings.stall_after_s:g} s")
+        remaining = self.settings.stall_end_s - self.settings.stall_after_s
+        try:
+            found = await asyncio.wait_for(slot.newer_than(seen), remaining)
+        except asyncio.TimeoutError:
+            self._set_alert("stalled", f"patient stalled: no frame for {self.settings.stall_end_s:g} s; session ended")
+            log.info("session %s: no frame for %g s, ending", self.id, self.settings.stall_end_s)
+            return seen, None
+        if self.alert is not None and self.alert.code == "stalled":
+            self.alert = None
+        return found
+
     async def _frame_loop(self, slot: LatestFrame[ReceivedFrame], keyframes: KeyframeQueue[Any]) -> None:
         loop = asyncio.get_running_loop()
         seen = 0
-        base_received = self.health.frames_received
         try:
             while True:
-                seen, item = await slot.newer_than(seen)
-                self.health.frames_received = base_received + slot.seq
+                seen, item = await self._next_frame(slot, seen)
+                self.health.frames_received = self._received_before + slot.seq
                 if item is None:
                     break
+                self._last_frame_s = item.received_at - self.created_at
                 trace = KeyframeTrace(item.received_mono)
                 trace.picked = time.perf_counter()
                 result = await loop.run_in_executor(self.models.ingest_executor, self._ingest, item, trace)
@@ -305,8 +414,9 @@ class LiveSession:
                     # No publish here: the snapshot would not have the keyframe yet and would use
                     # up the coalescing interval just before its analysis ends.
                     keyframes.put((result.keyframe, item, segment, trace))
-        except Exception:
-            log.exception("frame loop of session %s failed", self.id)
+        except Exception as exc:
+            log.exception("session %s: frame loop failed", self.id)
+            self._set_alert("analysis_stopped", f"analysis stopped: {type(exc).__name__}: {exc}"[:300])
         finally:
             keyframes.close()
 
@@ -315,11 +425,30 @@ class LiveSession:
         image = item.frame.to_ndarray(format="rgb24")
         frame = Frame(self._frame_index, item.received_at - self.created_at, image)
         self._frame_index += 1
+        if self._frame_shape is not None and image.shape != self._frame_shape:
+            self._restart_tracking(image.shape)
+        self._frame_shape = image.shape
         result = self.pipeline.ingest(frame)
         trace.ingest_end = time.perf_counter()
         return result
 
-    async def _analysis_loop(self, keyframes: KeyframeQueue[Any], frames: asyncio.Task[Any]) -> None:
+    def _restart_tracking(self, shape: tuple[int, ...]) -> None:
+        """The sender changed resolution (bandwidth, CPU, another camera): start the face afresh.
+
+        Points, the keyframe crop and the AU reference of the old size do not describe the new
+        frames; the session's statistics and stored series go on.
+        """
+        log.info("session %s: frame size changed from %s to %s; tracking, keyframes and AU reference restart",
+                 self.id, "x".join(map(str, self._frame_shape[1::-1])) if self._frame_shape else "?",
+                 "x".join(map(str, shape[1::-1])))
+        pipeline = self.pipeline
+        for part in ("tracker", "keyframe_filter", "estimator"):
+            if hasattr(pipeline, part):
+                getattr(pipeline, part).reset()
+        if hasattr(pipeline, "buffer"):
+            pipeline.buffer.clear()  # helper codes were measured against the old reference
+
+    async def _analysis_loop(self, peer: PatientPeer, keyframes: KeyframeQueue[Any], frames: asyncio.Task[Any]) -> None:
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -330,14 +459,37 @@ class LiveSession:
                 entry[3].dequeued = time.perf_counter()
                 await loop.run_in_executor(self.models.analysis_executor, self._analyse, *entry)
                 self._changed.set()
-        except Exception:
-            log.exception("analysis loop of session %s failed", self.id)
+        except StorageError as exc:
+            log.error("session %s: analysis stopped: %s", self.id, exc)
+            self._set_alert("storage", f"analysis stopped: the database cannot be written ({exc.__cause__ or exc})")
+        except Exception as exc:
+            log.exception("session %s: analysis loop failed", self.id)
+            self._set_alert("analysis_stopped", f"analysis stopped: {type(exc).__name__}: {exc}"[:300])
         finally:
+            await self._end_stream(peer, keyframes, frames)
+
+    async def _end_stream(self, peer: PatientPeer, keyframes: KeyframeQueue[Any], frames: asyncio.Task[Any]) -> None:
+        """The one way a stream ends: loops stopped, peer closed, segment closed, record stored."""
+        loop = asyncio.get_running_loop()
+        try:
+            frames.cancel()
             await asyncio.gather(frames, return_exceptions=True)
             self._dropped_before += keyframes.dropped
-            await loop.run_in_executor(self.models.executor, self._finish)
-            self.status = "ended"
-            self.store.set_status(self.id, "ended")
+            # A connection that never delivered a frame ended nothing: the patient may try again.
+            streamed = self._slot is not None and self._slot.seq > 0
+            self.status = "ended" if streamed else "waiting"
+            await peer.close()
+            self._close_open_segment()
+            try:
+                await asyncio.wait_for(loop.run_in_executor(self.models.executor, self._store_quietly, self._finish),
+                                       ENDING_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                log.warning("session %s: final statistics not stored within %g s", self.id, ENDING_TIMEOUT_S)
+            except Exception:
+                log.exception("session %s: final statistics failed", self.id)
+            self._store_quietly(self.store.set_status, self.id, self.status)
+        finally:
+            self._slot = None
             self._analysis_done.set()
             self._changed.set()
 
@@ -364,6 +516,9 @@ class LiveSession:
             if now - self._saved_at.get(scope, -math.inf) >= STATISTICS_SAVE_INTERVAL_S:
                 self.store.save_statistics(self.id, scope, estimate.time_s, state.to_json())
                 self._saved_at[scope] = now
+        if now - self._counts_saved_at >= STATISTICS_SAVE_INTERVAL_S:
+            self.store.set_counts(self.id, self.counts())  # a killed server keeps its frame counts
+            self._counts_saved_at = now
         self._tail.append((seq, _clean(estimate.time_s), left, right))
         self._latest = _clean({"seq": seq, "frame_index": estimate.frame_index, "time_s": estimate.time_s,
                                "received_at": item.received_at, "left": left, "right": right})
@@ -383,7 +538,10 @@ class LiveSession:
                 {k: {m: round(x, 2) for m, x in v.items()} for k, v in self.pipeline.timer.summary().items()}))
 
     def counts(self) -> dict[str, Any]:
-        counts = self.pipeline.counts.as_dict() if self.pipeline is not None else {}
+        counts = dict(self._pipeline_counts_before)
+        if self.pipeline is not None:
+            for key, value in self.pipeline.counts.as_dict().items():
+                counts[key] = counts.get(key, 0) + value
         return {**counts, "frames_received": self.health.frames_received,
                 "frames_stale_dropped": self.health.frames_received - self.health.frames_analysed,
                 "keyframes_dropped": self.health.keyframes_dropped}
@@ -412,6 +570,13 @@ class LiveSession:
     def _close_segment(self, segment: Segment) -> None:
         assert segment.end_s is not None
         self.store.end_segment(self.id, segment.segment_id, segment.end_s)
+
+    def _close_open_segment(self) -> None:
+        """At the end of a stream the running exercise ends with the last frame that came in."""
+        closed = self.timeline.stop(self._last_frame_s if self._last_frame_s is not None else self.session_time())
+        if closed is not None:
+            assert closed.end_s is not None
+            self._store_quietly(self.store.end_segment, self.id, closed.segment_id, closed.end_s)
 
     # -- dashboards ------------------------------------------------------------------------------
     async def _publish_loop(self) -> None:
@@ -460,6 +625,8 @@ class LiveSession:
         return self._statistics.get(scope)  # cleaned when computed
 
     def snapshot(self) -> dict[str, Any]:
+        if self._slot is not None:  # frames keep arriving while the models are busy: count them now
+            self.health.frames_received = self._received_before + self._slot.seq
         fps, kps = self._rates() if self.peer is not None else (None, None)
         tail = list(self._tail)
         current = self.timeline.current
@@ -475,6 +642,7 @@ class LiveSession:
             "session": self.id,
             "status": self.status,
             "live": self.peer is not None,
+            "alert": self.alert.to_json() if self.alert is not None else None,
             "sent_at": _clean(time.time()),
             "session_time_s": _clean(self.session_time()),
             "aus": list(AU_NAMES),
@@ -502,7 +670,8 @@ class LiveSession:
         }
 
     async def close(self) -> None:
-        await self.disconnect()
+        if self.peer is not None or not self._analysis_done.is_set():
+            await self.disconnect()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -510,7 +679,12 @@ class LiveSession:
 
 
 class SessionRegistry:
-    """The sessions held in memory: live ones, and stored ones a clinician has reopened."""
+    """The sessions held in memory: live ones, and stored ones a clinician has reopened.
+
+    Every user of a session holds a lease (``use``): a request, a dashboard, an offer being
+    answered. A session leaves memory only when its last lease ends and nothing streams, so a
+    request or a closing dashboard cannot drop a session while an offer is answered.
+    """
 
     def __init__(self, settings: ServerSettings, store: Store, models: ModelPool) -> None:
         self.settings = settings
@@ -522,7 +696,11 @@ class SessionRegistry:
     def __contains__(self, session_id: str) -> bool:
         return session_id in self._open
 
+    def get(self, session_id: str) -> LiveSession | None:
+        return self._open.get(session_id)
+
     async def open(self, session_id: str) -> LiveSession:
+        """Take a lease on a session (loaded from the store if needed); give it back with ``release``."""
         async with self._lock:
             session = self._open.get(session_id)
             if session is None:
@@ -531,15 +709,27 @@ class SessionRegistry:
                     raise KeyError(session_id)
                 session = LiveSession(record, self.settings, self.store, self.models)
                 self._open[session_id] = session
+            session.users += 1
             return session
 
     async def release(self, session_id: str) -> None:
-        """Forget a session nobody uses any more (no patient, no viewer); its data stays stored."""
+        """End a lease; forget the session once nobody uses it (no lease, no patient); its data stays stored."""
         async with self._lock:
             session = self._open.get(session_id)
-            if session is not None and session.peer is None and len(session.hub) == 0 and session._analysis_done.is_set():
+            if session is None:
+                return
+            session.users = max(0, session.users - 1)
+            if session.users == 0 and session.peer is None and session._analysis_done.is_set():
                 del self._open[session_id]
                 await session.close()
+
+    @contextlib.asynccontextmanager
+    async def use(self, session_id: str) -> AsyncIterator[LiveSession]:
+        session = await self.open(session_id)
+        try:
+            yield session
+        finally:
+            await self.release(session_id)
 
     async def close_all(self) -> None:
         async with self._lock:

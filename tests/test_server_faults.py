@@ -1,0 +1,308 @@
+"""The live server under faults (issue 9): real aiortc patients streaming a real face, a real uvicorn
+on 127.0.0.1 (ICE forced onto loopback), real SQLite. Each test is one fault and what must follow:
+the session survives or ends cleanly, the dashboards say why, nothing stored is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from stream.server import ServerSettings, create_app
+from stream.server.store import Store
+from test_server_support import (
+    ADMIN_KEY, ThreadServer, allow_loopback_ice, connect_patient, create_session, load_face_frames, looping_track, ws_url,
+)
+
+TIMEOUT_S = 90  # generous: the 2 test cores are shared with other work
+
+
+class GatedPipelines:
+    """Real pipelines sharing one MTCNN; a test can hold a build (an offer being answered) at will."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.open.set()
+        self.building = threading.Event()
+        self._detector: Any = None
+
+    def __call__(self) -> Any:
+        from stream.face.detect import build_detector
+        from stream.pipeline import Pipeline
+
+        self.building.set()
+        assert self.open.wait(60)
+        if self._detector is None:
+            self._detector = build_detector("mtcnn")
+        return Pipeline(detector=self._detector, keep_series=False)
+
+
+@pytest.fixture(scope="module")
+def pipelines() -> GatedPipelines:
+    return GatedPipelines()
+
+
+def fast_fault_settings(tmp_path: Any, **more: Any) -> ServerSettings:
+    return ServerSettings(db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY, max_failed_credentials=10_000,
+                          stall_after_s=1.5, stall_end_s=4.0, connect_timeout_s=4.0, **more)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, pipelines):
+    allow_loopback_ice()
+    settings = fast_fault_settings(tmp_path_factory.mktemp("faults"))
+    with ThreadServer(create_app(settings, pipeline_factory=pipelines)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def face_frames(shared_data):
+    return load_face_frames(shared_data / "d9.mp4", size=(640, 480))
+
+
+def patient(session: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {session['patient_token']}"}
+
+
+def clinician(session: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {session['clinician_token']}"}
+
+
+async def next_snapshot(ws: Any, until: Any, fail: Any = None, timeout: float = TIMEOUT_S) -> dict[str, Any]:
+    """The first snapshot where ``until`` holds; a snapshot where ``fail`` holds ends the test at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic())))
+        if fail is not None and fail(message):
+            raise AssertionError(f"unexpected snapshot: status {message['status']}, alert {message.get('alert')}")
+        if until(message):
+            return message
+
+
+def ended(m: dict[str, Any]) -> bool:
+    return m["status"] == "ended"
+
+
+# -- 1. resolution change -----------------------------------------------------------------------
+def test_a_resolution_change_mid_stream_restarts_tracking_and_the_session_goes_on(server, face_frames, shared_data):
+    small = load_face_frames(shared_data / "d9.mp4", size=(320, 240))
+    session = create_session(server.url, "resolution")
+
+    async def story() -> tuple[int, dict[str, Any]]:
+        async with websockets.connect(ws_url(server.url, session)) as ws:
+            track = looping_track(face_frames)
+            pc = await connect_patient(server.url, session, face_frames, track=track)
+            before = await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 3, fail=ended)
+            track.switch(small)  # the sender drops to 320x240, as WebRTC senders do under pressure
+            after = await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= before["health"]["keyframes"] + 6,
+                                        fail=ended)
+            await pc.close()
+            return before["health"]["keyframes"], after
+
+    n_before, after = asyncio.run(story())
+    assert after["status"] == "live" and after["live"] and after["alert"] is None
+    assert after["health"]["keyframes"] >= n_before + 6  # keyframes of the 320x240 stream were analysed
+
+
+# -- 2 + 3. registry races and simultaneous offers ----------------------------------------------
+async def offer_from(pc: Any) -> dict[str, str]:
+    await pc.setLocalDescription(await pc.createOffer())
+    return {"sdp": pc.localDescription.sdp, "type": "offer"}
+
+
+def held_offer(server: ThreadServer, pipelines: GatedPipelines, session: dict[str, Any], during: Any, then: Any) -> None:
+    """Post an offer whose answer is held while the pipeline builds, run ``during(http)``, let it go,
+    then run ``then(http, found)`` with what ``during`` returned while the patient is connected."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    async def story() -> None:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver(looping_track(face_frames_for_offer()), direction="sendonly")
+        body = await offer_from(pc)
+        pipelines.open.clear()
+        pipelines.building.clear()
+        async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT_S) as http:
+            first = asyncio.ensure_future(http.post(f"/api/s/{session['session_id']}/offer", json=body, headers=patient(session)))
+            try:
+                assert await asyncio.get_running_loop().run_in_executor(None, pipelines.building.wait, 60)
+                found = await during(http)
+            finally:
+                pipelines.open.set()
+            r = await first
+            assert r.status_code == 200, r.text
+            await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
+            try:
+                await then(http, found)
+            finally:
+                await pc.close()
+
+    asyncio.run(story())
+
+
+def face_frames_for_offer() -> list[Any]:
+    import numpy as np
+
+    return [np.full((360, 640), 128, dtype=np.uint8)]  # yuv420p planes of a grey 640x240 picture
+
+
+def test_requests_and_closing_dashboards_during_an_offer_do_not_orphan_the_session(server, pipelines):
+    session = create_session(server.url, "race")
+    sid = session["session_id"]
+
+    async def meanwhile(http: httpx.AsyncClient) -> None:
+        assert (await http.get(f"/api/s/{sid}/state", headers=clinician(session))).status_code == 200
+        assert (await http.get(f"/api/s/{sid}/statistics", headers=clinician(session))).status_code == 200
+        async with websockets.connect(ws_url(server.url, session)) as ws:
+            await ws.recv()
+        # the dashboard closed: the offer is still being answered
+
+    async def then(http: httpx.AsyncClient, _: Any) -> None:
+        sessions = server.app.state.sessions
+        assert sid in sessions and sessions.get(sid).peer is not None  # the registry still holds the stream
+        assert (await http.post(f"/api/s/{sid}/hangup", headers=patient(session))).status_code == 200
+        assert sid not in sessions  # hang-up stopped the stream it answered for and released it
+        assert server.app.state.store.session_status(sid) == "ended"
+
+    held_offer(server, pipelines, session, meanwhile, then)
+
+
+def test_a_second_offer_while_one_is_answered_gets_409(server, pipelines):
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    session = create_session(server.url, "double")
+    sid = session["session_id"]
+
+    async def second_offer(http: httpx.AsyncClient) -> httpx.Response:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver(looping_track(face_frames_for_offer()), direction="sendonly")
+        try:
+            return await http.post(f"/api/s/{sid}/offer", json=await offer_from(pc), headers=patient(session), timeout=20)
+        finally:
+            await pc.close()
+
+    async def then(http: httpx.AsyncClient, second: httpx.Response) -> None:
+        assert second.status_code == 409 and "being answered" in second.json()["error"]
+        assert server.app.state.sessions.get(sid).peer is not None  # the first offer's connection stands
+        assert (await http.post(f"/api/s/{sid}/hangup", headers=patient(session))).status_code == 200
+
+    held_offer(server, pipelines, session, second_offer, then)
+
+
+# -- 6. offers that never connect, stalled patients ---------------------------------------------
+def test_an_offer_without_fingerprint_is_refused_and_a_vanished_client_times_out(server):
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    session = create_session(server.url, "vanished")
+    sid = session["session_id"]
+
+    async def story() -> dict[str, Any]:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver(looping_track(face_frames_for_offer()), direction="sendonly")
+        body = await offer_from(pc)
+        await pc.close()
+        async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT_S) as http:
+            stripped = "\r\n".join(line for line in body["sdp"].split("\r\n") if not line.startswith("a=fingerprint"))
+            r = await http.post(f"/api/s/{sid}/offer", json={"sdp": stripped, "type": "offer"}, headers=patient(session))
+            assert r.status_code == 400 and "fingerprint" in r.json()["error"]
+            async with websockets.connect(ws_url(server.url, session)) as ws:
+                r = await http.post(f"/api/s/{sid}/offer", json=body, headers=patient(session))
+                assert r.status_code == 200  # answered; the client is gone and never connects
+                await next_snapshot(ws, lambda m: m["live"])
+                return await next_snapshot(ws, lambda m: not m["live"] and m["status"] != "live", timeout=30)
+
+    after = asyncio.run(story())
+    assert after["status"] == "waiting"  # nothing was streamed: the patient may try again
+    assert server.app.state.store.session_status(sid) == "waiting"
+
+
+def test_a_stalled_patient_is_shown_then_ends_the_session_and_closes_the_segment(server, face_frames):
+    session = create_session(server.url, "stall")
+    sid = session["session_id"]
+    created_at = server.app.state.store.session(sid).created_at
+
+    async def story() -> tuple[dict[str, Any], dict[str, Any], float]:
+        async with websockets.connect(ws_url(server.url, session)) as ws:
+            track = looping_track(face_frames)
+            pc = await connect_patient(server.url, session, face_frames, track=track)
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                r = await http.post(f"/api/s/{sid}/exercise", json={"action": "start", "exercise": "smile"}, headers=patient(session))
+                assert r.status_code == 200
+            await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 2, fail=ended)
+            track.pause()  # the camera freezes; the connection stays up
+            paused_at = time.time() - created_at
+            stalled = await next_snapshot(ws, lambda m: (m["alert"] or {}).get("code") == "stalled", fail=ended)
+            final = await next_snapshot(ws, ended)
+            await pc.close()
+            return stalled, final, paused_at
+
+    stalled, final, paused_at = asyncio.run(story())
+    assert stalled["status"] == "live" and "stalled" in stalled["alert"]["message"]
+    assert not final["live"] and final["alert"]["code"] == "stalled"
+    [segment] = server.app.state.store.segments(sid)
+    assert segment.end_s is not None and segment.end_s <= paused_at + 0.5  # closed at its last frame, not at the end
+    assert server.app.state.store.session_status(sid) == "ended"
+    stored = server.app.state.store.series(sid)
+    assert len(stored.series) == final["health"]["keyframes"]  # keyframes stored = keyframes analysed
+
+
+# -- 7. hostile JSON bodies -------------------------------------------------------------------------
+def test_hostile_json_bodies_get_a_short_400(server):
+    session = create_session(server.url, "json")
+    sid = session["session_id"]
+    bodies = {
+        "deep": b"[" * 30_000 + b"]" * 30_000,
+        "deep object": b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+        "huge int": b'{"label": ' + b"9" * 5000 + b"}",
+        "nan": b'{"label": NaN}',
+    }
+    routes = [("/api/sessions", {"Authorization": f"Bearer {ADMIN_KEY}"}),
+              (f"/api/s/{sid}/offer", patient(session)), (f"/api/s/{sid}/exercise", patient(session))]
+    for name, body in bodies.items():
+        for path, auth in routes:
+            r = httpx.post(server.url + path, content=body, headers={**auth, "content-type": "application/json"}, timeout=30)
+            assert r.status_code == 400, (name, path, r.status_code, r.text[:200])
+            assert set(r.json()) == {"error"} and len(r.text) < 120, r.text
+
+
+# -- 9. token lifetime, guessing, clinic keys ---------------------------------------------------------
+def test_a_patient_token_stops_working_when_its_session_ends_until_reopened(server):
+    session = create_session(server.url, "ended")
+    sid = session["session_id"]
+    start = {"action": "start", "exercise": "smile"}
+    assert httpx.post(f"{server.url}/api/s/{sid}/exercise", json=start, headers=patient(session)).status_code == 200
+    assert httpx.post(f"{server.url}/api/s/{sid}/hangup", headers=patient(session), timeout=30).status_code == 200
+    for path, body in ((f"/api/s/{sid}/exercise", start), (f"/api/s/{sid}/offer", {"sdp": "v=0", "type": "offer"})):
+        assert httpx.post(server.url + path, json=body, headers=patient(session)).status_code == 403
+    assert httpx.get(f"{server.url}/s/{sid}/patient", params={"token": session["patient_token"]}).status_code == 403
+    [segment] = server.app.state.store.segments(sid)
+    assert segment.end_s is not None  # the hang-up closed the running exercise
+    # the clinician still reads it; the clinic key can give the patient link a second sitting
+    assert httpx.get(f"{server.url}/api/s/{sid}/state", headers=clinician(session)).status_code == 200
+    r = httpx.post(f"{server.url}/api/sessions/{sid}/reopen", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert r.status_code == 200
+    assert httpx.get(f"{server.url}/s/{sid}/patient", params={"token": session["patient_token"]}).status_code == 200
+
+
+def test_wrong_credentials_from_one_address_are_rate_limited(tmp_path):
+    settings = ServerSettings(db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY, max_failed_credentials=5)
+    with ThreadServer(create_app(settings)) as srv:
+        session = create_session(srv.url)
+        sid = session["session_id"]
+        statuses = [httpx.get(f"{srv.url}/api/s/{sid}/state", headers={"Authorization": f"Bearer guess{i}"}).status_code
+                    for i in range(5)]
+        assert statuses == [403] * 5
+        # over the limit: refused whatever comes next, so a right guess cannot be told from a wrong one
+        assert httpx.get(f"{srv.url}/api/s/{sid}/state", headers=clinician(session)).status_code == 429
+        assert httpx.get(f"{srv.url}/api/sessions", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 429
+
+
+def test_short_clinic_keys_are_refused():
+    with pytest.raises(ValueError, match="at least 32"):
+        ServerSettings(admin_key="sixteen-chars-ok").validate()
+    ServerSettings(admin_key="k" * 32).validate()
