@@ -54,11 +54,37 @@ def config_from_args(args: argparse.Namespace) -> AnalysisConfig:
     )
 
 
+def check_output_folder(out: str) -> None:
+    """Fail before any frame is decoded when ``--out`` cannot take the report (exit 2).
+
+    An existing file, a path under a file and a folder that cannot be written would otherwise
+    surface only after the whole analysis, as a traceback.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(out)
+    for parent in [path, *path.parents]:
+        if parent.exists() and not parent.is_dir():
+            where = "is a file" if parent == path else f"is under {parent}, which is a file"
+            raise InputError(f"--out {out} {where}: give a folder for report.json, au_series.csv, report.html")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise InputError(f"--out {out} cannot be written ({exc.strerror or exc}): choose a writable folder") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out} cannot be written: choose a writable folder")
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from stream.analyze import analyze_series, analyze_video
 
     if (args.video is None) == (args.au_csv is None):
         raise InputError("give either a VIDEO or --au-csv SERIES.csv (not both, not neither)")
+    check_output_folder(args.out)
     config = config_from_args(args).validate()
     if args.au_csv:
         result = analyze_series(args.au_csv, args.out, config)
@@ -110,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dem-paper", action="store_true", help="with --dem: also at the paper's 512x256 resolution (slow on CPU)")
     _add_analysis_options(p)
     p.set_defaults(func=_cmd_bench)
+
+    from stream.validate.command import add_validate_arguments, run_validate
+
+    p = sub.add_parser("validate", help="score the findings on constructed cases from healthy clips (docs/validity.md)")
+    add_validate_arguments(p)
+    p.set_defaults(func=run_validate)
 
     try:
         from stream.server.main import add_serve_arguments, run_serve

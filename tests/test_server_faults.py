@@ -49,8 +49,8 @@ def pipelines() -> GatedPipelines:
 
 
 def fast_fault_settings(tmp_path: Any, **more: Any) -> ServerSettings:
-    return ServerSettings(db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY, max_failed_credentials=10_000,
-                          stall_after_s=1.5, stall_end_s=4.0, connect_timeout_s=4.0, **more)
+    fast = {"max_failed_credentials": 10_000, "stall_after_s": 1.5, "stall_end_s": 4.0, "connect_timeout_s": 4.0}
+    return ServerSettings(db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY, **{**fast, **more})
 
 
 @pytest.fixture(scope="module")
@@ -306,3 +306,167 @@ def test_short_clinic_keys_are_refused():
     with pytest.raises(ValueError, match="at least 32"):
         ServerSettings(admin_key="sixteen-chars-ok").validate()
     ServerSettings(admin_key="k" * 32).validate()
+
+
+# -- 8. unusable storage paths -------------------------------------------------------------------------
+def test_serve_refuses_an_unusable_database_path_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    for db in (a_file / "sessions.sqlite3", tmp_path, "/proc/stream-test/sessions.sqlite3"):
+        done = subprocess.run([sys.executable, "-m", "stream", "serve", "--db", str(db), "--admin-key", ADMIN_KEY,
+                               "--port", "1"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (db, done.stderr[-2000:])
+        assert str(db) in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_analyze_refuses_an_unusable_out_before_decoding(tmp_path, shared_data, monkeypatch, capsys):
+    import stream.analyze
+    from stream.cli import main
+
+    def must_not_run(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the analysis started before --out was checked")
+
+    monkeypatch.setattr(stream.analyze, "analyze_video", must_not_run)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "report", "/proc/stream-test-report"):
+        assert main(["analyze", str(shared_data / "d9.mp4"), "--out", str(out)]) == 2, out
+        assert str(out) in capsys.readouterr().err
+
+
+# -- 4. disk full ------------------------------------------------------------------------------------------
+def test_a_full_disk_stops_the_analysis_visibly_and_hangup_and_shutdown_still_work(tmp_path, pipelines, face_frames):
+    allow_loopback_ice()
+    srv = ThreadServer(create_app(fast_fault_settings(tmp_path), pipeline_factory=pipelines)).__enter__()
+    try:
+        store = srv.app.state.store
+        session = create_session(srv.url, "disk")
+        sid = session["session_id"]
+
+        def fill_the_disk() -> None:  # SQLite's own SQLITE_FULL, as on a full tmpfs: no page can be added
+            [(pages,)] = store._read("PRAGMA page_count")
+            store._write(f"PRAGMA max_page_count = {pages}")
+
+        async def story() -> tuple[dict[str, Any], float]:
+            async with websockets.connect(ws_url(srv.url, session)) as ws:
+                pc = await connect_patient(srv.url, session, face_frames)
+                await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 2, fail=ended)
+                srv.call(fill_the_disk)
+                stopped = await next_snapshot(ws, lambda m: (m["alert"] or {}).get("code") == "storage" and ended(m))
+                async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+                    t0 = time.monotonic()
+                    r = await http.post(f"/api/s/{sid}/hangup", headers=patient(session))
+                    hangup_s = time.monotonic() - t0
+                    assert r.status_code == 200
+                    for _ in range(500):  # new sessions fill the last free bytes of the pages, then:
+                        r = await http.post("/api/sessions", json={}, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+                        if r.status_code != 201:
+                            break
+                    assert r.status_code == 503 and r.json() == {"error": "storage unavailable"}
+                await pc.close()
+                return stopped, hangup_s
+
+        stopped, hangup_s = asyncio.run(story())
+        assert "database cannot be written" in stopped["alert"]["message"] and not stopped["live"]
+        assert hangup_s < 5.0
+        assert len(store.series(sid).series) == stopped["health"]["keyframes"]  # stored = analysed
+    finally:
+        t0 = time.monotonic()
+        srv.__exit__(None, None, None)  # what SIGTERM does: uvicorn's shutdown, then the lifespan's
+        assert not srv.thread.is_alive() and time.monotonic() - t0 < 15.0
+
+
+# -- 10. stream health under load ------------------------------------------------------------------------------
+class SlowIngest:
+    """A real pipeline whose per-frame stage takes 2.5 s, like a machine far behind real time."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def ingest(self, frame: Any) -> Any:
+        time.sleep(2.5)  # the load itself, not a synchronisation
+        return self.inner.ingest(frame)
+
+
+def test_frames_per_second_counts_frames_as_they_arrive_not_as_the_models_take_them(tmp_path, pipelines, face_frames):
+    allow_loopback_ice()
+    settings = fast_fault_settings(tmp_path, stall_after_s=10.0, stall_end_s=30.0)
+    with ThreadServer(create_app(settings, pipeline_factory=lambda: SlowIngest(pipelines()))) as srv:
+        session = create_session(srv.url, "load")
+
+        async def story() -> list[dict[str, Any]]:
+            async with websockets.connect(ws_url(srv.url, session)) as ws:
+                pc = await connect_patient(srv.url, session, face_frames)
+                await next_snapshot(ws, lambda m: m["health"]["frames_received"] >= 30, fail=ended)
+                seen = [await next_snapshot(ws, lambda m: True) for _ in range(8)]
+                await pc.close()
+                return seen
+
+        seen = asyncio.run(story())
+    rates = [m["health"]["frames_per_s"] for m in seen]
+    assert all(r is not None and r > 5 for r in rates), rates  # ~30/s arrive while the models take ~0.4/s
+    assert seen[-1]["health"]["frames_analysed"] < seen[-1]["health"]["frames_received"] / 5
+
+
+# -- 5, 9, 10. the log of a real `serve` process; a SIGKILL and a restart ----------------------------------------
+def test_serve_logs_no_credential_and_health_counts_survive_a_killed_server(tmp_path, face_frames):
+    from test_server_support import ProcessServer
+
+    allow_loopback_ice()
+    log = tmp_path / "serve.log"
+    server = ProcessServer(tmp_path / "s.sqlite3", log).start()
+    try:
+        session = create_session(server.url, "logs")
+        sid = session["session_id"]
+        other = create_session(server.url, "other")
+
+        async def story() -> dict[str, Any]:
+            for token in ("wrong-token", other["clinician_token"], session["patient_token"]):  # refused handshakes
+                with pytest.raises(websockets.InvalidStatus):
+                    async with websockets.connect(ws_url(server.url, session, token=token)):
+                        pass
+            async with websockets.connect(ws_url(server.url, session)) as ws:  # accepted, token in the query
+                pc = await connect_patient(server.url, session, face_frames)
+                live = await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 3 and m["health"]["frames_received"] >= 60,
+                                           fail=ended)
+                # counts are stored at most a second apart: wait for a snapshot two seconds on
+                later = await next_snapshot(ws, lambda m: m["sent_at"] >= live["sent_at"] + 2.0, fail=ended)
+                server.proc.kill()  # SIGKILL: no shutdown, no final statistics
+                server.proc.wait(timeout=30)
+                await pc.close()
+                return later
+
+        before_kill = asyncio.run(story())
+    except Exception:
+        server.stop()
+        raise
+    server.proc = None
+    server.start()
+    try:
+        async def reopen() -> dict[str, Any]:
+            async with websockets.connect(ws_url(server.url, session)) as ws:
+                return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
+
+        reopened = asyncio.run(reopen())
+        stored = Store(server.db)
+        try:
+            n = len(stored.series(sid).series)
+        finally:
+            stored.close()
+        assert reopened["health"]["keyframes"] == n >= before_kill["health"]["keyframes"] - 1
+        assert reopened["health"]["frames_received"] >= 30  # not 0: counts outlive the process
+        assert reopened["status"] == "ended"
+    finally:
+        server.stop()
+    text = log.read_text()
+    for secret in (session["patient_token"], session["clinician_token"], other["clinician_token"], ADMIN_KEY):
+        assert secret not in text
+    assert "token=<redacted>" in text  # the accepted handshake is logged, without its token
+    assert "Traceback" not in text and "ERROR" not in text, text[-3000:]
+    assert not [line for line in text.splitlines() if "WebSocket" in line and ("403" in line or "429" in line)]

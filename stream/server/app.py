@@ -284,7 +284,7 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
 
     async def hangup(request: Request) -> Response:
         sid = request.path_params["sid"]
-        gate.check(request, sid, Role.PATIENT)
+        gate.check(request, sid, Role.PATIENT, ended_ok=True)
         async with sessions.use(sid) as session:
             await session.hang_up()
         return JSONResponse({"ok": True})

@@ -14,7 +14,11 @@ import re
 
 _TOKEN = re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE)
 _BEARER = re.compile(r"(bearer\s+)\S+", re.IGNORECASE)
-_HANDSHAKE = re.compile(r'"WebSocket [^"]*" (\d{3})')  # uvicorn: '<addr> - "WebSocket <path>" 403'
+# Lines about a refused handshake: uvicorn's '<addr> - "WebSocket <path>" 403', the websockets
+# library's "connection rejected (403 Forbidden)", and uvicorn's sansio implementation's ERROR
+# "ASGI callable returned without completing handshake." that follows every denial response sent
+# with the "websocket.http.response" extension (our dashboard route accepts or refuses, nothing else).
+_REFUSED = re.compile(r'"WebSocket [^"]*" \d{3}|^connection rejected \(|^ASGI callable returned without completing handshake')
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
@@ -28,7 +32,7 @@ class RedactCredentials(logging.Filter):
         clean = redact(message)
         if clean != message:
             record.msg, record.args = clean, ()
-        if _HANDSHAKE.search(clean) and record.levelno > logging.DEBUG:
+        if _REFUSED.search(clean) and record.levelno > logging.DEBUG:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True

@@ -136,15 +136,18 @@ class Gate:
         if not hmac.compare_digest(token.encode("utf-8"), self._admin_key):
             raise self._refuse(conn)
 
-    def check(self, conn: HTTPConnection, session_id: str, *roles: Role) -> Role:
-        """The role the request's token holds in ``session_id`` among ``roles``, else AccessDenied."""
+    def check(self, conn: HTTPConnection, session_id: str, *roles: Role, ended_ok: bool = False) -> Role:
+        """The role the request's token holds in ``session_id`` among ``roles``, else AccessDenied.
+
+        ``ended_ok``: a patient token of an ended session still counts (hanging up twice is harmless).
+        """
         token = self._token(conn)
         for role in roles:
-            if self.allows(session_id, token, role):
+            if self.allows(session_id, token, role, ended_ok=ended_ok):
                 return role
         raise self._refuse(conn)
 
-    def allows(self, session_id: str, token: str, role: Role) -> bool:
+    def allows(self, session_id: str, token: str, role: Role, ended_ok: bool = False) -> bool:
         if len(token) > MAX_TOKEN_CHARS or len(session_id) > MAX_TOKEN_CHARS:
             return False
         digest = token_hash(token)
@@ -152,7 +155,7 @@ class Gate:
         ok = False
         for stored in self._store.token_hashes(session_id, role.value):
             ok |= hmac.compare_digest(digest, stored)
-        if ok and role is Role.PATIENT:
+        if ok and role is Role.PATIENT and not ended_ok:
             # A patient link is for one sitting: once the session ended it streams and edits nothing.
             ok = self._store.session_status(session_id) != "ended"
         return ok

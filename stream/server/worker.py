@@ -502,8 +502,13 @@ class LiveSession:
         seg_id = segment.segment_id if segment is not None else None
         self.store.add_keyframe(self.id, seq, estimate.frame_index, estimate.time_s, item.received_at, seg_id,
                                 estimate.n_helpers, estimate.left, estimate.right)
+        # Stored, so shown and counted: keyframes analysed = keyframes stored, whatever fails next.
         # Rounded and JSON-safe here, once, not at every snapshot on the event loop.
         left, right = _clean(estimate.left), _clean(estimate.right)
+        self._tail.append((seq, _clean(estimate.time_s), left, right))
+        self._latest = _clean({"seq": seq, "frame_index": estimate.frame_index, "time_s": estimate.time_s,
+                               "received_at": item.received_at, "left": left, "right": right})
+        self.health.keyframes += 1
         scopes = {"session": self._session_accumulator}
         if seg_id is not None:
             acc = self._accumulators.setdefault(seg_id, self._new_accumulator())
@@ -519,10 +524,6 @@ class LiveSession:
         if now - self._counts_saved_at >= STATISTICS_SAVE_INTERVAL_S:
             self.store.set_counts(self.id, self.counts())  # a killed server keeps its frame counts
             self._counts_saved_at = now
-        self._tail.append((seq, _clean(estimate.time_s), left, right))
-        self._latest = _clean({"seq": seq, "frame_index": estimate.frame_index, "time_s": estimate.time_s,
-                               "received_at": item.received_at, "left": left, "right": right})
-        self.health.keyframes += 1
         trace.analyse_end = time.perf_counter()
         self._pending_latency.append(trace)
 
