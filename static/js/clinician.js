@@ -150,11 +150,28 @@
     $("health-kdrops").textContent = String(h.keyframes_dropped);
     $("health-latency").textContent = `${fmt(h.latency_ms_p50, 0)} / ${fmt(h.latency_ms_p95, 0)} ms`;
     $("health-viewers").textContent = String(h.viewers);
+    renderAlert(snapshot.alert);
     const status = snapshot.live ? "live" : snapshot.status === "ended" ? "ended" : "waiting";
     $("status").textContent = snapshot.live ? "live" : status === "ended" ? "ended (read-only)" : "waiting for the patient";
     $("status").className = `pill ${status}`;
     const current = snapshot.exercise.current;
     $("exercise-now").textContent = current ? `— now: ${current.exercise.replaceAll("_", " ")}` : "";
+  }
+
+  // Session problems (patient stalled, analysis stopped) shown above the stream health figures.
+  function renderAlert(alert) {
+    let box = $("session-alert");
+    if (!box) {
+      box = document.createElement("p");
+      box.id = "session-alert";
+      box.setAttribute("role", "alert");
+      box.style.cssText = "margin:0 0 .5em;padding:.4em .6em;border-radius:4px;background:#fde8e8;color:#8a1c1c;font-weight:600";
+      const health = $("health-fps").closest("dl");
+      health.parentNode.insertBefore(box, health);
+    }
+    box.hidden = !alert;
+    box.textContent = alert ? alert.message : "";
+    box.dataset.code = alert ? alert.code : "";
   }
 
   let pending = false;
