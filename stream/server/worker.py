@@ -477,7 +477,6 @@ class LiveSession:
             self._dropped_before += keyframes.dropped
             # A connection that never delivered a frame ended nothing: the patient may try again.
             streamed = self._slot is not None and self._slot.seq > 0
-            self.status = "ended" if streamed else "waiting"
             await peer.close()
             self._close_open_segment()
             try:
@@ -487,7 +486,10 @@ class LiveSession:
                 log.warning("session %s: final statistics not stored within %g s", self.id, ENDING_TIMEOUT_S)
             except Exception:
                 log.exception("session %s: final statistics failed", self.id)
-            self._store_quietly(self.store.set_status, self.id, self.status)
+            # Stored first, then shown: a dashboard that reads "ended" finds the final record stored.
+            status = "ended" if streamed else "waiting"
+            self._store_quietly(self.store.set_status, self.id, status)
+            self.status = status
         finally:
             self._slot = None
             self._analysis_done.set()
