@@ -17,6 +17,7 @@ from stream.pipeline import Pipeline
 from stream.progress import Progress
 from stream.report import read_series_csv, write_report
 from stream.symptoms.normal import load_normal_cooccurrence
+from stream.symptoms.evidence import Findings, assess, material_warnings, paper_findings
 from stream.symptoms.statistics import SymptomAccumulator, SymptomState
 from stream.types import AUSeries, Counts
 
@@ -37,15 +38,18 @@ def assemble_report(
     estimator_is_proxy: bool,
     warnings: list[str] | None = None,
     timings: dict[str, Any] | None = None,
+    findings: Findings | None = None,
 ) -> dict[str, Any]:
-    """report.json: the symptom statistics plus counts, configuration and provenance (docs/formats.md)."""
+    """report.json: the findings with their evidence, the paper's statistics, counts, configuration."""
     report = symptoms.to_json()
+    if findings is not None:
+        report["findings"] = findings.to_json()
     report["cooccurrence_mask"] = np.asarray(symptoms.mask).tolist()
     report["counts"] = counts
     report["config"] = {**config.as_dict(), "video": source, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                         "version": __version__}
     report["estimator_is_proxy"] = estimator_is_proxy
-    report["warnings"] = list(warnings or [])
+    report["warnings"] = list(warnings or []) + (list(findings.warnings) if findings is not None else [])
     if timings:
         report["timings_ms"] = timings
     return report
@@ -81,12 +85,13 @@ def analyze_video(
     warnings = list(info.warnings)
     if info.rotation:
         warnings.append(f"video rotated by {info.rotation} degrees in its metadata; frames were turned upright")
+    series = pipeline.series()
     report = assemble_report(
         pipeline.symptoms(), counts, config, source=str(video),
         estimator_is_proxy=pipeline.estimator.is_proxy, warnings=warnings, timings=pipeline.timer.summary(),
+        findings=series_findings(series, counts, config, pipeline.normal),
     )
     report["config"]["mirrored"] = mirrored
-    series = pipeline.series()
     paths = write_report(out_dir, report, series)
     return AnalysisResult(report, series, paths)
 
@@ -101,6 +106,21 @@ def series_symptoms(left: np.ndarray, right: np.ndarray, config: AnalysisConfig,
     return accumulator.snapshot(normal, **config.symptom_thresholds())
 
 
+def series_findings(series: AUSeries, counts: dict[str, Any], config: AnalysisConfig,
+                    normal: np.ndarray | None = None, context: np.ndarray | None = None) -> Findings:
+    """The verdicts under ``config.rules`` for a whole series, with the warnings about the material."""
+    if normal is None:
+        normal = load_normal_cooccurrence(config.normal_cooccurrence)
+    rules = config.evidence_rules()
+    if config.rules == "paper":
+        findings = paper_findings(series_symptoms(series.left, series.right, config, normal))
+    else:
+        findings = assess(series.left, series.right, normal, closure=series.closure, movement=series.movement,
+                          time_s=series.time_s, context=context, rules=rules)
+    findings.warnings.extend(material_warnings(counts, len(series), rules))
+    return findings
+
+
 def analyze_series(csv_path: str | Path, out_dir: str | Path, config: AnalysisConfig | None = None) -> AnalysisResult:
     """Compute the same report from an existing per-side AU series (researchers' own tools)."""
     config = (config or AnalysisConfig()).validate()
@@ -109,7 +129,8 @@ def analyze_series(csv_path: str | Path, out_dir: str | Path, config: AnalysisCo
     counts = Counts(frames=len(series), keyframes=len(series)).as_dict()
     duration = float(np.nanmax(series.time_s)) if len(series) and np.isfinite(series.time_s).any() else None
     counts["duration_s"] = duration
-    report = assemble_report(symptoms, counts, config, source=str(csv_path), estimator_is_proxy=False)
+    report = assemble_report(symptoms, counts, config, source=str(csv_path), estimator_is_proxy=False,
+                             findings=series_findings(series, counts, config))
     report["config"]["estimator"] = "external AU series"
     paths = write_report(out_dir, report, series)
     return AnalysisResult(report, series, paths)

@@ -24,3 +24,7 @@ REGIONS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 MAX_INTENSITY: Final[float] = 5.0
+
+# FACS AU43 "eyes closed": measured per side next to the 12 AUs (the paper's eye region, AU5 and AU6,
+# misses the main eye sign of facial palsy, lids that do not close). Same 0..5 scale.
+EYE_CLOSURE: Final[str] = "AU43"

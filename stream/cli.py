@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from stream.config import AnalysisConfig
 from stream.errors import InputError, NoFaceError, StreamError, WeightsError
+from stream.symptoms.wording import pair_words, region_words
 
 _DEFAULTS = AnalysisConfig()
 
@@ -40,6 +41,9 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
                    help="dead band on |region ΔAM| reported as no obvious difference (default: %(default)s)")
     g.add_argument("--cooccurrence-threshold", type=float, default=_DEFAULTS.cooccurrence_threshold,
                    help="|co-occurrence difference| above this flags synkinesis (default: %(default)s)")
+    g.add_argument("--rules", choices=["evidence", "paper"], default=_DEFAULTS.rules,
+                   help="decision rules: evidence (intervals, support, corrected tests; default) or paper (the paper's "
+                        "dead band and 0.3 rule, to reproduce its method); docs/validity.md")
     g.add_argument("--normal-cooccurrence", metavar="FILE",
                    help="12x12 normal-subject co-occurrence matrix (JSON or CSV, AU order) replacing the shipped DISFA default")
 
@@ -50,7 +54,7 @@ def config_from_args(args: argparse.Namespace) -> AnalysisConfig:
         keyframe_threshold=args.keyframe_threshold, estimator=args.estimator, checkpoint=args.checkpoint,
         helpers=args.helpers, seed=args.seed, active_threshold=args.active_threshold,
         asymmetry_threshold=args.asymmetry_threshold, cooccurrence_threshold=args.cooccurrence_threshold,
-        normal_cooccurrence=args.normal_cooccurrence,
+        normal_cooccurrence=args.normal_cooccurrence, rules=args.rules,
     )
 
 
@@ -91,15 +95,18 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     else:
         result = analyze_video(args.video, args.out, config, mirrored=args.mirrored)
     counts = result.report["counts"]
-    regions = result.report["regions"]
+    findings = result.report["findings"]
     print(f"{counts['keyframes']} keyframes from {counts['frames']} frames "
-          f"({counts.get('frames_without_face', 0)} without a face)")
-    for name, region in regions.items():
-        side = region["weaker_side"]
-        verdict = f"{side} side weaker" if side else "no obvious difference"
-        print(f"  {name:9s} ΔAM {region['delta_am']:+.2f}  {verdict}")
-    syn = result.report["synkinesis"]
-    print(f"  synkinesis: {'detected, ' + str(len(syn['pairs'])) + ' pair(s)' if syn['detected'] else 'not detected'}")
+          f"({counts.get('frames_without_face', 0)} without a face); rules: {findings['rules']}")
+    for name, region in findings["regions"].items():
+        print(f"  {name:9s} {region_words(region)}")
+    syn = findings["synkinesis"]
+    if syn["detected"]:
+        print(f"  synkinesis: {len(syn['pairs'])} pair(s)")
+        for pair in syn["pairs"]:
+            print(f"    {pair_words(pair)}")
+    else:
+        print(f"  synkinesis: not detected ({syn['n_pairs_tested']} pairs tested)")
     if result.report.get("estimator_is_proxy"):
         print("  (AU values from the training-free flow proxy: indicative, see docs/au_flow.md)")
     for warning in result.report.get("warnings", []):

@@ -40,6 +40,11 @@ class AnalysisConfig:
     cooccurrence_threshold: float = 0.3  # |CM difference| above this => synkinesis pair (eq. 8-9)
     normal_threshold: float = 0.5  # pairs co-occurring above this in normal subjects are masked
     normal_cooccurrence: str | None = None  # 12x12 file (JSON or CSV); None: shipped DISFA default
+    # --- decisions (stream/symptoms/evidence.py) ---
+    # "evidence": a verdict needs movement, an interval that excludes no difference and a size beyond
+    # healthy variation, a synkinesis pair needs support and a corrected test (thresholds measured with
+    # `python -m stream validate`, docs/validity.md). "paper": the paper's dead band and 0.3 rule.
+    rules: str = "evidence"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,8 +57,17 @@ class AnalysisConfig:
             "normal_threshold": self.normal_threshold,
         }
 
+    def evidence_rules(self) -> Any:
+        """The evidence rules under this config's activity and co-occurrence thresholds."""
+        from stream.symptoms.evidence import EvidenceRules
+
+        return EvidenceRules(active_threshold=self.active_threshold, cooccurrence_threshold=self.cooccurrence_threshold,
+                             normal_threshold=self.normal_threshold)
+
     def validate(self) -> "AnalysisConfig":
         problems = []
+        if self.rules not in ("evidence", "paper"):
+            problems.append(f"--rules must be evidence or paper, got {self.rules!r}")
         if self.keyframe_threshold < 0:
             problems.append(f"keyframe threshold must be >= 0 grey levels, got {self.keyframe_threshold}")
         if self.detect_every < 1:

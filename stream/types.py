@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stream.aus import AU_NAMES, N_AUS
+from stream.aus import AU_NAMES, EYE_CLOSURE, N_AUS
+
+# Names of the region-movement columns (au_series.csv: left_move_eyebrows, ...).
+MOVEMENT_COLUMNS: tuple[str, ...] = ("move_eyebrows", "move_eyes", "move_mouth")
 
 
 @dataclass(frozen=True)
@@ -82,17 +85,28 @@ class AUEstimate:
     left: np.ndarray  # (12,) float, AU_NAMES order
     right: np.ndarray  # (12,) float
     n_helpers: int = 0
+    closure: np.ndarray | None = None  # (2,) eye closure (AU43) left, right on 0..5; None: not measured
+    # (2, 3) direction-free movement of the brows, eyes and mouth, left then right, 0..5; None: not measured
+    movement: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for side in (self.left, self.right):
             if side.shape != (N_AUS,):
                 raise ValueError(f"AUEstimate expects {N_AUS} AU values per side in {AU_NAMES} order, got shape {side.shape}")
+        if self.closure is not None and np.shape(self.closure) != (2,):
+            raise ValueError(f"AUEstimate eye closure must be (left, right), got shape {np.shape(self.closure)}")
 
     def as_row(self) -> dict[str, float]:
         row: dict[str, float] = {}
         for side_name, values in (("left", self.left), ("right", self.right)):
             for name, v in zip(AU_NAMES, values):
                 row[f"{side_name}_{name}"] = float(v)
+        if self.closure is not None:
+            row[f"left_{EYE_CLOSURE}"], row[f"right_{EYE_CLOSURE}"] = (float(v) for v in self.closure)
+        if self.movement is not None:
+            for s, side_name in enumerate(("left", "right")):
+                for k, region in enumerate(MOVEMENT_COLUMNS):
+                    row[f"{side_name}_{region}"] = float(self.movement[s, k])
         return row
 
 
@@ -124,9 +138,15 @@ class AUSeries:
     time_s: np.ndarray  # (n,) float seconds
     left: np.ndarray  # (n, 12) float, AU_NAMES order, patient's left
     right: np.ndarray  # (n, 12) float, patient's right
+    closure: np.ndarray | None = None  # (n, 2) eye closure (AU43) left, right; None: not measured
+    movement: np.ndarray | None = None  # (n, 2, 3) region movement (brows, eyes, mouth) left, right
 
     def __post_init__(self) -> None:
         n = len(self.frames)
+        if self.movement is not None and np.shape(self.movement) != (n, 2, 3):
+            raise ValueError(f"AUSeries region movement must have shape ({n}, 2, 3), got {np.shape(self.movement)}")
+        if self.closure is not None and np.shape(self.closure) != (n, 2):
+            raise ValueError(f"AUSeries eye closure must have shape ({n}, 2), got {np.shape(self.closure)}")
         if self.time_s.shape != (n,) or self.left.shape != (n, N_AUS) or self.right.shape != (n, N_AUS):
             raise ValueError(
                 f"AUSeries shapes disagree: frames {self.frames.shape}, time_s {self.time_s.shape}, "
@@ -146,4 +166,8 @@ class AUSeries:
             time_s=np.array([e.time_s for e in estimates], dtype=float),
             left=np.stack([e.left for e in estimates]).astype(float),
             right=np.stack([e.right for e in estimates]).astype(float),
+            closure=(np.stack([e.closure for e in estimates]).astype(float)
+                     if all(e.closure is not None for e in estimates) else None),
+            movement=(np.stack([e.movement for e in estimates]).astype(float)
+                      if all(e.movement is not None for e in estimates) else None),
         )

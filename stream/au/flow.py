@@ -18,13 +18,14 @@ so +x points toward the midline (medial) and +y down, the same for both sides.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from stream.au.base import AUEstimator, KeyframeCode, register_estimator
-from stream.aus import AU_NAMES, N_AUS
+from stream.au.ensemble import dem_combine
+from stream.aus import AU_NAMES, EYE_CLOSURE, N_AUS
 from stream.types import AUEstimate, Keyframe
 
 # Flow is computed at half resolution (256x128) for speed; displacements are reported in pixels
@@ -72,15 +73,20 @@ _AU_RULES: dict[str, tuple[str, tuple[float, float], float]] = {
     "AU20": ("mouth_corner", (-0.95, 0.31), 20.0),
     "AU25": ("lips_apart", (0.0, 1.0), 20.0),
     "AU26": ("chin", (0.0, 1.0), 40.0),
+    # Eye closure: the upper lid moving down over the eye (the open-eye aperture is ~17 template px).
+    EYE_CLOSURE: ("upper_lid", (0.0, 1.0), 12.0),
 }
-assert tuple(_AU_RULES) == AU_NAMES
+# The 12 AUs, then eye closure: the order of every per-side vector this estimator computes.
+CHANNELS: tuple[str, ...] = (*AU_NAMES, EYE_CLOSURE)
+N_CHANNELS = len(CHANNELS)
+assert tuple(_AU_RULES) == CHANNELS
 
 
 def _projection_matrix() -> np.ndarray:
     """Linear map from region displacements (R regions x 2, with lips_apart) to the 12 AU values."""
     names = list(REGION_NAMES) + ["lips_apart"]
-    w = np.zeros((N_AUS, len(names) * 2))
-    for a, au in enumerate(AU_NAMES):
+    w = np.zeros((N_CHANNELS, len(names) * 2))
+    for a, au in enumerate(CHANNELS):
         region, (ux, uy), full = _AU_RULES[au]
         r = names.index(region)
         w[a, 2 * r] = ux * 5.0 / full
@@ -93,7 +99,29 @@ _W = _projection_matrix()
 # Residual alignment jitter and flow noise on a still face are about 1-2.5 template pixels; a
 # movement below NOISE_FLOOR_PX reads as 0 so that a face at rest does not look active.
 NOISE_FLOOR_PX = 2.5
-NOISE_FLOOR = np.array([5.0 * NOISE_FLOOR_PX / _AU_RULES[au][2] for au in AU_NAMES])
+NOISE_FLOOR = np.array([5.0 * NOISE_FLOOR_PX / _AU_RULES[au][2] for au in CHANNELS])
+
+
+# Movement per face region, direction-free: how far the region's structures moved from the neutral
+# reference, whatever the direction. The region verdicts use it because it does not depend on the
+# direction a movement is projected on: a residual roll of one degree turns a mouth corner's movement
+# toward AU12 on one half-face and toward AU15 on the other (the halves are mirror images), which
+# splits signed AU values between the sides of a healthy face but leaves the distance moved alone.
+MOVEMENT_REGIONS: dict[str, tuple[tuple[str, ...], float]] = {
+    # region: (flow regions averaged, displacement in template px that reads as 5)
+    "eyebrows": (("inner_brow", "outer_brow"), 18.0),
+    "eyes": (("upper_lid",), 12.0),
+    "mouth": (("mouth_corner",), 24.0),
+}
+
+
+def region_movement(disp: np.ndarray) -> np.ndarray:
+    """(R + 1, 2) region displacements of one side -> (3,) movement on 0..5 per MOVEMENT_REGIONS."""
+    out = np.zeros(len(MOVEMENT_REGIONS))
+    for k, (names, full) in enumerate(MOVEMENT_REGIONS.values()):
+        norm = float(np.mean([np.hypot(*disp[REGION_NAMES.index(n)]) for n in names]))
+        out[k] = min(5.0, max(0.0, (norm - NOISE_FLOOR_PX) * 5.0 / (full - NOISE_FLOOR_PX)))
+    return out
 
 
 def apply_noise_floor(values: np.ndarray) -> np.ndarray:
@@ -128,7 +156,7 @@ def region_displacements(flow: np.ndarray, offsets: np.ndarray | None = None) ->
 
 
 def au_from_displacements(disp: np.ndarray) -> np.ndarray:
-    """(R + 1, 2) region displacements -> (12,) AU values (unclipped, 5 = full-range movement)."""
+    """(R + 1, 2) region displacements -> (13,) values in CHANNELS order (unclipped, 5 = full-range movement)."""
     return _W @ disp.reshape(-1)
 
 
@@ -136,6 +164,7 @@ def au_from_displacements(disp: np.ndarray) -> np.ndarray:
 class _FlowPayload:
     grey: np.ndarray  # (2, 256, 128) uint8 stabilised half-faces at half resolution: row 0 left, row 1 right
     disp: np.ndarray  # (2, R + 1, 2) displacement of each region from the reference, template px
+    movement: np.ndarray  # (2, 3) direction-free movement per region (MOVEMENT_REGIONS), 0..5
 
 
 _LK = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
@@ -219,12 +248,13 @@ class FlowAUEstimator(AUEstimator):
         assert ref is not None
         disp = np.stack([region_displacements(self._dis.calc(ref[s], grey[s], None)) for s in range(2)])
         own = np.stack([au_from_displacements(disp[s]) for s in range(2)])
-        payload = _FlowPayload(grey=grey, disp=disp)
+        movement = np.stack([region_movement(disp[s]) for s in range(2)])
+        payload = _FlowPayload(grey=grey, disp=disp, movement=movement)
         return KeyframeCode(keyframe.frame_index, keyframe.time_s, own, payload, grey.nbytes + disp.nbytes)
 
     def difference(self, current: KeyframeCode, helpers: Sequence[KeyframeCode]) -> np.ndarray:
         cur: _FlowPayload = current.payload
-        out = np.zeros((len(helpers), 2, N_AUS))
+        out = np.zeros((len(helpers), 2, N_CHANNELS))
         for k, helper in enumerate(helpers):
             hp: _FlowPayload = helper.payload
             for s in range(2):
@@ -236,8 +266,13 @@ class FlowAUEstimator(AUEstimator):
 
     def estimate(self, current: KeyframeCode, helpers: Sequence[KeyframeCode]) -> AUEstimate:
         # DEM arithmetic (eq. 3) runs on the linear displacement scale; the noise floor comes after.
-        raw = super().estimate(current, helpers)
-        return replace(raw, left=apply_noise_floor(raw.left), right=apply_noise_floor(raw.right))
+        helpers = list(helpers)
+        deltas = self.difference(current, helpers) if helpers else np.zeros((0, 2, N_CHANNELS))
+        values = dem_combine(current.own, np.stack([h.own for h in helpers]) if helpers else None, deltas)
+        values = apply_noise_floor(values)
+        return AUEstimate(current.frame_index, current.time_s, left=values[0, :N_AUS], right=values[1, :N_AUS],
+                          n_helpers=len(helpers), closure=values[:, N_AUS].copy(),
+                          movement=current.payload.movement.copy())
 
     def reset(self) -> None:
         self._reference = None

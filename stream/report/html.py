@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from stream.aus import AU_NAMES, MAX_INTENSITY, N_AUS, REGIONS
+from stream.symptoms.wording import STATUS_WORDS, pair_words
 from stream.types import AUSeries
 
 # Okabe-Ito blue and orange: distinguishable with the common colour-vision deficiencies and in grey.
@@ -116,6 +117,9 @@ def _header(report: Mapping[str, Any], config: Mapping[str, Any]) -> str:
 
 
 def _findings(report: Mapping[str, Any], series: AUSeries, aus: list[str]) -> str:
+    evidence = _mapping(report.get("findings"))
+    if evidence:
+        return _evidence_findings(evidence, series)
     items = []
     if len(series) == 0:
         items.append(
@@ -129,6 +133,54 @@ def _findings(report: Mapping[str, Any], series: AUSeries, aus: list[str]) -> st
         )
     items.append(f"<li><strong>Synkinesis</strong>: {_e(_synkinesis_sentence(report))}</li>")
     return f'<section id="findings">\n<h2>Findings</h2>\n<ul>{"".join(items)}</ul>\n</section>'
+
+
+def _evidence_findings(findings: Mapping[str, Any], series: AUSeries) -> str:
+    """Verdicts with their evidence: per region the interval, the keyframes and the moving keyframes."""
+    rules = _text(findings.get("rules")) or "evidence"
+    rows = []
+    for name, info in _mapping(findings.get("regions")).items():
+        info = _mapping(info)
+        status = _text(info.get("status"))
+        percent = _number(info.get("weaker_percent"))
+        interval = info.get("weaker_percent_interval")
+        span = _DASH
+        if isinstance(interval, list) and len(interval) == 2 and None not in interval:
+            span = f"{_number(interval[0]):.0f}–{_number(interval[1]):.0f} %"
+        rows.append(
+            f'<tr class="status-{_e(status)}"><th scope="row">{_e(str(name).capitalize())}</th>'
+            f"<td><strong>{_e(STATUS_WORDS.get(status, status).format(side=info.get('weaker_side')))}</strong></td>"
+            f"<td>{_e(_DASH if percent is None else f'{percent:.0f} %')}</td><td>{_e(span)}</td>"
+            f"<td>{_e(_count(info.get('n_moving')))} of {_e(_count(info.get('n_keyframes')))}</td>"
+            f"<td class=\"reason\">{_e(_text(info.get('reason')))}</td></tr>"
+        )
+    table = (
+        '<table class="evidence"><thead><tr><th>Region</th><th>Verdict</th>'
+        "<th>Weaker side's movement, % of the stronger</th><th>95 % interval</th>"
+        "<th>Keyframes moving</th><th>Why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
+    syn = _mapping(findings.get("synkinesis"))
+    pairs = syn.get("pairs") if isinstance(syn.get("pairs"), list) else []
+    if pairs:
+        items = "".join(f"<li>{_e(pair_words(_mapping(p)))}</li>" for p in pairs)
+        synk = f"<p><strong>Synkinesis</strong>: {len(pairs)} pair{'s' if len(pairs) != 1 else ''} found</p><ul>{items}</ul>"
+    else:
+        tested = _count(syn.get("n_pairs_tested"))
+        synk = f"<p><strong>Synkinesis</strong>: none found ({_e(tested)} eye–mouth pairs had the support to be tested).</p>"
+    how = (
+        "<p class=\"note\">Rules: <strong>evidence</strong>. A side is named weaker only when the region moved "
+        "in enough keyframes, the 95 % interval of its asymmetry (moving-block bootstrap over time) excludes "
+        "no difference, and the difference is larger than healthy faces show (docs/validity.md). A synkinesis pair "
+        "needs co-activations in at least two episodes and an exact test that stays significant after correction "
+        "for every pair tested.</p>"
+        if rules == "evidence" else
+        "<p class=\"note\">Rules: <strong>paper</strong> (dead band on ΔAM, |co-occurrence difference| above the "
+        "threshold), without intervals: the paper's method, reproduced; not validated on this estimator.</p>"
+    )
+    empty = ""
+    if len(series) == 0:
+        empty = "<p><strong>No keyframes</strong>: no usable face frame was found, so nothing could be measured.</p>"
+    return f'<section id="findings">\n<h2>Findings</h2>\n{empty}{table}\n{synk}\n{how}\n</section>'
 
 
 def _counts_section(report: Mapping[str, Any], series: AUSeries) -> str:
@@ -694,6 +746,11 @@ def _nice_ticks(duration: float, target: int = 8) -> list[float]:
 
 
 _CSS = """
+table.evidence { border-collapse: collapse; margin: 0.5em 0; }
+table.evidence th, table.evidence td { border-bottom: 1px solid #ddd; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+table.evidence td.reason { color: #555; font-size: 0.9em; max-width: 28em; }
+tr.status-weaker_side td strong { color: #8a3b00; }
+p.note { color: #555; font-size: 0.9em; }
 :root { color-scheme: light; }
 * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #111;

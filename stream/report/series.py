@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.aus import AU_NAMES, MAX_INTENSITY, N_AUS, SIDES
+from stream.aus import AU_NAMES, EYE_CLOSURE, MAX_INTENSITY, N_AUS, SIDES
 from stream.errors import InputError
 from stream.types import AUSeries
 
 AU_COLUMNS: tuple[str, ...] = tuple(f"{side}_{au}" for side in SIDES for au in AU_NAMES)
 SERIES_COLUMNS: tuple[str, ...] = ("frame", "time_s", *AU_COLUMNS)
+# Optional, written when the estimator measures eye closure (the flow estimator does).
+CLOSURE_COLUMNS: tuple[str, ...] = tuple(f"{side}_{EYE_CLOSURE}" for side in SIDES)
 
 DEFAULT_FPS = 30.0
 """Frame rate assumed by :func:`read_series_csv` when a file has ``frame`` but no ``time_s``."""
@@ -34,8 +36,13 @@ def format_series_csv(series: AUSeries) -> str:
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(SERIES_COLUMNS)
-    values = np.concatenate([np.asarray(series.left, float), np.asarray(series.right, float)], axis=1)
+    columns = AU_COLUMNS
+    parts = [np.asarray(series.left, float), np.asarray(series.right, float)]
+    if series.closure is not None:
+        columns = (*AU_COLUMNS, *CLOSURE_COLUMNS)
+        parts.append(np.asarray(series.closure, float))
+    writer.writerow(("frame", "time_s", *columns))
+    values = np.concatenate(parts, axis=1)
     times = np.asarray(series.time_s, float)
     for k in range(len(series)):
         frame = int(series.frames[k])
@@ -45,7 +52,7 @@ def format_series_csv(series: AUSeries) -> str:
         if bad.any():
             col = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"AU series keyframe {k} (frame {frame}) has {AU_COLUMNS[col]} = {values[k, col]}; "
+                f"AU series keyframe {k} (frame {frame}) has {columns[col]} = {values[k, col]}; "
                 f"AU intensities must be finite and within 0..{MAX_INTENSITY:g} (clip the estimator's output)"
             )
         writer.writerow([frame, f"{times[k]:.3f}", *(f"{v:.4f}" for v in values[k])])
@@ -102,6 +109,8 @@ def read_series_csv(path: str | Path, *, fps: float = DEFAULT_FPS) -> AUSeries:
             f"(see docs/formats.md)"
         )
     columns = _locate_columns(path, header, header_line)
+    has_closure = all(name in columns for name in CLOSURE_COLUMNS)
+    value_columns = (*AU_COLUMNS, *CLOSURE_COLUMNS) if has_closure else AU_COLUMNS
 
     frames: list[int] = []
     times: list[float] = []
@@ -115,7 +124,7 @@ def read_series_csv(path: str | Path, *, fps: float = DEFAULT_FPS) -> AUSeries:
                 f"AU series file {path}, line {line}: {len(row)} fields but the header (line {header_line}) "
                 f"has {len(header)}"
             )
-        values.append([_au_value(path, line, name, row[columns[name]]) for name in AU_COLUMNS])
+        values.append([_au_value(path, line, name, row[columns[name]]) for name in value_columns])
         frame = _frame_number(path, line, row[columns["frame"]]) if "frame" in columns else len(frames)
         frames.append(frame)
         if "time_s" in columns:
@@ -123,12 +132,13 @@ def read_series_csv(path: str | Path, *, fps: float = DEFAULT_FPS) -> AUSeries:
         else:
             times.append(frame / fps)
 
-    table = np.asarray(values, dtype=float).reshape(len(values), 2 * N_AUS)
+    table = np.asarray(values, dtype=float).reshape(len(values), len(value_columns))
     return AUSeries(
         frames=np.asarray(frames, dtype=int),
         time_s=np.asarray(times, dtype=float),
         left=table[:, :N_AUS].copy(),
-        right=table[:, N_AUS:].copy(),
+        right=table[:, N_AUS : 2 * N_AUS].copy(),
+        closure=table[:, 2 * N_AUS :].copy() if has_closure else None,
     )
 
 
@@ -151,7 +161,7 @@ def _locate_columns(path: Path, header: list[str], line: int) -> dict[str, int]:
             f"{', '.join(missing)}. Every left_AUn and right_AUn column for {', '.join(AU_NAMES)} is "
             f"required (frame and time_s are optional).{hint}"
         )
-    return {name: positions[name] for name in SERIES_COLUMNS if name in positions}
+    return {name: positions[name] for name in (*SERIES_COLUMNS, *CLOSURE_COLUMNS) if name in positions}
 
 
 def _number(path: Path, line: int, column: str, cell: str) -> float:

@@ -1,0 +1,214 @@
+"""Run the constructed cases through the real analysis: decode, construct, (re-encode), analyse.
+
+The edge of the harness: files, subprocesses, the detector. Each case's result is the AU series and
+the frame counts (numbers only), saved as ``<out>/<clip>/<case>.npz`` so that the decision rules can
+be scored again without re-running the analysis (``python -m stream validate --rescore OUT``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stream.config import AnalysisConfig
+from stream.decode import VideoFile
+from stream.types import Frame
+from stream.validate.cases import Case
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    clip: str
+    case: str
+    left: np.ndarray
+    right: np.ndarray
+    closure: np.ndarray | None
+    movement: np.ndarray | None
+    time_s: np.ndarray
+    counts: dict[str, float]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"left": self.left, "right": self.right, "time_s": self.time_s}
+        if self.closure is not None:
+            arrays["closure"] = self.closure
+        if self.movement is not None:
+            arrays["movement"] = self.movement
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, counts=json.dumps(self.counts), clip=self.clip, case=self.case, **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "CaseResult":
+        with np.load(path) as z:
+            return cls(str(z["clip"]), str(z["case"]), z["left"], z["right"],
+                       z["closure"] if "closure" in z else None, z["movement"] if "movement" in z else None,
+                       z["time_s"], json.loads(str(z["counts"])))
+
+
+def find_clips(paths: list[str]) -> list[Path]:
+    """Video files named or inside the folders named (sorted, folders searched one level deep)."""
+    clips: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            clips += sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_SUFFIXES and q.is_file())
+        elif p.is_file():
+            clips.append(p)
+        else:
+            raise FileNotFoundError(f"validation clip or folder {p} does not exist")
+    return clips
+
+
+def clip_landmarks(clip: Path, config: AnalysisConfig) -> tuple[np.ndarray, float]:
+    """(n, 5, 2) landmarks per frame (NaN without a face) from the product's detector, and the fps."""
+    from stream.face.detect import build_detector
+    from stream.face.track import TrackingDetector
+
+    tracker = TrackingDetector(build_detector(config.detector, weights=config.weights, device=config.device),
+                               detect_every=config.detect_every)
+    out = []
+    with VideoFile(clip) as video:
+        fps = video.info.fps or 30.0
+        for frame in video.frames():
+            face = tracker.detect(frame.image).face
+            out.append(np.full((5, 2), np.nan) if face is None else np.asarray(face.landmarks, float))
+    return np.asarray(out), fps
+
+
+def _case_frames(clip: Path, case: Case, landmarks: np.ndarray, fps: float) -> Iterator[Frame]:
+    constructor = None
+    if case.constructed:
+        from stream.validate.construct import CaseSpec, Constructor
+
+        spec = CaseSpec(case.kind, case.side or "right", case.region, case.factor)
+        constructor = Constructor(spec, fps=fps, n_frames=len(landmarks))
+    with VideoFile(clip) as video:
+        for frame in video.frames():
+            image = frame.image
+            if constructor is not None:
+                lm = landmarks[frame.index] if frame.index < len(landmarks) else None
+                if lm is not None and not np.isfinite(lm).all():
+                    lm = None
+                image = constructor.frame(frame.index, image, lm)
+            if case.flip:
+                image = np.ascontiguousarray(image[:, ::-1])
+            yield Frame(frame.index, frame.time_s, image)
+
+
+def _reencode(frames: Iterator[Frame], fps: float, crf: int, scale: float, path: Path) -> None:
+    import av
+    import cv2
+
+    container = av.open(str(path), mode="w")
+    stream = None
+    try:
+        for frame in frames:
+            image = frame.image
+            if scale != 1.0:
+                h, w = image.shape[:2]
+                image = cv2.resize(image, (int(round(w * scale / 2)) * 2, int(round(h * scale / 2)) * 2), interpolation=cv2.INTER_AREA)
+            elif image.shape[0] % 2 or image.shape[1] % 2:
+                image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
+            if stream is None:
+                stream = container.add_stream("libx264", rate=round(fps) or 30)
+                stream.width, stream.height = image.shape[1], image.shape[0]
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(crf), "preset": "veryfast"}
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
+                container.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
+    finally:
+        container.close()
+
+
+def run_case(clip: Path, case: Case, landmarks: np.ndarray, fps: float, config: AnalysisConfig) -> CaseResult:
+    """Analyse one constructed case of one clip with the product's own pipeline."""
+    from stream.pipeline import Pipeline
+
+    pipeline = Pipeline(config, mirrored=case.mirrored_flag)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="stream-validate-") as tmp:
+        if case.crf is not None:
+            encoded = Path(tmp) / "case.mp4"
+            _reencode(_case_frames(clip, case, landmarks, fps), fps, case.crf, case.scale, encoded)
+            with VideoFile(encoded) as video:
+                for frame in video.frames():
+                    pipeline.process(frame)
+        else:
+            for frame in _case_frames(clip, case, landmarks, fps):
+                pipeline.process(frame)
+    series = pipeline.series()
+    counts = {**pipeline.counts.as_dict(), "seconds": time.perf_counter() - t0}
+    if len(series.time_s):
+        counts["duration_s"] = float(series.time_s[-1])
+    return CaseResult(clip.name, case.name, series.left, series.right, series.closure, series.movement,
+                      series.time_s, counts)
+
+
+def _worker(clip: str, cases: list[Case], config: AnalysisConfig, out: str) -> list[str]:
+    import cv2
+
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    clip_path = Path(clip)
+    cache = Path(out) / clip_path.stem / "landmarks.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            landmarks, fps = z["landmarks"], float(z["fps"])
+    else:
+        landmarks, fps = clip_landmarks(clip_path, config)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, landmarks=landmarks, fps=fps)
+    done = []
+    for case in cases:
+        target = Path(out) / clip_path.stem / f"{case.name}.npz"
+        if target.exists():
+            done.append(case.name)
+            continue
+        run_case(clip_path, case, landmarks, fps, config).save(target)
+        done.append(case.name)
+    return done
+
+
+def run_all(clips: list[Path], cases: list[Case], out: Path, config: AnalysisConfig, jobs: int = 2,
+            log=print) -> None:
+    """Every case of every clip, ``jobs`` processes, results under ``out`` (existing results are kept)."""
+    out.mkdir(parents=True, exist_ok=True)
+    # One job per (clip, chunk of cases): the landmarks of a clip are computed once and cached.
+    chunks: list[tuple[Path, list[Case]]] = []
+    per = 4
+    for clip in clips:
+        for k in range(0, len(cases), per):
+            chunks.append((clip, cases[k : k + per]))
+    t0 = time.perf_counter()
+    if jobs <= 1:
+        for clip, chunk in chunks:
+            _worker(str(clip), chunk, config, str(out))
+            log(f"  {clip.name}: {len(chunk)} cases ({time.perf_counter() - t0:.0f} s)")
+        return
+    # landmarks first (one process per clip), so that chunks of one clip do not race on the cache
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(_worker, str(clip), [], config, str(out)): clip for clip in clips}
+        for f in as_completed(futures):
+            f.result()
+        futures = {pool.submit(_worker, str(clip), chunk, config, str(out)): clip for clip, chunk in chunks}
+        for f in as_completed(futures):
+            names = f.result()
+            log(f"  {futures[f].name}: {len(names)} cases ({time.perf_counter() - t0:.0f} s)")

@@ -1,0 +1,175 @@
+"""Score findings against the constructed ground truth: sensitivity, specificity, consistency.
+
+Pure: case results (AU series and counts) in, a ``Score`` out. The decision rules are applied here,
+from the saved series, so a change of rules is scored in seconds without re-running the analysis.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stream.config import AnalysisConfig
+from stream.symptoms.evidence import EYE_SIGNALS, MOUTH_SIGNALS, EvidenceRules, Findings, assess, paper_findings
+from stream.validate.cases import REGION_NAMES, Case, case_by_name
+from stream.validate.run import CaseResult
+
+_SWAP = {"left": "right", "right": "left", None: None}
+
+
+def findings_for(result: CaseResult, normal: np.ndarray, rules: str = "evidence",
+                 evidence: EvidenceRules | None = None, config: AnalysisConfig | None = None) -> Findings:
+    if rules == "paper":
+        from stream.analyze import series_symptoms
+
+        return paper_findings(series_symptoms(result.left, result.right, config or AnalysisConfig(), normal))
+    return assess(result.left, result.right, normal, closure=result.closure, movement=result.movement,
+                  time_s=result.time_s, rules=evidence)
+
+
+@dataclass
+class Tally:
+    hits: int = 0
+    total: int = 0
+
+    def add(self, ok: bool) -> None:
+        self.hits += int(ok)
+        self.total += 1
+
+    @property
+    def rate(self) -> float | None:
+        return self.hits / self.total if self.total else None
+
+    def text(self) -> str:
+        return "—" if not self.total else f"{100 * self.hits / self.total:.0f} % ({self.hits}/{self.total})"
+
+
+@dataclass
+class Score:
+    rules: str
+    clips: list[str]
+    tallies: dict[str, Tally] = field(default_factory=lambda: defaultdict(Tally))
+    pairs: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # family -> pairs per case
+    failures: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rules": self.rules,
+            "clips": self.clips,
+            "rates": {k: {"hits": t.hits, "total": t.total, "rate": t.rate} for k, t in sorted(self.tallies.items())},
+            "synkinesis_pairs_per_case": {k: (float(np.mean(v)) if v else None) for k, v in sorted(self.pairs.items())},
+            "failures": self.failures,
+        }
+
+    def lines(self) -> list[str]:
+        t = self.tallies
+
+        def mean_pairs(family: str) -> str:
+            v = self.pairs.get(family, [])
+            return "—" if not v else f"{np.mean(v):.2f} (max {max(v)}, {len(v)} cases)"
+
+        rows = [
+            ("healthy controls: weaker side named (target <= 5 %)", t["control_false_weaker"].text()),
+            ("healthy controls: synkinesis pairs per clip (target <= 0.2)", mean_pairs("control")),
+            ("frozen side named, moving regions (target >= 95 %)", t["freeze"].text()),
+            ("damped to 35 %, whole face (target >= 90 %)", t["damp35"].text()),
+            ("damped to 60 %, whole face", t["damp60"].text()),
+            ("one region damped to 35 %, in that region (target >= 80 %)", t["damp35_region"].text()),
+            ("one region damped to 60 %, in that region", t["damp60_region"].text()),
+            ("one region damped: other regions flagged (target 0 %)", t["region_other_flagged"].text()),
+            ("injected synkinesis found with its eye-mouth pair (target >= 90 %)", t["synkinesis"].text()),
+            ("injected synkinesis: other pairs per case", mean_pairs("synkinesis_extra")),
+            ("frozen or damped: synkinesis pairs per case", mean_pairs("palsy")),
+            ("mirror: verdict swapped (target 100 %)", t["mirror"].text()),
+            ("mirror with --mirrored: verdict unchanged (target 100 %)", t["mirrored_flag"].text()),
+            ("re-encodes: verdict unchanged (target 100 %)", t["reencode"].text()),
+        ]
+        width = max(len(r[0]) for r in rows)
+        return [f"{label:<{width}}  {value}" for label, value in rows]
+
+
+def _verdict(f: Findings) -> dict[str, str | None]:
+    return {name: f.regions[name].weaker_side for name in REGION_NAMES}
+
+
+def _pairs(f: Findings) -> set[tuple[str, str, str]]:
+    return {(s.side, s.au, s.trigger) for s in f.synkinesis}
+
+
+def score(results: Mapping[str, Mapping[str, CaseResult]], normal: np.ndarray, rules: str = "evidence",
+          evidence: EvidenceRules | None = None, config: AnalysisConfig | None = None) -> Score:
+    """``results``: clip -> case name -> result. Cases missing from a clip are skipped."""
+    out = Score(rules, sorted(results))
+    t = out.tallies
+    for clip in sorted(results):
+        by_case = results[clip]
+        if "control" not in by_case:
+            continue
+        found = {name: findings_for(r, normal, rules, evidence, config) for name, r in by_case.items()}
+        control = found["control"]
+        moved = [r for r in REGION_NAMES if control.regions[r].status in ("weaker_side", "no_clear_difference")]
+        base = _verdict(control)
+        for name, f in found.items():
+            try:
+                case: Case = case_by_name(name)
+            except KeyError:
+                continue
+            verdict, pairs = _verdict(f), _pairs(f)
+            where = f"{clip}/{name}"
+            if case.family in ("control", "mirror", "mirrored_flag", "reencode"):
+                for region in REGION_NAMES:
+                    flagged = verdict[region] is not None
+                    t["control_false_weaker"].add(flagged)
+                    if flagged:
+                        out.failures.append(f"{where}: {region} names the {verdict[region]} side weaker "
+                                            f"({f.regions[region].reason})")
+                out.pairs["control"].append(len(pairs))
+                if pairs:
+                    out.failures.append(f"{where}: synkinesis pairs {sorted(pairs)}")
+            if case.family == "mirror":
+                for region in REGION_NAMES:
+                    t["mirror"].add(verdict[region] == _SWAP[base[region]])
+            elif case.family == "mirrored_flag":
+                for region in REGION_NAMES:
+                    t["mirrored_flag"].add(verdict[region] == base[region])
+            elif case.family == "reencode":
+                for region in REGION_NAMES:
+                    ok = verdict[region] == base[region]
+                    t["reencode"].add(ok)
+                    if not ok:
+                        out.failures.append(f"{where}: {region} {base[region]} -> {verdict[region]}")
+            elif case.family in ("freeze", "damp"):
+                key = "freeze" if case.family == "freeze" else f"damp{int(round(case.factor * 100))}"
+                for region in moved:
+                    ok = verdict[region] == case.side
+                    t[key].add(ok)
+                    if not ok:
+                        out.failures.append(f"{where}: {region} {verdict[region]} ({f.regions[region].reason})")
+                out.pairs["palsy"].append(len(pairs))
+            elif case.family == "damp_region":
+                key = f"damp{int(round(case.factor * 100))}_region"
+                if case.region in moved:
+                    ok = verdict[case.region] == case.side
+                    t[key].add(ok)
+                    if not ok:
+                        out.failures.append(f"{where}: {case.region} {verdict[case.region]} "
+                                            f"({f.regions[case.region].reason})")
+                for region in REGION_NAMES:
+                    if region != case.region:
+                        flagged = verdict[region] is not None and verdict[region] != base[region]
+                        t["region_other_flagged"].add(flagged)
+                out.pairs["palsy"].append(len(pairs))
+            elif case.family == "synkinesis":
+                if case.kind == "synkinesis_eye_on_smile":
+                    wanted = {p for p in pairs if p[0] == case.side and p[1] in EYE_SIGNALS and p[2] in MOUTH_SIGNALS}
+                else:
+                    wanted = {p for p in pairs if p[0] == case.side and p[1] in MOUTH_SIGNALS and p[2] in EYE_SIGNALS}
+                t["synkinesis"].add(bool(wanted))
+                if not wanted:
+                    out.failures.append(f"{where}: injected synkinesis not found (pairs: {sorted(pairs)})")
+                out.pairs["synkinesis_extra"].append(len(pairs - wanted) - len(pairs & _pairs(control)))
+    return out
