@@ -1,0 +1,1 @@
+"""Validation material with known ground truth: constructed palsy and synkinesis from healthy clips."""
