@@ -100,7 +100,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from stream.au.dem import checkpoint as ckpt
     from stream.au.dem.data import load_dataset
-    from stream.au.dem.models import DemConfig, OVPM, build_pair, load_imagenet, preset
+    from stream.au.dem.models import build_pair, load_imagenet, preset
     from stream.au.dem.train import TrainSettings, settings_record, train_dvpm, train_ovpm
 
     out = Path(args.out)
@@ -108,9 +108,11 @@ def _train(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     ovpm_file = out / "ovpm.pt"
     if ovpm_file.is_file():
-        config = DemConfig.from_dict(ckpt.read(ovpm_file)["config"])  # a run keeps its architecture
+        config, _, earlier = ckpt.load_ovpm(ovpm_file)  # a run keeps its architecture (verified like any checkpoint)
+        preset_name = earlier.get("preset", args.preset)
     else:
         config = preset(args.preset, backbone=args.backbone, input_scale=args.input_scale, width=args.width)
+        preset_name = args.preset
     prepare = _prepare_settings(args)
     data = load_dataset(args.data, config.input_size, args.cache, prepare, progress=progress)
     train, test = data.split(args.train_fraction, by=args.split, seed=args.seed)
@@ -131,24 +133,46 @@ def _train(args: argparse.Namespace) -> int:
             print(f"ImageNet initialisation from {args.imagenet}; {len(skipped)} tensors left fresh", file=sys.stderr)
         s1 = TrainSettings(args.epochs, args.lr, args.gamma, args.batch_size, args.seed)
         history = train_ovpm(ovpm, train, s1, val=test, state_path=state, progress=progress, device=args.device)
-        ckpt.save(ovpm_file, config, ovpm.cpu(), None, ovpm_record=settings_record(s1, history, prepare=prepare.key()))
+        record = settings_record(s1, history, prepare=prepare.key(), preset=preset_name,
+                                 data=_dataset_record(args, data, train, test))
+        ckpt.save(ovpm_file, config, ovpm.cpu(), None, ovpm_record=record)
         print(f"OVPM written to {ovpm_file}", file=sys.stderr)
     if args.stage in ("all", "dvpm"):
         if not ovpm_file.is_file():
             print(f"error: {ovpm_file} not found: train the OVPM first (--stage ovpm or all)", file=sys.stderr)
             return 2
-        stored = ckpt.read(ovpm_file)
-        ovpm = OVPM(config)
-        ovpm.load_state_dict(stored["ovpm"]["state_dict"])
+        config, ovpm, ovpm_record = ckpt.load_ovpm(ovpm_file)
         fp = ckpt.fingerprint(ovpm, config)
         _, dvpm = build_pair(config)
         s2 = TrainSettings(args.dvpm_epochs, args.lr, args.gamma, args.dvpm_batch_size, args.seed)
         history = train_dvpm(ovpm, dvpm, train, s2, val=test, max_pairs=args.max_pairs,
                              state_path=out / f"dvpm-{fp[:12]}.state.pt", progress=progress, device=args.device)
-        path = ckpt.save(out / "dem.pt", config, ovpm.cpu(), dvpm.cpu(), ovpm_record=stored["ovpm"]["trained"],
-                         dvpm_record=settings_record(s2, history, max_pairs=args.max_pairs))
+        held_out = _held_out_record(ovpm, dvpm, test, args)
+        path = ckpt.save(out / "dem.pt", config, ovpm.cpu(), dvpm.cpu(), ovpm_record=ovpm_record,
+                         dvpm_record=settings_record(s2, history, max_pairs=args.max_pairs, held_out=held_out))
         print(f"DEM pair written to {path}: analyse with --estimator dem --checkpoint {path}", file=sys.stderr)
     return 0
+
+
+def _dataset_record(args: argparse.Namespace, data, train, test) -> dict:
+    """What a report says about the training set: name and size, and how it was split."""
+    return {"name": Path(args.data).resolve().name, "keyframes": len(data), "videos": len(set(data.video)),
+            "subjects": len(set(data.subject)), "train_keyframes": len(train), "held_out_keyframes": len(test),
+            "split": args.split, "train_fraction": args.train_fraction, "seed": args.seed}
+
+
+def _held_out_record(ovpm, dvpm, test, args: argparse.Namespace) -> dict | None:
+    """The pair's figures on the held-out keyframes at m = 0 and at the analysis default m, kept in dem.pt."""
+    from stream.au.dem.estimator import DemEstimator
+    from stream.au.dem.evaluate import evaluate
+
+    if len(test) == 0:
+        return None
+    ms = sorted({0, AnalysisConfig.helpers})
+    est = DemEstimator(ovpm, dvpm, args.device)
+    result = evaluate(est, test, ms, seed=args.seed)
+    by_m = {str(m): {k: result["by_m"][m]["metrics"][k]["mean"] for k in ("accuracy", "mae", "icc", "pcc")} for m in ms}
+    return {"keyframes": result["keyframes"], "videos": result["videos"], "split": args.split, "by_m": by_m}
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

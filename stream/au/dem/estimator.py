@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 from stream.au.base import AUEstimator, KeyframeCode, register_estimator
 from stream.au.dem import checkpoint as ckpt
 from stream.au.dem.models import DVPM, OVPM, expected_difference, expected_intensity, to_input
+from stream.au.dem.provenance import constant_output_warning, describe
 from stream.errors import CheckpointError
 from stream.types import HalfFaces, Keyframe
 
@@ -57,12 +59,29 @@ class DemEstimator(AUEstimator):
     is_proxy = False
 
     def __init__(self, ovpm: OVPM, dvpm: DVPM, device: str | torch.device | None = None,
-                 cache_dtype: torch.dtype = torch.float16) -> None:
+                 cache_dtype: torch.dtype = torch.float16, source: ckpt.CheckpointInfo | None = None) -> None:
         self.device = default_device(str(device) if device is not None else None)
         self.ovpm = ovpm.to(self.device).eval()
         self.dvpm = dvpm.to(self.device).eval()
         self.config = ovpm.config
         self.cache_dtype = cache_dtype
+        self.source = source  # the verified checkpoint it came from; None when built from models in memory
+
+    def model_info(self) -> dict[str, Any]:
+        """Which model this is, for reports and dashboards (JSON-ready): estimator, checkpoint path, content
+        fingerprint, preset, training set name and size, held-out figures when the checkpoint carries them,
+        and a one-line ``summary``."""
+        if self.source is None:
+            sha = ckpt.model_sha256(self.config, self.ovpm, self.dvpm)
+            return describe(self.config, sha256=sha, ovpm_fingerprint=ckpt.fingerprint(self.ovpm, self.config))
+        s = self.source
+        return describe(self.config, sha256=s.sha256, ovpm_fingerprint=s.ovpm_fingerprint, path=s.path,
+                        ovpm_record=s.ovpm_record, dvpm_record=s.dvpm_record)
+
+    @staticmethod
+    def constant_output_warning(values: np.ndarray) -> str | None:
+        """A warning when this clip's AU series (T, 2, 12) barely move (see ``provenance``), else None."""
+        return constant_output_warning(values)
 
     @torch.inference_mode()
     def encode_halves(self, halves: np.ndarray, frame_index: int = 0, time_s: float = 0.0) -> KeyframeCode:
@@ -109,4 +128,4 @@ def build_dem(checkpoint: str | None = None, device: str | None = None, cache_dt
         raise CheckpointError(f"DEM checkpoint {checkpoint} does not exist: {ckpt.TRAIN_HINT}")
     dev = default_device(device)
     pair = ckpt.load(checkpoint, device=dev)
-    return DemEstimator(pair.ovpm, pair.dvpm, dev, _parse_dtype(cache_dtype))
+    return DemEstimator(pair.ovpm, pair.dvpm, dev, _parse_dtype(cache_dtype), source=pair.info)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stream.au.dem.checkpoint import load_sealed, save_sealed
 from stream.au.dem.data import HalfFaceSet
 from stream.au.dem.models import DVPM, DVPM_CLASSES, OVPM, expected_difference, expected_intensity, to_input
 
@@ -39,13 +40,22 @@ class TrainSettings:
 class Progress:
     """A one-line progress bar on stderr (no dependency); silent when disabled."""
 
-    def __init__(self, label: str, total: int, enabled: bool = True, stream=sys.stderr) -> None:
-        self.label, self.total, self.enabled, self.stream = label, max(total, 1), enabled, stream
+    def __init__(self, label: str, total: int, enabled: bool = True, stream=None) -> None:
+        self.label, self.total, self.enabled = label, max(total, 1), enabled
+        self.stream = stream if stream is not None else sys.stderr  # looked up now: tests capture stderr
         self.t0 = time.perf_counter()
+        self.drawn = False
+
+    def say(self, text: str) -> None:
+        """A line that is printed whether or not the bar is shown (the bar is redrawn below it)."""
+        self.stream.write(("\n" if self.drawn else "") + text + "\n")
+        self.stream.flush()
+        self.drawn = False
 
     def update(self, done: int, note: str = "") -> None:
         if not self.enabled:
             return
+        self.drawn = True
         frac = min(done / self.total, 1.0)
         bar = "#" * int(frac * 24)
         rate = done / max(time.perf_counter() - self.t0, 1e-9)
@@ -56,6 +66,7 @@ class Progress:
         if self.enabled:
             self.update(self.total, note)
             self.stream.write("\n")
+            self.drawn = False
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -72,7 +83,8 @@ def _optimiser(model: torch.nn.Module, s: TrainSettings):
 def _resume(state_path: Path | None, model, opt, sched) -> tuple[int, list[dict]]:
     if state_path is None or not state_path.is_file():
         return 0, []
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    state = load_sealed(state_path, "resumable training state",
+                        "delete it and rerun the same `python -m stream train` command to train that stage from the start")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
@@ -82,11 +94,8 @@ def _resume(state_path: Path | None, model, opt, sched) -> tuple[int, list[dict]
 def _save_state(state_path: Path | None, model, opt, sched, epoch: int, history: list[dict]) -> None:
     if state_path is None:
         return
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = state_path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "epoch": epoch, "history": history}, tmp)
-    tmp.replace(state_path)
+    save_sealed({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "epoch": epoch, "history": history}, state_path)
 
 
 # --------------------------------------------------------------------------------------------
