@@ -14,15 +14,19 @@ trials. DISFA+'s bilateral labels serve both half-faces.
 
 Pre-processing is the product's own (so training sees what inference sees): the face detector, the
 keyframe filter (reset per trial), the 3-point alignment and the patient-side split. Prepared
-half-faces are cached per trial under a cache folder, keyed by the pre-processing settings.
+half-faces are cached per trial under a cache folder. Each entry is keyed by the pre-processing
+settings, the trial's image names and sizes, and the sha256 of each label file it was made with;
+labels are always taken from the label files just read, never from the cache, so a corrected label
+file can never be shadowed by an old entry. A stale entry is rebuilt and the console says why.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +128,7 @@ class Trial:
     name: str
     images: tuple[Path, ...]  # sorted by file name
     labels: dict[str, np.ndarray]  # image file name -> (2, 12) int
+    label_sha256: dict[str, str] = field(default_factory=dict)  # label file name -> sha256 of its bytes
 
     @property
     def video(self) -> str:
@@ -162,8 +167,10 @@ def _descend_nested(folder: Path) -> Path:
     return folder
 
 
-def _trial_labels(label_dir: Path, images: list[Path]) -> dict[str, np.ndarray]:
+def _trial_labels(label_dir: Path, images: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Labels per image and the sha256 of every label file they came from."""
     names = [p.name for p in images]
+    hashes: dict[str, str] = {}
     table = np.full((len(names), 2, N_AUS), -1, dtype=np.int64)
     index = {n: i for i, n in enumerate(names)}
     for a, au in enumerate(AU_NAMES):
@@ -173,6 +180,8 @@ def _trial_labels(label_dir: Path, images: list[Path]) -> dict[str, np.ndarray]:
             source = sided[s] if sided[s].is_file() else both
             if not source.is_file():
                 raise DatasetLayoutError(f"{label_dir} has no {au}.txt (nor {au}_left.txt/{au}_right.txt): {LAYOUT_HINT}")
+            if source.name not in hashes:
+                hashes[source.name] = hashlib.sha256(source.read_bytes()).hexdigest()
             for name, value in read_label_file(source).items():
                 if name in index:
                     table[index[name], s, a] = value
@@ -184,7 +193,7 @@ def _trial_labels(label_dir: Path, images: list[Path]) -> dict[str, np.ndarray]:
             f"{label_dir}: {len(missing)} of {len(names)} images have no label in some AU file "
             f"(first: {first}, missing in {', '.join(au + '.txt' for au in aus)})"
         )
-    return {n: table[i] for i, n in enumerate(names)}
+    return {n: table[i] for i, n in enumerate(names)}, hashes
 
 
 def scan_dataset(root: str | Path) -> list[Trial]:
@@ -213,7 +222,8 @@ def scan_dataset(root: str | Path) -> list[Trial]:
             label_dir = label_subject / trial_dir.name
             if not label_dir.is_dir():
                 raise DatasetLayoutError(f"images in {trial_dir} have no label folder {label_dir}: {LAYOUT_HINT}")
-            trials.append(Trial(subject, trial_dir.name, tuple(images), _trial_labels(label_dir, images)))
+            labels, hashes = _trial_labels(label_dir, images)
+            trials.append(Trial(subject, trial_dir.name, tuple(images), labels, hashes))
     if not trials:
         raise DatasetLayoutError(f"{images_root} has no <subject>/<trial>/ folders with images: {LAYOUT_HINT}")
     return trials
@@ -277,6 +287,49 @@ def prepare_trial(trial: Trial, detector, settings: PrepareSettings) -> dict[str
     }
 
 
+def cache_key(trial: Trial, settings: PrepareSettings) -> dict[str, Any]:
+    """What a cached trial depends on: settings, the images (names and sizes), the label files (sha256).
+
+    Image sizes rather than image hashes: hashing every frame of DISFA+ on each load would cost more
+    than reading the cache saves; a replaced frame of identical byte size is not noticed.
+    """
+    images = hashlib.sha256("".join(f"{p.name}\t{p.stat().st_size}\n" for p in trial.images).encode()).hexdigest()
+    return {"settings": settings.key(), "images": images, "labels": dict(sorted(trial.label_sha256.items()))}
+
+
+def _stale(stored: dict[str, Any] | None, key: dict[str, Any], video: str) -> tuple[str | None, bool]:
+    """(why the entry is stale or None, whether the half-faces must be prepared again)."""
+    if stored is None:
+        return f"cache entry of {video} predates content keys: half-faces prepared again", True
+    if stored.get("settings") != key["settings"]:
+        return f"cache entry of {video} was prepared with other settings: half-faces prepared again", True
+    if stored.get("images") != key["images"]:
+        return f"images of {video} changed since they were cached: half-faces prepared again", True
+    if stored.get("labels") != key["labels"]:
+        old, new = stored.get("labels") or {}, key["labels"]
+        changed = sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+        return f"labels of {video} changed since they were cached ({', '.join(changed)}): cache entry rebuilt with the new labels", False
+    return None, False
+
+
+def _read_entry(file: Path) -> tuple[dict[str, np.ndarray], dict[str, Any] | None] | None:
+    try:
+        with np.load(file) as z:
+            entry = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError):  # unreadable (interrupted copy, disk error): prepared again
+        return None
+    key = json.loads(str(entry.pop("key"))) if "key" in entry else None
+    return entry, key
+
+
+def _write_entry(file: Path, prepared: dict[str, np.ndarray], key: dict[str, Any]) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, key=np.array(json.dumps(key, sort_keys=True)),
+                        **{k: prepared[k] for k in ("left", "right", "frames", "no_face")})
+    tmp.replace(file)
+
+
 def load_dataset(
     root: str | Path,
     size: tuple[int, int],
@@ -284,8 +337,12 @@ def load_dataset(
     settings: PrepareSettings = PrepareSettings(),
     detector=None,
     progress: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> HalfFaceSet:
-    """Scan, pre-process (or read the cache) and return all keyframes at half-face ``size`` (H, W)."""
+    """Scan, pre-process (or read the cache) and return all keyframes at half-face ``size`` (H, W).
+
+    ``say`` receives one line per stale cache entry (default: printed on stderr, bar or no bar).
+    """
     from stream.au.dem.train import Progress
 
     trials = scan_dataset(root)
@@ -300,30 +357,42 @@ def load_dataset(
     manifest.write_text(json.dumps(settings.key()))
     parts: list[HalfFaceSet] = []
     bar = Progress("prepare half-faces", len(trials), progress)
+    say = say or bar.say
     no_face = 0
     for t_i, trial in enumerate(trials):
         file = cache / trial.subject / f"{trial.name}.npz"
-        if file.is_file():
-            with np.load(file) as z:
-                prepared = {k: z[k] for k in z.files}
-        else:
+        key = cache_key(trial, settings)
+        cached = _read_entry(file) if file.is_file() else None
+        prepared = None
+        if cached is not None:
+            prepared, stored = cached
+            why, again = _stale(stored, key, trial.video)
+            if why:
+                say(why)
+                if again:
+                    prepared = None
+                else:
+                    _write_entry(file, prepared, key)
+        elif file.is_file():
+            say(f"cache entry {file} is unreadable: half-faces prepared again")
+        if prepared is None:
             if detector is None:
                 from stream.face.detect import build_detector
 
                 detector = build_detector(settings.detector)
             prepared = prepare_trial(trial, detector, settings)
-            file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = file.with_suffix(".tmp.npz")
-            np.savez_compressed(tmp, **prepared)
-            tmp.replace(file)
+            _write_entry(file, prepared, key)
         no_face += int(prepared["no_face"])
         n = len(prepared["frames"])
         bar.update(t_i + 1, f"{trial.video}: {n} keyframes")
         if n == 0:
             continue
+        frames = prepared["frames"].astype(str)
+        # Labels from the files just read (their hashes are in the key), never from the cache.
+        labels = np.stack([trial.labels[f] for f in frames]).astype(np.int64)
         images = np.stack([prepared["left"], prepared["right"]], axis=1)
-        part = HalfFaceSet(images, prepared["labels"].astype(np.int64), np.full(n, trial.video, dtype=object),
-                           np.full(n, trial.subject, dtype=object), prepared["frames"].astype(object))
+        part = HalfFaceSet(images, labels, np.full(n, trial.video, dtype=object),
+                           np.full(n, trial.subject, dtype=object), frames.astype(object))
         parts.append(part.resized(size))
     bar.close(f"{sum(len(p) for p in parts)} keyframes, {no_face} frames without a usable face")
     if not parts:
