@@ -26,6 +26,15 @@ class AnalysisConfig:
     # quarter of the frames of expressive clips are kept (the paper kept ~17% of DISFA+), see
     # docs/pipeline.md for the measurement.
     keyframe_threshold: float = 8.0
+    # --- head pose and reference ---
+    # |yaw index| above which a frame is not measured (counted as frames_pose_gated): the nose tip's
+    # offset from the eye midpoint along the eye line, in inter-ocular distances. The nose stands
+    # about 0.55 IOD in front of the eyes, so 0.25 is a head turned about 25 degrees; beyond it the
+    # far half-face is foreshortened and reads as moving less. Healthy clips of the validation set
+    # stay within 0.27 (docs/validity.md).
+    max_yaw: float = 0.25
+    # A face that returns after this long without one gets a new neutral reference.
+    rereference_after_s: float = 1.0
     # --- AU estimation ---
     estimator: str = "flow"  # training-free default; "dem" needs --checkpoint
     checkpoint: str | None = None
@@ -70,6 +79,8 @@ class AnalysisConfig:
             problems.append(f"--rules must be evidence or paper, got {self.rules!r}")
         if self.keyframe_threshold < 0:
             problems.append(f"keyframe threshold must be >= 0 grey levels, got {self.keyframe_threshold}")
+        if not self.max_yaw > 0:
+            problems.append(f"max_yaw must be > 0 (inter-ocular distances), got {self.max_yaw}")
         if self.detect_every < 1:
             problems.append(f"detect_every must be >= 1, got {self.detect_every}")
         if self.helpers < 0:

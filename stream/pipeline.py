@@ -19,7 +19,7 @@ import numpy as np
 from stream.au.base import AUEstimator, build_estimator
 from stream.buffer import KeyframeBuffer
 from stream.config import AnalysisConfig
-from stream.face.align import align_face, split_halves
+from stream.face.align import align_face, split_halves, yaw_index
 from stream.face.detect import FaceDetector, build_detector
 from stream.face.track import TrackingDetector
 from stream.keyframes import KeyframeFilter
@@ -101,6 +101,8 @@ class Pipeline:
         self.counts = Counts()
         self.estimates: list[AUEstimate] = []
         self.timer = StageTimer()
+        self._last_face_s: float | None = None
+        self._rereference = False
 
     # -- per frame ---------------------------------------------------------------------------
     def ingest(self, frame: Frame) -> FrameResult:
@@ -113,6 +115,13 @@ class Pipeline:
         if face is None:
             self.counts.frames_without_face += 1
             return FrameResult(frame.index, frame.time_s, 0, None, None)
+        if self._last_face_s is not None and frame.time_s - self._last_face_s >= self.config.rereference_after_s:
+            self._rereference = True
+            self.keyframe_filter.reset()  # the returning face is a keyframe at once
+        self._last_face_s = frame.time_s
+        if abs(yaw_index(face.landmarks)) > self.config.max_yaw:
+            self._count("frames_pose_gated")
+            return FrameResult(frame.index, frame.time_s, detection.n_faces, None, None)
         with self.timer.stage("keyframe_filter"):
             try:
                 # the tracker already made the grey frame the 48x48 crop is sampled from
@@ -126,11 +135,20 @@ class Pipeline:
             aligned = align_face(frame.image, face)
             halves = split_halves(aligned, mirrored=self.mirrored)
         self.counts.keyframes += 1
-        keyframe = Keyframe(frame.index, frame.time_s, halves, aligned)
+        keyframe = Keyframe(frame.index, frame.time_s, halves, aligned, new_reference=self._rereference)
+        if self._rereference:
+            self._count("rereferenced")
+            self._rereference = False
         return FrameResult(frame.index, frame.time_s, detection.n_faces, keyframe, decision.difference)
 
     # -- per keyframe ------------------------------------------------------------------------
+    def _count(self, key: str) -> None:
+        self.counts.extra[key] = self.counts.extra.get(key, 0) + 1
+
     def analyse(self, keyframe: Keyframe) -> KeyframeResult:
+        if keyframe.new_reference:  # here, not in ingest: the live server runs the two in different threads
+            self.estimator.reset()
+            self.buffer.clear()
         with self.timer.stage("au_encode"):
             code = self.estimator.encode(keyframe)
         with self.timer.stage("au_dem"):

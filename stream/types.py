@@ -74,6 +74,9 @@ class Keyframe:
     time_s: float
     halves: HalfFaces
     aligned: np.ndarray  # (512, 512, 3) uint8, the aligned face before splitting
+    # True for the first keyframe after the face was lost for a while: the estimator takes a new
+    # neutral reference (the head may have come back at another distance, pose or light).
+    new_reference: bool = False
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 
 from stream.au.base import AUEstimator, KeyframeCode, register_estimator
-from stream.au.ensemble import dem_combine
-from stream.aus import AU_NAMES, EYE_CLOSURE, N_AUS
+from stream.au.lids import LidAperture
+from stream.aus import AU_NAMES
 from stream.types import AUEstimate, Keyframe
 
 # Flow is computed at half resolution (256x128) for speed; displacements are reported in pixels
@@ -73,11 +73,10 @@ _AU_RULES: dict[str, tuple[str, tuple[float, float], float]] = {
     "AU20": ("mouth_corner", (-0.95, 0.31), 20.0),
     "AU25": ("lips_apart", (0.0, 1.0), 20.0),
     "AU26": ("chin", (0.0, 1.0), 40.0),
-    # Eye closure: the upper lid moving down over the eye (the open-eye aperture is ~17 template px).
-    EYE_CLOSURE: ("upper_lid", (0.0, 1.0), 12.0),
 }
-# The 12 AUs, then eye closure: the order of every per-side vector this estimator computes.
-CHANNELS: tuple[str, ...] = (*AU_NAMES, EYE_CLOSURE)
+# Eye closure (AU43) is not a flow measurement: the iris vanishes under the lid rather than moving,
+# so it comes from the lid aperture (stream/au/lids.py).
+CHANNELS: tuple[str, ...] = AU_NAMES
 N_CHANNELS = len(CHANNELS)
 assert tuple(_AU_RULES) == CHANNELS
 
@@ -107,20 +106,21 @@ NOISE_FLOOR = np.array([5.0 * NOISE_FLOOR_PX / _AU_RULES[au][2] for au in CHANNE
 # direction a movement is projected on: a residual roll of one degree turns a mouth corner's movement
 # toward AU12 on one half-face and toward AU15 on the other (the halves are mirror images), which
 # splits signed AU values between the sides of a healthy face but leaves the distance moved alone.
+# The eyes' movement is the lid aperture's change (stream/au/lids.py), not a flow: see there.
 MOVEMENT_REGIONS: dict[str, tuple[tuple[str, ...], float]] = {
     # region: (flow regions averaged, displacement in template px that reads as 5)
     "eyebrows": (("inner_brow", "outer_brow"), 18.0),
-    "eyes": (("upper_lid",), 12.0),
     "mouth": (("mouth_corner",), 24.0),
 }
 
 
-def region_movement(disp: np.ndarray) -> np.ndarray:
-    """(R + 1, 2) region displacements of one side -> (3,) movement on 0..5 per MOVEMENT_REGIONS."""
-    out = np.zeros(len(MOVEMENT_REGIONS))
-    for k, (names, full) in enumerate(MOVEMENT_REGIONS.values()):
+def region_movement(disp: np.ndarray, eyes: float) -> np.ndarray:
+    """(R + 1, 2) region displacements of one side and its eye movement -> (3,) brows, eyes, mouth on 0..5."""
+    out = np.zeros(3)
+    for k, (names, full) in zip((0, 2), MOVEMENT_REGIONS.values()):
         norm = float(np.mean([np.hypot(*disp[REGION_NAMES.index(n)]) for n in names]))
         out[k] = min(5.0, max(0.0, (norm - NOISE_FLOOR_PX) * 5.0 / (full - NOISE_FLOOR_PX)))
+    out[1] = eyes
     return out
 
 
@@ -164,7 +164,8 @@ def au_from_displacements(disp: np.ndarray) -> np.ndarray:
 class _FlowPayload:
     grey: np.ndarray  # (2, 256, 128) uint8 stabilised half-faces at half resolution: row 0 left, row 1 right
     disp: np.ndarray  # (2, R + 1, 2) displacement of each region from the reference, template px
-    movement: np.ndarray  # (2, 3) direction-free movement per region (MOVEMENT_REGIONS), 0..5
+    closure: np.ndarray  # (2,) eye closure (AU43) from the lid aperture, 0..5
+    eyes: np.ndarray  # (2,) eye movement (aperture change, closing or widening), 0..5
 
 
 _LK = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
@@ -193,6 +194,7 @@ class FlowAUEstimator(AUEstimator):
         self._reference_halves: np.ndarray | None = None  # the same split into (left, right), made once
         self._ref_points: np.ndarray | None = None
         self.unstabilised = 0  # keyframes where the rigid fit failed (measured unstabilised)
+        self._lids = LidAperture()
 
     @staticmethod
     def _canonical_grey(keyframe: Keyframe) -> np.ndarray:
@@ -248,36 +250,61 @@ class FlowAUEstimator(AUEstimator):
         assert ref is not None
         disp = np.stack([region_displacements(self._dis.calc(ref[s], grey[s], None)) for s in range(2)])
         own = np.stack([au_from_displacements(disp[s]) for s in range(2)])
-        movement = np.stack([region_movement(disp[s]) for s in range(2)])
-        payload = _FlowPayload(grey=grey, disp=disp, movement=movement)
+        halves = keyframe.halves
+        closure, eyes = self._lids.measure((cv2.cvtColor(halves.left, cv2.COLOR_RGB2GRAY),
+                                            cv2.cvtColor(halves.right, cv2.COLOR_RGB2GRAY)))
+        payload = _FlowPayload(grey=grey, disp=disp, closure=closure, eyes=eyes)
         return KeyframeCode(keyframe.frame_index, keyframe.time_s, own, payload, grey.nbytes + disp.nbytes)
 
-    def difference(self, current: KeyframeCode, helpers: Sequence[KeyframeCode]) -> np.ndarray:
+    def helper_displacements(self, current: KeyframeCode, helpers: Sequence[KeyframeCode]) -> np.ndarray:
+        """(m, 2, R + 1, 2): for each helper j, its own displacement plus the flow j -> i sampled in its regions.
+
+        Each row is an independent measurement of the current frame's displacement from the reference
+        (the DEM form Y_j + ΔY_ij, on displacements, where it is exact because the AU map is linear).
+        """
         cur: _FlowPayload = current.payload
-        out = np.zeros((len(helpers), 2, N_CHANNELS))
+        out = np.zeros((len(helpers), 2, len(REGION_NAMES) + 1, 2))
         for k, helper in enumerate(helpers):
             hp: _FlowPayload = helper.payload
             for s in range(2):
                 # Sample j -> i flow where the regions are in frame j (shifted by j's own displacement).
                 offsets = hp.disp[s, : len(REGION_NAMES)]
                 flow = self._dis_helper.calc(hp.grey[s], cur.grey[s], None)
-                out[k, s] = au_from_displacements(region_displacements(flow, offsets))
+                out[k, s] = hp.disp[s] + region_displacements(flow, offsets)
+        return out
+
+    def difference(self, current: KeyframeCode, helpers: Sequence[KeyframeCode]) -> np.ndarray:
+        measured = self.helper_displacements(current, helpers)
+        out = np.zeros((len(helpers), 2, N_CHANNELS))
+        for k, helper in enumerate(helpers):
+            hp: _FlowPayload = helper.payload
+            for s in range(2):
+                out[k, s] = au_from_displacements(measured[k, s] - hp.disp[s])
         return out
 
     def estimate(self, current: KeyframeCode, helpers: Sequence[KeyframeCode]) -> AUEstimate:
-        # DEM arithmetic (eq. 3) runs on the linear displacement scale; the noise floor comes after.
+        """The mean of the own measurement and the m helper measurements of the displacement, then AUs.
+
+        Averaging displacements, not AU values, lets the direction-free region movement profit from the
+        helpers too; for the AU values it is the DEM mean (eq. 3) with the own value as one more term.
+        """
+        cur: _FlowPayload = current.payload
         helpers = list(helpers)
-        deltas = self.difference(current, helpers) if helpers else np.zeros((0, 2, N_CHANNELS))
-        values = dem_combine(current.own, np.stack([h.own for h in helpers]) if helpers else None, deltas)
-        values = apply_noise_floor(values)
-        return AUEstimate(current.frame_index, current.time_s, left=values[0, :N_AUS], right=values[1, :N_AUS],
-                          n_helpers=len(helpers), closure=values[:, N_AUS].copy(),
-                          movement=current.payload.movement.copy())
+        measured = [cur.disp[None]]
+        if helpers:
+            measured.append(self.helper_displacements(current, helpers))
+        disp = np.concatenate(measured).mean(axis=0)  # (2, R + 1, 2)
+        values = np.stack([au_from_displacements(disp[s]) for s in range(2)])
+        values = apply_noise_floor(np.clip(values, 0.0, 5.0))
+        movement = np.stack([region_movement(disp[s], float(cur.eyes[s])) for s in range(2)])
+        return AUEstimate(current.frame_index, current.time_s, left=values[0], right=values[1],
+                          n_helpers=len(helpers), closure=cur.closure.copy(), movement=movement)
 
     def reset(self) -> None:
         self._reference = None
         self._reference_halves = None
         self._ref_points = None
+        self._lids.reset()
 
 
 @register_estimator("flow")

@@ -30,6 +30,20 @@ TEMPLATE = np.array([[192.0, 200.0], [320.0, 200.0], [256.0, 273.0]], dtype=np.f
 TEMPLATE_IOD = float(TEMPLATE[1, 0] - TEMPLATE[0, 0])
 
 
+def yaw_index(landmarks: np.ndarray) -> float:
+    """How far the head is turned: the nose tip's offset from the eye midpoint along the eye line, in IODs.
+
+    0 for a frontal face, about 0.55 sin(yaw); the sign says which way (+: toward the image's right).
+    Uses only the eyes and the nose, which expressions barely move.
+    """
+    pts = np.asarray(landmarks, dtype=float)
+    axis = pts[1] - pts[0]
+    iod = float(np.hypot(*axis))
+    if not np.isfinite(iod) or iod < 1e-6:
+        return 0.0
+    return float(np.dot(pts[2] - (pts[0] + pts[1]) / 2.0, axis / iod) / iod)
+
+
 def alignment_matrix(face: Face) -> np.ndarray:
     """2x3 affine matrix taking image pixels to the 512x512 template (exact on the 3 points)."""
     src = np.asarray(face.landmarks, dtype=np.float32)[:3]

@@ -50,8 +50,8 @@ EVIDENCE_REGIONS: Final[dict[str, tuple[str, ...]]] = {
 # Synkinesis groups: eye AUs and mouth AUs (oral-ocular and ocular-oral synkinesis). Lips apart, jaw
 # drop and chin raise move midline structures: they can trigger a synkinesis but cannot be the
 # one-sided movement itself (their per-side values differ only by measurement error).
-EYE_SIGNALS: Final[tuple[str, ...]] = ("AU5", "AU6", EYE_CLOSURE)
-MOUTH_SIGNALS: Final[tuple[str, ...]] = ("AU9", "AU12", "AU15", "AU20", "AU17", "AU25", "AU26")
+EYE_SIGNALS: Final[tuple[str, ...]] = ("AU5", "AU6", EYE_CLOSURE, "eyes")
+MOUTH_SIGNALS: Final[tuple[str, ...]] = ("AU9", "AU12", "AU15", "AU20", "AU17", "AU25", "AU26", "mouth")
 MIDLINE_SIGNALS: Final[tuple[str, ...]] = ("AU17", "AU25", "AU26")
 
 
@@ -59,6 +59,9 @@ MIDLINE_SIGNALS: Final[tuple[str, ...]] = ("AU17", "AU25", "AU26")
 class EvidenceRules:
     """Thresholds of the evidence rules; defaults measured with the validation harness (docs/validity.md)."""
 
+    # Running median over this many keyframes before any decision: one keyframe's flow error (a blink
+    # half-caught, a glasses reflection) must not count as a movement or a co-activation.
+    smooth: int = 3
     min_keyframes: int = 10  # fewer keyframes in the whole analysis: no verdict at all
     min_moving: int = 5  # fewer keyframes where the region moved: "did not move"
     move_threshold: float = 1.0  # region activity (sum of its AUs, stronger side) that counts as moving
@@ -197,19 +200,42 @@ def assess(
     restricts eye-given-mouth pairs to mouth exercises and mouth-given-eye pairs to eye closures.
     """
     rules = rules or EvidenceRules()
-    left = np.asarray(left, float).reshape(-1, len(AU_NAMES))
-    right = np.asarray(right, float).reshape(-1, len(AU_NAMES))
+    left = running_median(np.asarray(left, float).reshape(-1, len(AU_NAMES)), rules.smooth)
+    right = running_median(np.asarray(right, float).reshape(-1, len(AU_NAMES)), rules.smooth)
     n = len(left)
+    if closure is not None:
+        closure = running_median(np.asarray(closure, float).reshape(n, 2), rules.smooth)
     sig_l, sig_r = signals(left, right, closure)
     if movement is not None:
-        movement = np.asarray(movement, float).reshape(n, 2, len(EVIDENCE_REGIONS))
+        movement = running_median(np.asarray(movement, float).reshape(n, 2, len(EVIDENCE_REGIONS)), rules.smooth)
         regions = {name: _region_from(name, movement[:, 0, k], movement[:, 1, k], n, rules)
                    for k, name in enumerate(EVIDENCE_REGIONS)}
     else:
         regions = {name: _region(name, aus, sig_l, sig_r, n, rules) for name, aus in EVIDENCE_REGIONS.items()}
-    synkinesis, tested = _synkinesis(sig_l, sig_r, normal, context, rules) if n >= rules.min_keyframes else ([], 0)
+    if movement is not None:
+        # Direction-free movement of the lids and the mouth corners: per-AU directions split between
+        # the half-faces of a healthy face (see stream/au/flow.py, MOVEMENT_REGIONS), movement does not.
+        syn_l = {"eyes": movement[:, 0, 1], "mouth": movement[:, 0, 2]}
+        syn_r = {"eyes": movement[:, 1, 1], "mouth": movement[:, 1, 2]}
+        threshold = rules.move_threshold
+    else:
+        syn_l, syn_r, threshold = sig_l, sig_r, rules.active_threshold
+    synkinesis, tested = ([], 0)
+    if n >= rules.min_keyframes:
+        synkinesis, tested = _synkinesis(syn_l, syn_r, normal, context, rules, threshold, regions)
     settings = {k: getattr(rules, k) for k in rules.__dataclass_fields__}
     return Findings("evidence", regions, synkinesis, tested, [], settings)
+
+
+def running_median(values: np.ndarray, width: int) -> np.ndarray:
+    """Centred running median along axis 0 (keyframes), the ends using what exists."""
+    n = len(values)
+    if width <= 1 or n < 3:
+        return values
+    half = width // 2
+    padded = np.concatenate([values[:1].repeat(half, axis=0), values, values[-1:].repeat(half, axis=0)])
+    windows = np.stack([padded[k : k + n] for k in range(2 * half + 1)])
+    return np.median(windows, axis=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,9 +346,10 @@ def _normal_value(normal: np.ndarray, row: str, col: str) -> float:
 
 
 def _synkinesis(sig_l: dict[str, np.ndarray], sig_r: dict[str, np.ndarray], normal: np.ndarray,
-                context: np.ndarray | None, rules: EvidenceRules) -> tuple[list[SynkinesisFinding], int]:
-    active = {"left": {k: v > rules.active_threshold for k, v in sig_l.items()},
-              "right": {k: v > rules.active_threshold for k, v in sig_r.items()}}
+                context: np.ndarray | None, rules: EvidenceRules, threshold: float,
+                regions: dict[str, RegionFinding]) -> tuple[list[SynkinesisFinding], int]:
+    active = {"left": {k: v > threshold for k, v in sig_l.items()},
+              "right": {k: v > threshold for k, v in sig_r.items()}}
     n = len(next(iter(sig_l.values())))
     names = set(sig_l)
     pairs = [(i, j) for i in EYE_SIGNALS for j in MOUTH_SIGNALS] + [(i, j) for i in MOUTH_SIGNALS for j in EYE_SIGNALS]
@@ -330,11 +357,16 @@ def _synkinesis(sig_l: dict[str, np.ndarray], sig_r: dict[str, np.ndarray], norm
     for au, trigger in pairs:
         if au not in names or trigger not in names or au in MIDLINE_SIGNALS:
             continue
+        region = "eyes" if au in EYE_SIGNALS else "mouth"
         if _normal_value(normal, au, trigger) > rules.normal_threshold:
             continue
         in_context = _context_mask(context, trigger, n)
         for side in SIDES:
             other: Side = "left" if side == "right" else "right"
+            if regions[region].weaker_side == other:
+                # The other side's region is weaker: more movement on this side is its weakness,
+                # not a synkinesis of this side, and the counts cannot tell the two apart.
+                continue
             given_other = active[other][trigger] & in_context
             given_same = active[side][trigger] & in_context
             n_trigger = int(given_other.sum())
