@@ -296,7 +296,7 @@ def read(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: OVPM weights do not match their recorded fingerprint (file corrupt or edited): {RETRAIN_HINT}")
     if seal == "missing":
         raise CheckpointError(
-            f"{path}: the file carries no seal (the sha256 of its bytes that `stream train` writes), so it was "
+            f"{path}: the file carries no seal (the sha256 of its bytes that the train command writes), so it was "
             f"re-saved by another tool and cannot be verified: {RETRAIN_HINT}"
         )
     if seal == "broken":
