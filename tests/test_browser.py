@@ -62,6 +62,13 @@ def test_patient_page_streams_and_clinician_page_shows_live_values(browser_env):
             "--disable-background-networking", "--disable-component-update", "--no-first-run",
         ])
         try:
+            clinician = browser.new_page(viewport={"width": 1400, "height": 1100})
+            clinician.goto(session["clinician_url"])  # before the patient: nothing measured, no zeros
+            expect(clinician.locator("#status")).to_have_text("waiting for the patient", timeout=30_000)
+            expect(clinician.locator("#latest tbody")).to_have_text("not measured yet")
+            expect(clinician.locator("#regions tbody")).to_have_text("not measured yet")
+            expect(clinician.locator("#paper-regions tbody")).to_have_text("not measured yet")
+
             patient = browser.new_page(viewport={"width": 1200, "height": 800})
             patient.goto(session["patient_url"])
             expect(patient.locator("#protocol li")).to_have_count(7)
@@ -72,15 +79,21 @@ def test_patient_page_streams_and_clinician_page_shows_live_values(browser_env):
             patient.click("#start")
             expect(patient.locator("#protocol li.current")).to_have_text("Rest (8 s)")
 
-            clinician = browser.new_page(viewport={"width": 1400, "height": 1100})
-            clinician.goto(session["clinician_url"])
             expect(clinician.locator("#status")).to_have_text("live", timeout=30_000)
             clinician.wait_for_function(
                 "Number(document.getElementById('health-keyframes').textContent) >= 3", timeout=90_000)
             values = clinician.locator("#latest td.bar-cell").all_inner_texts()
             assert len(values) == 24 and all(0 <= float(v) <= 5 for v in values)
             assert float(clinician.inner_text("#health-fps")) > 5  # frames are arriving
-            expect(clinician.locator("#regions tbody tr")).to_have_count(3)
+            # every region carries a verdict in words, with its evidence (not bare differences)
+            expect(clinician.locator("#regions tbody tr")).to_have_count(3, timeout=30_000)
+            verdicts = ("side weaker", "no clear difference", "did not move", "not enough keyframes")
+            for text in clinician.locator("#regions td.verdict strong").all_inner_texts():
+                assert any(text.endswith(v) for v in verdicts), text
+            assert len(clinician.locator("#regions td.verdict strong").all_inner_texts()) == 3
+            assert all(" of " in t for t in clinician.locator("#regions tbody td:nth-child(4)").all_inner_texts())
+            expect(clinician.locator("#synkinesis li").first).not_to_have_text("not measured yet")
+            expect(clinician.locator("#paper-regions tbody tr")).to_have_count(3)
             expect(clinician.locator("#exercises tbody tr")).to_have_count(1)
             assert clinician.locator(".u-wrap canvas").count() == 1  # the uPlot AU curves
             patient.screenshot(path=str(tmp / "patient.png"))

@@ -201,3 +201,107 @@ def test_serve_flags_set_dashboard_rate_and_refuse_bad_values():
     assert settings_from_args(parser.parse_args([*key, "--dashboard-hz", "20"])).dashboard_hz == 20.0
     with pytest.raises(ValueError, match="dashboard rate"):
         settings_from_args(parser.parse_args([*key, "--dashboard-hz", "0"]))
+
+
+_OLD_KEYFRAMES = """
+CREATE TABLE sessions (id TEXT PRIMARY KEY, label TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL,
+    status TEXT NOT NULL, ended_at REAL, mirrored INTEGER NOT NULL DEFAULT 0, config_json TEXT NOT NULL DEFAULT '{}',
+    estimator_json TEXT NOT NULL DEFAULT '{}', counts_json TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE keyframes (session_id TEXT NOT NULL REFERENCES sessions(id), seq INTEGER NOT NULL,
+    frame_index INTEGER NOT NULL, time_s REAL NOT NULL, received_at REAL NOT NULL, segment_id INTEGER,
+    n_helpers INTEGER NOT NULL, %s, PRIMARY KEY (session_id, seq));
+"""
+
+
+def test_a_database_of_the_old_schema_opens_and_gains_eye_closure_and_movement_columns(tmp_path):
+    """Databases written before eye closure and region movement were stored keep working."""
+    import sqlite3
+
+    from stream.aus import AU_NAMES
+
+    path = tmp_path / "old.sqlite3"
+    au_columns = [f"{side}_{au}" for side in ("left", "right") for au in AU_NAMES]
+    with sqlite3.connect(path) as db:
+        db.executescript(_OLD_KEYFRAMES % ", ".join(f"{c} REAL NOT NULL" for c in au_columns))
+        db.execute("INSERT INTO sessions (id, created_at, status) VALUES ('OLD', 0, 'ended')")
+        db.execute(f"INSERT INTO keyframes VALUES ('OLD', 0, 3, 0.1, 100.0, NULL, 0, {', '.join('1.5' for _ in au_columns)})")
+
+    store = Store(path)
+    try:
+        columns = {row[1] for row in store._read("PRAGMA table_info(keyframes)")}
+        assert {"left_AU43", "right_AU43", "left_move_eyebrows", "right_move_mouth"} <= columns
+        old = store.series("OLD").series
+        assert len(old) == 1 and old.left[0, 0] == 1.5 and old.closure is None and old.movement is None
+
+        store.create_session("NEW", "", False, {})
+        movement = np.arange(6, dtype=float).reshape(2, 3) / 2
+        for i in range(3):
+            store.add_keyframe("NEW", i, i, 0.1 * i, 100.0 + i, None, 0, np.full(N_AUS, 1.0), np.full(N_AUS, 2.0),
+                               closure=np.array([0.5 * i, 4.0]), movement=movement + i)
+        store.add_keyframe("OLD", 1, 4, 0.2, 101.0, None, 0, np.zeros(N_AUS), np.zeros(N_AUS),
+                           closure=np.array([1.0, 2.0]), movement=movement)
+    finally:
+        store.close()
+
+    again = Store(path)  # a second open migrates nothing and loses nothing
+    try:
+        new = again.series("NEW").series
+        np.testing.assert_array_equal(new.closure, [[0.0, 4.0], [0.5, 4.0], [1.0, 4.0]])
+        np.testing.assert_array_equal(new.movement[2], movement + 2)  # (left, right) x (brows, eyes, mouth)
+        mixed = again.series("OLD").series
+        assert len(mixed) == 2 and mixed.closure is None and mixed.movement is None  # not every row measured
+    finally:
+        again.close()
+
+
+def test_stored_report_carries_findings_of_the_session_and_of_each_exercise(store):
+    """report["findings"] is the evidence layer on the stored series; the paper's pairs move to synkinesis_history."""
+    from stream.analyze import series_findings
+    from stream.config import AnalysisConfig
+    from stream.report.html import render_report_html
+    from stream.server.worker import session_report
+    from stream.symptoms.normal import load_normal_cooccurrence
+
+    rng = np.random.default_rng(1)
+    store.create_session("S", "", False, {})
+    store.start_segment("S", SegmentRecord(0, "smile", 0.0, 6.0))
+    store.start_segment("S", SegmentRecord(1, "gentle_eye_closure", 6.0, 12.0))
+    for i in range(60):
+        t = 0.2 * i
+        seg = 0 if t < 6 else 1
+        wave = 2.5 + 2.0 * np.sin(i / 3.0)  # the right side moves fully, the left at a third
+        right = np.clip(rng.normal(wave, 0.2, N_AUS), 0, 5)
+        left = np.clip(right / 3 + rng.normal(0, 0.05, N_AUS), 0, 5)
+        movement = np.stack([left[:3], right[:3]])
+        store.add_keyframe("S", i, 2 * i, t, 100.0 + t, seg, 0, left, right,
+                           closure=np.array([left[4], right[4]]), movement=movement)
+    store.set_counts("S", {"frames": 120, "frames_without_face": 0})
+    store.save_statistics("S", "session", 1.0, {"n_keyframes": 60, "synkinesis": {"pairs": [
+        {"matrix": "right-left|left", "row": "AU5", "col": "AU20", "value": 0.4}]}})
+
+    report, series = session_report(store, "S")
+
+    stored = store.series("S")
+    config = AnalysisConfig()
+    normal = load_normal_cooccurrence(config.normal_cooccurrence)
+    context = np.array(["smile" if s == 0 else "gentle_eye_closure" for s in stored.segment_ids], dtype=object)
+    expected = series_findings(stored.series, dict(report["counts"]), config, normal, context=context).to_json()
+    assert report["findings"]["regions"] == expected["regions"]
+    assert report["findings"]["synkinesis"] == expected["synkinesis"]
+    assert {r["status"] for r in report["findings"]["regions"].values()} <= {"weaker_side", "no_clear_difference", "did_not_move"}
+    assert report["findings"]["regions"]["mouth"]["weaker_side"] == "left"
+    [synkinesis] = report["synkinesis_history"]
+    assert (synkinesis["row"], synkinesis["col"]) == ("AU5", "AU20")
+    smile, eyes = report["exercises"]
+    rows = stored.segment_ids == 0
+    from stream.types import AUSeries
+
+    only_smile = AUSeries(stored.series.frames[rows], stored.series.time_s[rows], stored.series.left[rows],
+                          stored.series.right[rows], stored.series.closure[rows], stored.series.movement[rows])
+    assert smile["findings"]["regions"] == series_findings(
+        only_smile, {"frames": 120}, config, normal, context=np.array(["smile"] * int(rows.sum()))).to_json()["regions"]
+    assert eyes["findings"]["regions"]["eyes"]["n_keyframes"] == 30
+
+    page = render_report_html(report, series)
+    assert "Findings per exercise" in page and "gentle eye closure #2" in page
+    assert "left side weaker" in page

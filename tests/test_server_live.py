@@ -73,6 +73,7 @@ def test_patient_stream_reaches_clinicians_and_matches_the_stored_results(server
         async with websockets.connect(ws_url(server.url, session)) as ws:
             first = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
             assert first["type"] == "snapshot" and first["latest"] is None  # current state at once
+            assert first["statistics"]["session"]["findings"] is None  # "not measured yet", not zeros
 
             pc = await connect_patient(server.url, session, face_frames)
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
@@ -90,6 +91,12 @@ def test_patient_stream_reaches_clinicians_and_matches_the_stored_results(server
                 assert all(0 <= p50 <= p95 for p50, p95 in stages.values())
                 assert sum(p50 for p50, _ in stages.values()) <= 10 * live["health"]["latency_ms_p95"]
                 assert live["exercise"]["current"]["exercise"] == "smile"
+                # findings follow the keyframes (throttled), for the session and the running exercise
+                with_findings = await next_snapshot(ws, lambda m: m["statistics"]["session"]["findings"] is not None
+                                                    and m["statistics"]["segments"][0]["statistics"]["findings"] is not None)
+                for scope in (with_findings["statistics"]["session"], with_findings["statistics"]["segments"][0]["statistics"]):
+                    assert set(scope["findings"]["regions"]) == {"eyebrows", "eyes", "mouth"}
+                    assert scope["findings"]["regions"]["eyes"]["n_keyframes"] <= scope["n_keyframes"]
 
                 await http.post(f"/api/s/{sid}/exercise", json={"action": "stop"}, headers=patient(session))
                 await http.post(f"/api/s/{sid}/hangup", headers=patient(session))
@@ -119,6 +126,56 @@ def test_patient_stream_reaches_clinicians_and_matches_the_stored_results(server
     full = httpx.get(f"{server.url}/api/s/{sid}/statistics", params={"scope": "segment:0"}, headers=clinician(session)).json()
     assert_close(full["delta_am"], exercise["symptoms"]["delta_am"])
     assert_close(full["cooccurrence_difference"], exercise["symptoms"]["cooccurrence_difference"])
+    assert_findings_match_the_stored_series(server, sid, final, report)
+    page = httpx.get(f"{server.url}/api/s/{sid}/report.html", headers=clinician(session)).text
+    assert '<table class="evidence">' in page and "Findings per exercise" in page and "smile #1" in page
+    verdicts = ("side weaker", "no clear difference", "did not move", "not enough keyframes")
+    per_exercise = page.split('id="exercise-findings"')[1].split("</section>")[0]
+    assert sum(per_exercise.count(w) for w in verdicts) == 3  # one verdict per region of the one exercise
+
+
+def assert_findings_match_the_stored_series(server: Any, sid: str, final: dict[str, Any], report: dict[str, Any]) -> None:
+    """Dashboard and report state the verdicts ``series_findings`` gives on the stored series, with context."""
+    import numpy as np
+
+    from stream.analyze import series_findings
+    from stream.config import AnalysisConfig
+    from stream.symptoms.normal import load_normal_cooccurrence
+    from stream.types import AUSeries
+
+    store = Store(server.db)
+    try:
+        stored, segments, record = store.series(sid), store.segments(sid), store.session(sid)
+    finally:
+        store.close()
+    series = stored.series
+    assert series.closure is not None and series.movement is not None  # the flow estimator measures both
+    config = AnalysisConfig()
+    normal = load_normal_cooccurrence(config.normal_cooccurrence)
+    exercise_of = {seg.segment_id: seg.exercise for seg in segments}
+    context = np.array([exercise_of.get(int(i), "") for i in stored.segment_ids], dtype=object)
+    expected = series_findings(series, dict(record.counts), config, normal, context=context).to_json()
+    rows = stored.segment_ids == 0
+    smile = AUSeries(series.frames[rows], series.time_s[rows], series.left[rows], series.right[rows],
+                     series.closure[rows], series.movement[rows])
+    expected_smile = series_findings(smile, {"frames": record.counts["frames"]}, config, normal,
+                                     context=np.array(["smile"] * int(rows.sum()), dtype=object)).to_json()
+
+    live = final["statistics"]["session"]["findings"]
+    [segment] = final["statistics"]["segments"]
+    [exercise] = report["exercises"]
+    for got, want in ((live, expected), (report["findings"], expected),
+                      (segment["statistics"]["findings"], expected_smile), (exercise["findings"], expected_smile)):
+        for name in ("eyebrows", "eyes", "mouth"):
+            region = got["regions"][name]
+            assert {"status", "weaker_side", "n_keyframes", "n_moving", "weaker_percent", "weaker_percent_interval",
+                    "asymmetry_interval", "reason"} <= set(region)
+            assert region["status"] in ("weaker_side", "no_clear_difference", "did_not_move", "not_enough_keyframes")
+        assert_close(got["regions"], want["regions"], "regions")
+        assert_close(got["synkinesis"], want["synkinesis"], "synkinesis")
+    assert live["regions"]["eyes"]["n_keyframes"] == len(series)
+    assert live["warnings"] == report["findings"]["warnings"]
+    assert isinstance(report["synkinesis_history"], list)  # the paper's pairs as the live statistics saw them
 
 
 def test_dropped_patient_and_server_restart_lose_nothing_computed(server, face_frames):
@@ -150,10 +207,15 @@ def test_dropped_patient_and_server_restart_lose_nothing_computed(server, face_f
     csv = httpx.get(f"{server.url}/api/s/{sid}/au_series.csv", headers=clinician(session))
     assert len([line for line in csv.text.splitlines() if line and not line.startswith("#")]) == n + 1
 
-    async def reopen() -> dict[str, Any]:
+    async def reopen() -> tuple[dict[str, Any], dict[str, Any]]:
         async with websockets.connect(ws_url(server.url, session)) as ws:
-            return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
+            first = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
+            # the findings of a reopened session are recomputed off the event loop, then shown
+            judged = first if first["statistics"]["session"]["findings"] else await next_snapshot(
+                ws, lambda m: m["statistics"]["session"]["findings"] is not None)
+            return first, judged
 
-    reopened = asyncio.run(reopen())
+    reopened, judged = asyncio.run(reopen())
     assert not reopened["live"] and len(reopened["series"]["seq"]) == min(n, 40)
     assert reopened["statistics"]["session"]["n_keyframes"] == n
+    assert_close(judged["statistics"]["session"]["findings"]["regions"], report.json()["findings"]["regions"])

@@ -58,9 +58,15 @@
     }
   }
 
+  const NOT_YET = "not measured yet";
+
   function renderLatest(latest) {
     const body = $("latest").querySelector("tbody");
     body.textContent = "";
+    if (!latest) {  // no keyframe yet: nothing measured, not zeros
+      body.append(el("tr", { class: "not-yet" }, el("td", { colspan: "3", class: "muted", text: NOT_YET })));
+      return;
+    }
     aus.forEach((au, i) => {
       const cell = (side) => {
         const v = latest ? latest[side][i] : null;
@@ -71,21 +77,102 @@
     });
   }
 
-  function sideWords(side) { return side === "left" ? "patient's left weaker" : side === "right" ? "patient's right weaker" : "no obvious difference"; }
+  // The words of a finding: the same as stream/symptoms/wording.py (report and command line).
+  const STATUS_WORDS = {
+    weaker_side: (side) => `${side} side weaker`,
+    no_clear_difference: () => "no clear difference",
+    did_not_move: () => "did not move",
+    not_enough_keyframes: () => "not enough keyframes",
+  };
+  const statusWords = (r) => (STATUS_WORDS[r.status] || (() => r.status))(r.weaker_side);
+  const pct = (v) => (v === null || v === undefined) ? "–" : `${Math.round(v)} %`;
+  const interval = (iv) => (iv && iv[0] !== null && iv[1] !== null) ? `${Math.round(iv[0])}–${Math.round(iv[1])} %` : null;
+  const pValue = (p) => (p === null || p === undefined) ? "–" : (p < 0.001 ? p.toExponential(1) : p.toFixed(3));
+
+  function sideSpan(side) { return el("span", { class: side, text: side }); }
+
+  function regionVerdict(r) {
+    return el("strong", { class: r.status === "weaker_side" ? r.weaker_side : "", text: statusWords(r) });
+  }
+
+  function pairItem(p) {
+    // e.g. "right AU6 with AU12: together in 9 of 11 keyframes with AU12 (other side 1), 3 episodes, corrected p = 0.002"
+    const li = el("li", { "data-side": p.side }, sideSpan(p.side), ` ${p.au} with ${p.trigger}: `);
+    if (!p.n_trigger) {  // the paper's rules carry no counts
+      li.append(`co-occurrence difference ${fmt(p.cross_difference)}`);
+      return li;
+    }
+    li.append(`active in ${p.n_together} of ${p.n_trigger} keyframes with ${p.trigger} on the other side ` +
+              `(other side itself ${p.n_other_side}), ${p.episodes} episode${p.episodes === 1 ? "" : "s"}, ` +
+              `corrected p = ${pValue(p.p_adjusted)}`);
+    return li;
+  }
+
+  function notYet(body, columns) {
+    body.append(el("tr", { class: "not-yet" }, el("td", { colspan: String(columns), class: "muted", text: NOT_YET })));
+  }
+
+  // Findings with their evidence (stream/symptoms/evidence.py): null until the first keyframe.
+  function renderFindings(findings) {
+    const regions = $("regions").querySelector("tbody");
+    const syn = $("synkinesis");
+    const warn = $("findings-warnings");
+    regions.textContent = ""; syn.textContent = ""; warn.textContent = "";
+    warn.hidden = true;
+    if (!findings) {
+      notYet(regions, 4);
+      syn.append(el("li", { class: "muted", text: NOT_YET }));
+      $("rules-note").textContent = "";
+      $("n-keyframes").textContent = "";
+      return;
+    }
+    const first = Object.values(findings.regions || {})[0];
+    // Recomputed from the whole series at most once a second: it may trail the latest keyframes.
+    $("n-keyframes").textContent = first ? `Findings over ${first.n_keyframes} keyframes (recomputed at most once a second)` : "";
+    for (const [name, r] of Object.entries(findings.regions || {})) {
+      const iv = interval(r.weaker_percent_interval);
+      const measured = r.status === "weaker_side" || r.status === "no_clear_difference";
+      const verdict = el("td", { class: "verdict", "data-status": r.status }, regionVerdict(r));
+      if (!measured && r.reason) verdict.append(el("div", { class: "reason muted", text: r.reason }));
+      regions.append(el("tr", { "data-region": name }, el("td", { text: REGION_NAMES[name] || name }), verdict,
+        el("td", { text: measured ? `${pct(r.weaker_percent)}${iv ? ` (${iv})` : ""}` : "–" }),
+        el("td", { text: `${r.n_moving ?? 0} of ${r.n_keyframes ?? 0}` })));
+    }
+    const s = findings.synkinesis || {};
+    const pairs = s.pairs || [];
+    if (!pairs.length) syn.append(el("li", { text: `none found (${s.n_pairs_tested ?? 0} pairs had the support to be tested)` }));
+    pairs.forEach((p) => syn.append(pairItem(p)));
+    const warnings = findings.warnings || [];
+    if (warnings.length) {
+      warn.hidden = false;
+      warn.append(el("strong", { text: "Before reading the findings" }), el("ul", {}, ...warnings.map((w) => el("li", { text: w }))));
+    }
+    $("rules-note").textContent = findings.rules === "paper"
+      ? "Rules: the paper's (dead band on ΔAM, |co-occurrence difference| above the threshold), without intervals."
+      : "A side is named weaker only when the region moved in enough keyframes, the 95 % interval excludes no difference and the difference exceeds what healthy faces show. A synkinesis pair needs co-activations in at least two episodes and a test that stays significant after correction for every pair tested.";
+  }
 
   function renderStatistics(stats) {
-    const regions = $("regions").querySelector("tbody");
-    regions.textContent = "";
-    const syn = $("synkinesis");
-    syn.textContent = "";
-    if (!stats) return;
+    renderFindings(stats ? stats.findings : null);
+    const regions = $("paper-regions").querySelector("tbody");
+    const syn = $("paper-pairs");
+    regions.textContent = ""; syn.textContent = "";
+    const measured = stats && stats.n_keyframes > 0;
+    if (!measured) {
+      notYet(regions, 3);
+      syn.append(el("li", { class: "muted", text: NOT_YET }));
+      $("paper-note").textContent = "";
+      drawHeatmap($("hm-left"), aus, null, stats && stats.mask, []);
+      drawHeatmap($("hm-right"), aus, null, stats && stats.mask, []);
+      return;
+    }
     for (const [name, r] of Object.entries(stats.regions || {})) {
       regions.append(el("tr", { "data-region": name }, el("td", { text: REGION_NAMES[name] || name }), el("td", { text: fmt(r.delta_am) }),
-        el("td", { class: r.weaker_side || "", text: sideWords(r.weaker_side) })));
+        el("td", { class: r.weaker_side || "", text: r.weaker_side ? `patient's ${r.weaker_side} weaker` : "no obvious difference" })));
     }
-    $("n-keyframes").textContent = `${stats.n_keyframes} keyframes; dead band |ΔAM| ≤ ${stats.asymmetry_threshold}`;
+    $("paper-note").textContent = `${stats.n_keyframes} keyframes; dead band |ΔAM| ≤ ${stats.asymmetry_threshold}`;
     const pairs = (stats.synkinesis && stats.synkinesis.pairs) || [];
-    if (!pairs.length) syn.append(el("li", { text: "none found" }));
+    if (!pairs.length) syn.append(el("li", { text: "none" }));
     const strongest = [...pairs].sort((a, b) => Math.abs(b.value) - Math.abs(a.value));
     strongest.slice(0, 8).forEach((p) => syn.append(el("li", { text: `${p.row} with ${p.col} (${p.matrix}): ${fmt(p.value)}` })));
     if (pairs.length > 8) syn.append(el("li", { class: "muted", text: `and ${pairs.length - 8} more (see the heatmaps and the report)` }));
@@ -94,10 +181,20 @@
     drawHeatmap($("hm-right"), aus, diff["left-right|right"], stats.mask, pairs.filter((p) => p.matrix === "left-right|right"));
   }
 
-  function synkinesisSummary(pairs) {
-    if (!pairs.length) return "none";
-    const top = [...pairs].sort((a, b) => Math.abs(b.value) - Math.abs(a.value)).slice(0, 3).map((p) => `${p.row}~${p.col}`);
-    return `${pairs.length} pair${pairs.length > 1 ? "s" : ""}: ${top.join(", ")}${pairs.length > 3 ? ", …" : ""}`;
+  function exerciseVerdict(findings, name) {
+    const r = findings && findings.regions && findings.regions[name];
+    if (!r) return el("td", { class: "muted", text: findings ? "–" : NOT_YET });
+    const td = el("td", { "data-region": name, "data-status": r.status }, regionVerdict(r));
+    if (r.status === "weaker_side" || r.status === "no_clear_difference") td.append(el("span", { class: "muted", text: ` ${pct(r.weaker_percent)}` }));
+    return td;
+  }
+
+  function exerciseSynkinesis(findings) {
+    if (!findings) return el("td", { class: "muted", text: NOT_YET });
+    const pairs = (findings.synkinesis && findings.synkinesis.pairs) || [];
+    if (!pairs.length) return el("td", { text: "none" });
+    return el("td", {}, ...pairs.map((p, k) => el("span", {}, k ? "; " : "", sideSpan(p.side),
+      ` ${p.au} with ${p.trigger}` + (p.n_trigger ? ` (${p.n_together}/${p.n_trigger})` : ""))));
   }
 
   function renderExercises(segments) {
@@ -109,13 +206,11 @@
     scope.append(el("option", { value: "session", text: "whole session" }));
     for (const seg of segments) {
       const st = seg.statistics || {};
-      const r = st.regions || {};
-      const dam = (name) => r[name] ? `${fmt(r[name].delta_am)}${r[name].weaker_side ? ` (${r[name].weaker_side} weaker)` : ""}` : "–";
-      const pairs = (st.synkinesis && st.synkinesis.pairs) || [];
+      const findings = st.n_keyframes ? st.findings : null;
       const title = `${seg.exercise.replaceAll("_", " ")} #${seg.segment_id + 1}`;
       body.append(el("tr", { "data-exercise": seg.exercise }, el("td", { text: title + (seg.end_s === null ? " (running)" : "") }),
-        el("td", { text: String(st.n_keyframes ?? 0) }), el("td", { text: dam("eyebrows") }), el("td", { text: dam("eyes") }),
-        el("td", { text: dam("mouth") }), el("td", { text: synkinesisSummary(pairs) })));
+        el("td", { text: String(st.n_keyframes ?? 0) }), exerciseVerdict(findings, "eyebrows"), exerciseVerdict(findings, "eyes"),
+        exerciseVerdict(findings, "mouth"), exerciseSynkinesis(findings)));
       scope.append(el("option", { value: String(seg.segment_id), text: title }));
     }
     scope.value = [...scope.options].some((o) => o.value === chosen) ? chosen : "session";
@@ -131,7 +226,8 @@
     if (!seg || !seg.statistics) return snapshot.statistics.session;
     if (seg.statistics.cooccurrence_difference) return seg.statistics;
     const have = fetched.get(chosen);
-    if (have && have.n_keyframes === seg.statistics.n_keyframes) return have;
+    // The findings of an ended exercise may be completed after its last keyframe: the summary has the latest.
+    if (have && have.n_keyframes === seg.statistics.n_keyframes) return Object.assign({}, have, { findings: seg.statistics.findings });
     if (!have || have.pending !== seg.statistics.n_keyframes) {
       fetched.set(chosen, Object.assign({}, seg.statistics, { pending: seg.statistics.n_keyframes }));
       Stream.api(`/api/s/${encodeURIComponent(sessionId)}/statistics?scope=segment:${chosen}`)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from stream.aus import AU_NAMES, MAX_INTENSITY, N_AUS, REGIONS
-from stream.symptoms.wording import STATUS_WORDS, pair_words
+from stream.symptoms.wording import STATUS_WORDS, pair_words, region_words
 from stream.types import AUSeries
 
 # Okabe-Ito blue and orange: distinguishable with the common colour-vision deficiencies and in grey.
@@ -66,6 +66,7 @@ def render_report_html(report: Mapping[str, Any], series: AUSeries) -> str:
     body = [
         _header(report, config),
         _findings(report, series, aus),
+        _exercise_findings(report),
         _counts_section(report, series),
         _curves_section(report, series),
         _asymmetry_section(report, aus),
@@ -181,6 +182,42 @@ def _evidence_findings(findings: Mapping[str, Any], series: AUSeries) -> str:
     if len(series) == 0:
         empty = "<p><strong>No keyframes</strong>: no usable face frame was found, so nothing could be measured.</p>"
     return f'<section id="findings">\n<h2>Findings</h2>\n{empty}{table}\n{synk}\n{how}\n</section>'
+
+
+def _exercise_findings(report: Mapping[str, Any]) -> str:
+    """Live sessions: the verdicts of each exercise (synkinesis is graded during each movement)."""
+    exercises = report.get("exercises")
+    if not isinstance(exercises, list) or not exercises:
+        return ""
+    region_names = list(REGIONS)
+    rows = []
+    for number, exercise in enumerate(exercises, 1):
+        exercise = _mapping(exercise)
+        findings = _mapping(exercise.get("findings"))
+        regions = _mapping(findings.get("regions"))
+        title = f"{_text(exercise.get('exercise')).replace('_', ' ')} #{number}"
+        cells = []
+        for name in region_names:
+            info = _mapping(regions.get(name))
+            status = _text(info.get("status"))
+            cells.append(f'<td class="status-{_e(status)}">{_e(region_words(info)) if info else _DASH}</td>')
+        syn = _mapping(findings.get("synkinesis"))
+        pairs = syn.get("pairs") if isinstance(syn.get("pairs"), list) else []
+        if pairs:
+            synk = "<ul>" + "".join(f"<li>{_e(pair_words(_mapping(p)))}</li>" for p in pairs) + "</ul>"
+        elif findings:
+            synk = f"none found ({_e(_count(syn.get('n_pairs_tested')))} pairs tested)"
+        else:
+            synk = _DASH
+        keyframes = _mapping(exercise.get("symptoms")).get("n_keyframes")
+        rows.append(f'<tr><th scope="row">{_e(title)}</th><td>{_e(_count(keyframes))}</td>'
+                    f'{"".join(cells)}<td>{synk}</td></tr>')
+    head = "".join(f"<th>{_e(name.capitalize())}</th>" for name in region_names)
+    return (
+        '<section id="exercise-findings">\n<h2>Findings per exercise</h2>\n'
+        f'<table class="evidence"><thead><tr><th>Exercise</th><th>Keyframes</th>{head}<th>Synkinesis</th></tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table>\n</section>'
+    )
 
 
 def _counts_section(report: Mapping[str, Any], series: AUSeries) -> str:

@@ -1,6 +1,11 @@
 """SQLite store: sessions, token hashes, the per-side AU series, statistics snapshots, exercise
 segments and synkinesis findings. Numbers only: no frame or image ever reaches it.
 
+Beside the 24 AU values a keyframe row keeps what the estimator measured besides AUs, where it does:
+eye closure (AU43) and direction-free region movement per side, which the findings' eye and region
+verdicts rest on. Those columns are nullable (an estimator that does not measure them stores NULL)
+and were added after the first databases were written, so opening a database adds them when missing.
+
 Every keyframe row is committed as soon as it is computed (WAL journal, ``synchronous=NORMAL``: a
 crash of the server process loses nothing committed), so a restart or a dropped patient loses
 nothing already computed. One connection shared by the event loop and the model threads, guarded
@@ -23,10 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from stream.aus import AU_NAMES
-from stream.types import AUSeries
+from stream.aus import AU_NAMES, EYE_CLOSURE
+from stream.types import MOVEMENT_COLUMNS, AUSeries
 
 _AU_COLUMNS = [f"{side}_{au}" for side in ("left", "right") for au in AU_NAMES]
+_CLOSURE_COLUMNS = [f"{side}_{EYE_CLOSURE}" for side in ("left", "right")]
+# (2, 3) order of ``AUEstimate.movement``: left brows, eyes, mouth, then right.
+_MOVEMENT_COLUMNS = [f"{side}_{region}" for side in ("left", "right") for region in MOVEMENT_COLUMNS]
+_MEASURE_COLUMNS = _CLOSURE_COLUMNS + _MOVEMENT_COLUMNS  # nullable, added by ``_migrate`` to older databases
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sessions (
@@ -56,6 +65,7 @@ CREATE TABLE IF NOT EXISTS keyframes (
     segment_id INTEGER,
     n_helpers INTEGER NOT NULL,
     {", ".join(f"{c} REAL NOT NULL" for c in _AU_COLUMNS)},
+    {", ".join(f"{c} REAL" for c in _MEASURE_COLUMNS)},
     PRIMARY KEY (session_id, seq)
 );
 CREATE TABLE IF NOT EXISTS segments (
@@ -86,6 +96,11 @@ CREATE TABLE IF NOT EXISTS findings (
     PRIMARY KEY (session_id, scope, matrix, row_au, col_au)
 );
 """
+
+
+def _complete(parts: list[tuple[Any, ...]]) -> bool:
+    """Every row measured (the series has it), and at least one row (an empty series measured nothing)."""
+    return bool(parts) and all(None not in p for p in parts)
 
 
 @dataclass(frozen=True)
@@ -141,12 +156,20 @@ class Store:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("PRAGMA foreign_keys=ON")
                 self._db.executescript(_SCHEMA)
+                self._migrate()
                 # Take the write lock once: a read-only file or folder fails here, at start, not at
                 # the first keyframe of the first patient.
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute("ROLLBACK")
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot use {self.path} as the session database: {exc}") from exc
+
+    def _migrate(self) -> None:
+        """Bring a database written by an older version up to the current schema (caller holds the lock)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(keyframes)")}
+        for column in _MEASURE_COLUMNS:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE keyframes ADD COLUMN {column} REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -231,10 +254,14 @@ class Store:
     def add_keyframe(
         self, session_id: str, seq: int, frame_index: int, time_s: float, received_at: float,
         segment_id: int | None, n_helpers: int, left: np.ndarray, right: np.ndarray,
+        closure: np.ndarray | None = None, movement: np.ndarray | None = None,
     ) -> None:
-        values = [float(v) for v in left] + [float(v) for v in right]
-        columns = ", ".join(_AU_COLUMNS)
-        marks = ", ".join("?" * len(_AU_COLUMNS))
+        """One keyframe; ``closure`` (2,) left, right and ``movement`` (2, 3) are NULL when not measured."""
+        values: list[float | None] = [float(v) for v in left] + [float(v) for v in right]
+        values += [None] * 2 if closure is None else [float(v) for v in np.asarray(closure).reshape(2)]
+        values += [None] * 6 if movement is None else [float(v) for v in np.asarray(movement).reshape(6)]
+        columns = ", ".join(_AU_COLUMNS + _MEASURE_COLUMNS)
+        marks = ", ".join("?" * (len(_AU_COLUMNS) + len(_MEASURE_COLUMNS)))
         self._write(
             f"INSERT INTO keyframes (session_id, seq, frame_index, time_s, received_at, segment_id, n_helpers, {columns})"
             f" VALUES (?, ?, ?, ?, ?, ?, ?, {marks})",
@@ -242,18 +269,23 @@ class Store:
         )
 
     def series(self, session_id: str) -> StoredSeries:
+        """The stored series; eye closure and region movement only when every keyframe has them."""
         rows = self._read(
-            f"SELECT frame_index, time_s, received_at, segment_id, {', '.join(_AU_COLUMNS)} FROM keyframes"
-            " WHERE session_id = ? ORDER BY seq",
+            f"SELECT frame_index, time_s, received_at, segment_id, {', '.join(_AU_COLUMNS + _MEASURE_COLUMNS)}"
+            " FROM keyframes WHERE session_id = ? ORDER BY seq",
             (session_id,),
         )
-        n = len(rows)
-        values = np.array([r[4:] for r in rows], dtype=float).reshape(n, 2 * len(AU_NAMES))
+        n, n_au = len(rows), len(_AU_COLUMNS)
+        values = np.array([r[4:4 + n_au] for r in rows], dtype=float).reshape(n, n_au)
+        closure = [r[4 + n_au:6 + n_au] for r in rows]
+        movement = [r[6 + n_au:] for r in rows]
         series = AUSeries(
             frames=np.array([r[0] for r in rows], dtype=int),
             time_s=np.array([r[1] for r in rows], dtype=float),
             left=values[:, : len(AU_NAMES)],
             right=values[:, len(AU_NAMES):],
+            closure=np.array(closure, dtype=float).reshape(n, 2) if _complete(closure) else None,
+            movement=np.array(movement, dtype=float).reshape(n, 2, 3) if _complete(movement) else None,
         )
         segments = np.array([-1 if r[3] is None else r[3] for r in rows], dtype=int)
         return StoredSeries(series, segments, np.array([r[2] for r in rows], dtype=float))

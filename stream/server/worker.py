@@ -6,8 +6,9 @@ Three coroutines per connected patient, none of which runs model code on the eve
   ``Pipeline.ingest`` (detect or track, keyframe filter, align) in the shared executor; frames that
   were overwritten before it looked are stale drops;
 * the *analysis loop* takes keyframes from the bounded ``KeyframeQueue`` and runs
-  ``Pipeline.analyse`` (AU estimate, session statistics) plus the exercise segment's statistics and
-  the SQLite writes in the same executor;
+  ``Pipeline.analyse`` (AU estimate, session statistics) plus the exercise segment's statistics,
+  the findings with their evidence (throttled, ``server/findings.py``) and the SQLite writes in the
+  same executor;
 * the *publisher* coalesces changes into complete snapshots at most ``dashboard_hz`` times a second
   (and at least once a second, for stream health) and hands them to the ``Hub``.
 
@@ -43,6 +44,7 @@ import numpy as np
 from stream.aus import AU_NAMES
 from stream.server.executor import ANALYSIS, INGEST
 from stream.server.exercises import PROTOCOL, Segment, Timeline
+from stream.server.findings import FindingsSchedule, LiveSeries, findings_json, segment_counts
 from stream.server.hub import Hub
 from stream.server.ingest import KeyframeQueue, LatestFrame, PatientPeer, ReceivedFrame, SignallingError
 from stream.server.settings import ServerSettings
@@ -147,7 +149,7 @@ def statistics_summary(statistics: dict[str, Any] | None) -> dict[str, Any] | No
     """What the per-exercise table needs of a scope; the matrices stay out of every snapshot."""
     if statistics is None:
         return None
-    keys = ("n_keyframes", "asymmetry_threshold", "regions", "synkinesis")
+    keys = ("n_keyframes", "asymmetry_threshold", "regions", "synkinesis", "findings")
     return {k: statistics[k] for k in keys if k in statistics}
 
 
@@ -217,9 +219,17 @@ class LiveSession:
             self._latest = _clean({"seq": i, "frame_index": int(stored.series.frames[-1]), "time_s": t,
                                    "received_at": float(stored.received_at[-1]), "left": left, "right": right})
         self._accumulators: dict[int, Any] = {}
-        self._statistics: dict[str, Any] = {}  # scope -> dashboard statistics
+        self._statistics: dict[str, Any] = {}  # scope -> dashboard statistics, with "findings"
         self._saved_at: dict[str, float] = {}
         self._session_accumulator: Any = None  # pipeline.statistics once a pipeline exists
+        # The findings need a scope's whole series at once: kept here, appended per keyframe.
+        self._series = LiveSeries.from_stored(stored, {s.segment_id: s.exercise for s in self.timeline.segments})
+        self._findings: dict[str, Any] = {}  # scope -> Findings.to_json(); absent: not computed yet
+        self._findings_due = FindingsSchedule()
+        self._findings_lock = threading.Lock()  # one findings computation at a time
+        self._merge_lock = threading.Lock()  # statistics and findings of a scope are set from two threads
+        self._findings_failed = False
+        self._findings_job: asyncio.Task[Any] | None = None
         self._replay_statistics()
 
         self._keyframes: KeyframeQueue[tuple[Keyframe, ReceivedFrame, Segment | None, KeyframeTrace]] = KeyframeQueue(settings.keyframe_queue)
@@ -235,6 +245,8 @@ class LiveSession:
         self._analysis_done: asyncio.Event = asyncio.Event()
         self._analysis_done.set()
         self.publish_now()
+        if len(self._series):
+            self._spawn(self._load_findings())
 
     # -- statistics ----------------------------------------------------------------------------
     def _new_accumulator(self) -> Any:
@@ -243,12 +255,7 @@ class LiveSession:
         return SymptomAccumulator(active_threshold=self.settings.analysis.active_threshold)
 
     def _snapshot(self, accumulator: Any) -> Any:
-        from stream.symptoms.normal import load_normal_cooccurrence
-
-        cfg = self.settings.analysis
-        if not hasattr(self, "_normal"):
-            self._normal = load_normal_cooccurrence(cfg.normal_cooccurrence)
-        return accumulator.snapshot(self._normal, **cfg.symptom_thresholds())
+        return accumulator.snapshot(self._normal_matrix(), **self.settings.analysis.symptom_thresholds())
 
     def _replay_statistics(self) -> None:
         """Rebuild the accumulators from the stored series (reopened or resumed session)."""
@@ -256,14 +263,84 @@ class LiveSession:
         self._session_accumulator = self._new_accumulator()
         if len(series):
             self._session_accumulator.update_many(series.left, series.right)
-        self._statistics["session"] = dashboard_statistics(self._snapshot(self._session_accumulator))
+        self._set_statistics("session", self._snapshot(self._session_accumulator))
+        if len(series):
+            self._findings_due.changed("session")
         for seg in self.timeline.segments:
             acc = self._new_accumulator()
             rows = segments == seg.segment_id
             if rows.any():
                 acc.update_many(series.left[rows], series.right[rows])
+                self._findings_due.changed(f"segment:{seg.segment_id}")
             self._accumulators[seg.segment_id] = acc
-            self._statistics[f"segment:{seg.segment_id}"] = dashboard_statistics(self._snapshot(acc))
+            self._set_statistics(f"segment:{seg.segment_id}", self._snapshot(acc))
+
+    def _set_statistics(self, scope: str, state: Any) -> None:
+        """A scope's new statistics, with its latest findings (None: no findings computed yet)."""
+        stats = dashboard_statistics(state)
+        with self._merge_lock:
+            self._statistics[scope] = {**stats, "findings": self._findings.get(scope)}
+
+    def _update_findings(self, force: bool = False) -> None:
+        """Recompute the findings of the scopes that are due (model thread): see ``server/findings.py``.
+
+        An exercise that has ended gets its findings at once; ``force`` (end of the stream, a
+        reopened session) computes every scope that has keyframes its findings do not include.
+        """
+        with self._findings_lock:
+            counts = None
+            for scope, version in self._findings_due.due(time.monotonic(), closed=self._ended_scopes(), force=force):
+                started = time.monotonic()
+                counts = counts or self.counts()
+                try:
+                    if scope == "session":
+                        series, context = self._series.select()
+                        found = findings_json(series, context, counts, self.settings.analysis, self._normal_matrix())
+                    else:
+                        series, context = self._series.select(int(scope.split(":", 1)[1]))
+                        found = findings_json(series, context, segment_counts(counts), self.settings.analysis,
+                                              self._normal_matrix())
+                except Exception:
+                    # The verdicts are not worth the session: the AU values and statistics go on.
+                    if not self._findings_failed:
+                        log.exception("session %s: findings of %s could not be computed", self.id, scope)
+                    self._findings_failed = True
+                else:
+                    with self._merge_lock:
+                        self._findings[scope] = found
+                        if scope in self._statistics:
+                            self._statistics[scope] = {**self._statistics[scope], "findings": found}
+                self._findings_due.done(scope, version, started, time.monotonic())
+
+    def _ended_scopes(self) -> set[str]:
+        current = self.timeline.current
+        return {f"segment:{seg.segment_id}" for seg in self.timeline.segments
+                if current is None or seg.segment_id != current.segment_id}
+
+    def _schedule_findings(self) -> None:
+        """After a keyframe: findings that are due, as their own job, so the keyframe is shown without waiting."""
+        if ((self._findings_job is None or self._findings_job.done())
+                and self._findings_due.due(time.monotonic(), closed=self._ended_scopes())):
+            self._findings_job = self._spawn(self._run_findings())
+
+    async def _run_findings(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Ingest priority: a keyframe's analysis (this or another session's) goes first.
+        await loop.run_in_executor(self.models.ingest_executor, self._update_findings)
+        self._changed.set()
+
+    async def _load_findings(self) -> None:
+        """A reopened session's findings, computed off the event loop, then shown."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.models.analysis_executor, self._update_findings, True)
+        self.publish_now()
+
+    def _normal_matrix(self) -> Any:
+        from stream.symptoms.normal import load_normal_cooccurrence
+
+        if not hasattr(self, "_normal"):
+            self._normal = load_normal_cooccurrence(self.settings.analysis.normal_cooccurrence)
+        return self._normal
 
     # -- patient connection ---------------------------------------------------------------------
     async def connect(self, offer: Any) -> Any:
@@ -459,6 +536,7 @@ class LiveSession:
                 entry[3].dequeued = time.perf_counter()
                 await loop.run_in_executor(self.models.analysis_executor, self._analyse, *entry)
                 self._changed.set()
+                self._schedule_findings()
         except StorageError as exc:
             log.error("session %s: analysis stopped: %s", self.id, exc)
             self._set_alert("storage", f"analysis stopped: the database cannot be written ({exc.__cause__ or exc})")
@@ -503,7 +581,9 @@ class LiveSession:
         self._seq += 1
         seg_id = segment.segment_id if segment is not None else None
         self.store.add_keyframe(self.id, seq, estimate.frame_index, estimate.time_s, item.received_at, seg_id,
-                                estimate.n_helpers, estimate.left, estimate.right)
+                                estimate.n_helpers, estimate.left, estimate.right,
+                                closure=estimate.closure, movement=estimate.movement)
+        self._series.append(estimate, seg_id, segment.exercise if segment is not None else "")
         # Stored, so shown and counted: keyframes analysed = keyframes stored, whatever fails next.
         # Rounded and JSON-safe here, once, not at every snapshot on the event loop.
         left, right = _clean(estimate.left), _clean(estimate.right)
@@ -517,11 +597,13 @@ class LiveSession:
             acc.update(estimate.left, estimate.right)
             scopes[f"segment:{seg_id}"] = acc
         now = time.monotonic()
+        for scope in scopes:
+            self._findings_due.changed(scope)  # computed after this keyframe is shown: ``_schedule_findings``
         for scope, acc in scopes.items():
             state = self._snapshot(acc)
-            self._statistics[scope] = dashboard_statistics(state)
+            self._set_statistics(scope, state)
             if now - self._saved_at.get(scope, -math.inf) >= STATISTICS_SAVE_INTERVAL_S:
-                self.store.save_statistics(self.id, scope, estimate.time_s, state.to_json())
+                self.store.save_statistics(self.id, scope, estimate.time_s, self._stored_statistics(scope, state))
                 self._saved_at[scope] = now
         if now - self._counts_saved_at >= STATISTICS_SAVE_INTERVAL_S:
             self.store.set_counts(self.id, self.counts())  # a killed server keeps its frame counts
@@ -529,12 +611,17 @@ class LiveSession:
         trace.analyse_end = time.perf_counter()
         self._pending_latency.append(trace)
 
+    def _stored_statistics(self, scope: str, state: Any) -> dict[str, Any]:
+        return {**state.to_json(), "findings": self._findings.get(scope)}
+
     def _finish(self) -> None:
-        """Final statistics of every scope and the frame counts: the stored record is complete."""
+        """Final statistics and findings of every scope and the frame counts: the stored record is complete."""
+        self._update_findings(force=True)
         self.store.save_statistics(self.id, "session", self._latest["time_s"] if self._latest else 0.0,
-                                   self._snapshot(self._session_accumulator).to_json())
+                                   self._stored_statistics("session", self._snapshot(self._session_accumulator)))
         for seg_id, acc in self._accumulators.items():
-            self.store.save_statistics(self.id, f"segment:{seg_id}", 0.0, self._snapshot(acc).to_json())
+            self.store.save_statistics(self.id, f"segment:{seg_id}", 0.0,
+                                       self._stored_statistics(f"segment:{seg_id}", self._snapshot(acc)))
         self.store.set_counts(self.id, self.counts())
         if self.pipeline is not None and hasattr(self.pipeline, "timer"):
             log.info("session %s pipeline stages (ms): %s", self.id, json.dumps(
@@ -558,7 +645,7 @@ class LiveSession:
         if closed is not None:
             self._close_segment(closed)
         self._accumulators[segment.segment_id] = self._new_accumulator()
-        self._statistics[f"segment:{segment.segment_id}"] = dashboard_statistics(self._snapshot(self._accumulators[segment.segment_id]))
+        self._set_statistics(f"segment:{segment.segment_id}", self._snapshot(self._accumulators[segment.segment_id]))
         self.store.start_segment(self.id, SegmentRecord(segment.segment_id, segment.exercise, segment.start_s, segment.end_s))
         self._changed.set()
         return segment
@@ -743,10 +830,13 @@ class SessionRegistry:
 def session_report(store: Store, session_id: str) -> tuple[dict[str, Any], Any]:
     """report.json content and AU series of a stored session, as ``analyze`` writes them for a video.
 
-    Statistics are recomputed from the stored series, so the report is exact up to the last stored
-    keyframe whatever happened to the live process; each exercise segment gets its own statistics.
+    Statistics and findings are recomputed from the stored series, so the report is exact up to the
+    last stored keyframe whatever happened to the live process; each exercise segment gets its own
+    statistics and findings (with the exercise as context), selected as the live dashboard selects
+    them (``LiveSeries``), so both state the same verdicts. ``synkinesis_history``: the paper's
+    synkinesis pairs as the live statistics reported them, with first and last time seen.
     """
-    from stream.analyze import assemble_report, series_symptoms
+    from stream.analyze import assemble_report, series_findings, series_symptoms
     from stream.config import AnalysisConfig
     from stream.symptoms.normal import load_normal_cooccurrence
 
@@ -761,6 +851,13 @@ def session_report(store: Store, session_id: str) -> tuple[dict[str, Any], Any]:
     def statistics(rows: np.ndarray | slice) -> Any:
         return series_symptoms(stored.series.left[rows], stored.series.right[rows], config, normal)
 
+    segments = store.segments(session_id)
+    live = LiveSeries.from_stored(stored, {seg.segment_id: seg.exercise for seg in segments})
+
+    def findings(segment_id: int | None, counts: dict[str, Any]) -> Any:
+        series, context = live.select(segment_id)
+        return series_findings(series, counts, config, normal, context=context)
+
     counts = dict(record.counts)
     counts.setdefault("keyframes", len(stored.series))
     warnings = []
@@ -769,16 +866,18 @@ def session_report(store: Store, session_id: str) -> tuple[dict[str, Any], Any]:
     report = assemble_report(
         statistics(slice(None)), counts, config, source=f"live session {session_id}",
         estimator_is_proxy=bool(record.estimator.get("is_proxy", True)), warnings=warnings,
+        findings=findings(None, counts),
     )
     report["config"]["mirrored"] = record.mirrored
     report["config"]["estimator"] = record.estimator.get("name", config.estimator)
     report["session"] = {"id": record.id, "label": record.label, "created_at": record.created_at,
                          "ended_at": record.ended_at, "status": record.status}
     report["exercises"] = [
-        {**_segment_json(seg), "symptoms": statistics(stored.segment_ids == seg.segment_id).to_json()}
-        for seg in store.segments(session_id)
+        {**_segment_json(seg), "symptoms": statistics(stored.segment_ids == seg.segment_id).to_json(),
+         "findings": findings(seg.segment_id, segment_counts(counts)).to_json()}
+        for seg in segments
     ]
-    report["findings"] = store.findings(session_id)
+    report["synkinesis_history"] = store.findings(session_id)
     return report, stored.series
 
 
