@@ -47,6 +47,7 @@ EVIDENCE_REGIONS: Final[dict[str, tuple[str, ...]]] = {
     "eyes": (*REGIONS["eyes"], EYE_CLOSURE),
     "mouth": REGIONS["mouth"],
 }
+EVIDENCE_REGION_NAMES: Final[tuple[str, ...]] = tuple(EVIDENCE_REGIONS)
 # Synkinesis groups: eye AUs and mouth AUs (oral-ocular and ocular-oral synkinesis). Lips apart, jaw
 # drop and chin raise move midline structures: they can trigger a synkinesis but cannot be the
 # one-sided movement itself (their per-side values differ only by measurement error).
@@ -208,8 +209,11 @@ def assess(
     sig_l, sig_r = signals(left, right, closure)
     if movement is not None:
         movement = running_median(np.asarray(movement, float).reshape(n, 2, len(EVIDENCE_REGIONS)), rules.smooth)
-        regions = {name: _region_from(name, movement[:, 0, k], movement[:, 1, k], n, rules)
-                   for k, name in enumerate(EVIDENCE_REGIONS)}
+        regions = {}
+        for k, name in enumerate(EVIDENCE_REGIONS):
+            rows = _voluntary_rows(movement, k, rules)
+            note = "" if rows.all() else f" while the {EVIDENCE_REGION_NAMES[_OTHER_REGION[k]]} was still"
+            regions[name] = _region_from(name, movement[rows, 0, k], movement[rows, 1, k], n, rules, note)
     else:
         regions = {name: _region(name, aus, sig_l, sig_r, n, rules) for name, aus in EVIDENCE_REGIONS.items()}
     if movement is not None:
@@ -253,8 +257,26 @@ def _region(name: str, aus: tuple[str, ...], sig_l: dict[str, np.ndarray], sig_r
     return _region_from(name, a_l, a_r, n, rules)
 
 
-def _region_from(name: str, a_l: np.ndarray, a_r: np.ndarray, n: int, rules: EvidenceRules) -> RegionFinding:
-    """The verdict from one activity series per side (time-ordered, one value per keyframe)."""
+# The region whose stillness makes a keyframe's movement of eyes or mouth voluntary: synkinetic
+# movement of one comes with the movement of the other, and would otherwise pose as strength.
+_OTHER_REGION: Final[dict[int, int]] = {1: 2, 2: 1}
+
+
+def _voluntary_rows(movement: np.ndarray, k: int, rules: EvidenceRules) -> np.ndarray:
+    """Keyframes on which region ``k``'s verdict rests: for the eyes, those where the mouth is still, and
+    the other way round; every keyframe for the brows."""
+    n = len(movement)
+    if k not in _OTHER_REGION:
+        return np.ones(n, dtype=bool)
+    return movement[:, :, _OTHER_REGION[k]].max(axis=1) <= rules.move_threshold
+
+
+def _region_from(name: str, a_l: np.ndarray, a_r: np.ndarray, n: int, rules: EvidenceRules,
+                 note: str = "") -> RegionFinding:
+    """The verdict from one activity series per side (time-ordered, one value per keyframe).
+
+    ``n`` counts every keyframe of the analysis; the series may be a subset of them (``note`` says which).
+    """
     moving = np.maximum(a_l, a_r) > rules.move_threshold
     n_moving = int(moving.sum())
 
@@ -264,7 +286,7 @@ def _region_from(name: str, a_l: np.ndarray, a_r: np.ndarray, n: int, rules: Evi
     if n < rules.min_keyframes:
         return empty("not_enough_keyframes", f"{n} keyframes in all; at least {rules.min_keyframes} are needed")
     if n_moving < rules.min_moving:
-        return empty("did_not_move", f"moved in {n_moving} of {n} keyframes; at least {rules.min_moving} are needed")
+        return empty("did_not_move", f"moved in {n_moving} of {n} keyframes{note}; at least {rules.min_moving} are needed")
     x_l, x_r = a_l[moving], a_r[moving]
     sl, sr = float(x_l.sum()), float(x_r.sum())
     index = (sl - sr) / (sl + sr)
@@ -286,7 +308,7 @@ def _region_from(name: str, a_l: np.ndarray, a_r: np.ndarray, n: int, rules: Evi
     if excludes_zero and abs(index) > rules.healthy_asymmetry:
         weaker: Side = "right" if index > 0 else "left"
         reason = (f"the {weaker} side moved {percent:.0f} % as much as the other "
-                  f"({rules.confidence:.0%} interval {p_int[0]:.0f}-{p_int[1]:.0f} %) over {n_moving} moving keyframes")
+                  f"({rules.confidence:.0%} interval {p_int[0]:.0f}-{p_int[1]:.0f} %) over {n_moving} moving keyframes{note}")
         return RegionFinding(name, "weaker_side", weaker, n, n_moving, index, (lo, hi), percent, p_int,
                              delta, (d_lo, d_hi), reason)
     if not excludes_zero:
@@ -322,14 +344,17 @@ _EYE_CONTEXT = ("eye", "closure", "blink")
 _MOUTH_CONTEXT = ("smile", "pucker", "snarl", "mouth", "lip")
 
 
-def _context_mask(context: np.ndarray | None, trigger: str, n: int) -> np.ndarray:
+def _context_masks(context: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keyframes that may trigger (eye-given-mouth, mouth-given-eye): all, or the matching exercises."""
+    everything = np.ones(n, dtype=bool)
     if context is None:
-        return np.ones(n, dtype=bool)
+        return everything, everything
     names = [str(c or "").lower() for c in context]
     if not any(names):
-        return np.ones(n, dtype=bool)
-    keys = _EYE_CONTEXT if trigger in EYE_SIGNALS else _MOUTH_CONTEXT
-    return np.array([any(k in c for k in keys) for c in names], dtype=bool)
+        return everything, everything
+    mouth = np.array([any(k in c for k in _MOUTH_CONTEXT) for c in names], dtype=bool)
+    eyes = np.array([any(k in c for k in _EYE_CONTEXT) for c in names], dtype=bool)
+    return mouth, eyes
 
 
 def _episodes(mask: np.ndarray) -> int:
@@ -353,6 +378,7 @@ def _synkinesis(sig_l: dict[str, np.ndarray], sig_r: dict[str, np.ndarray], norm
     n = len(next(iter(sig_l.values())))
     names = set(sig_l)
     pairs = [(i, j) for i in EYE_SIGNALS for j in MOUTH_SIGNALS] + [(i, j) for i in MOUTH_SIGNALS for j in EYE_SIGNALS]
+    mouth_triggers, eye_triggers = _context_masks(context, n)
     candidates = []
     for au, trigger in pairs:
         if au not in names or trigger not in names or au in MIDLINE_SIGNALS:
@@ -360,7 +386,7 @@ def _synkinesis(sig_l: dict[str, np.ndarray], sig_r: dict[str, np.ndarray], norm
         region = "eyes" if au in EYE_SIGNALS else "mouth"
         if _normal_value(normal, au, trigger) > rules.normal_threshold:
             continue
-        in_context = _context_mask(context, trigger, n)
+        in_context = eye_triggers if trigger in EYE_SIGNALS else mouth_triggers
         for side in SIDES:
             other: Side = "left" if side == "right" else "right"
             if regions[region].weaker_side == other:
@@ -405,7 +431,7 @@ def _binomial_tail(b: int, n: int) -> float:
     if n == 0:
         return 1.0
     total = sum(math.comb(n, k) for k in range(b, n + 1))
-    return min(1.0, total / 2.0**n)
+    return min(1.0, total / (1 << n))  # exact integers: 2.0**n overflows a float from n = 1024
 
 
 # --------------------------------------------------------------------------------------------

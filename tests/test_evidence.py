@@ -1,0 +1,191 @@
+"""The evidence rules on plain arrays: verdicts, their intervals, synkinesis support, warnings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.aus import N_AUS
+from stream.symptoms.evidence import EvidenceRules, assess, material_warnings, paper_findings, running_median
+from stream.symptoms.normal import load_normal_cooccurrence
+from stream.symptoms.statistics import compute_symptoms
+
+NORMAL = load_normal_cooccurrence(None)
+BROWS, EYES, MOUTH = 0, 1, 2
+
+
+def movement_series(n: int = 120, seed: int = 0, noise: float = 0.15) -> np.ndarray:
+    """(n, 2, 3) movement of a healthy face: episodes of brow, eye and mouth movement on both sides."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    out = np.zeros((n, 2, 3))
+    for region, period, phase in ((BROWS, 37, 0), (EYES, 23, 5), (MOUTH, 31, 11)):
+        wave = np.clip(3.0 * np.sin(2 * np.pi * (t + phase) / period), 0, None)
+        for side in range(2):
+            out[:, side, region] = wave
+    out += rng.normal(0, noise, out.shape)
+    return np.clip(out, 0, 5)
+
+
+def zeros(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((n, N_AUS)), np.zeros((n, N_AUS))
+
+
+def test_healthy_symmetric_face_names_no_weaker_side():
+    mv = movement_series()
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv)
+    for name, region in found.regions.items():
+        assert region.status == "no_clear_difference", (name, region.reason)
+        assert region.weaker_side is None
+        lo, hi = region.asymmetry_interval
+        assert lo < 0 < hi
+    assert found.synkinesis == []
+
+
+def test_damped_left_side_is_named_with_its_percentage_and_interval():
+    mv = movement_series()
+    mv[:, 0, :] *= 0.35  # the patient's left keeps 35 % of its movement
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv)
+    for region in found.regions.values():
+        assert region.status == "weaker_side" and region.weaker_side == "left"
+        assert 25 < region.weaker_percent < 50
+        lo, hi = region.weaker_percent_interval
+        assert lo <= region.weaker_percent <= hi
+        assert region.asymmetry_interval[1] < 0  # the interval excludes no difference
+
+
+def test_swapping_the_sides_negates_every_figure_exactly():
+    mv = movement_series(seed=3)
+    mv[:, 1, MOUTH] *= 0.5
+    a = assess(*zeros(len(mv)), NORMAL, movement=mv)
+    b = assess(*zeros(len(mv)), NORMAL, movement=mv[:, ::-1, :])
+    for name in a.regions:
+        ra, rb = a.regions[name], b.regions[name]
+        assert ra.asymmetry == pytest.approx(-rb.asymmetry)
+        assert ra.asymmetry_interval == pytest.approx((-rb.asymmetry_interval[1], -rb.asymmetry_interval[0]))
+        assert {None: None, "left": "right", "right": "left"}[ra.weaker_side] == rb.weaker_side
+
+
+def test_small_healthy_difference_is_not_a_finding():
+    mv = movement_series(n=300, noise=0.05)
+    mv[:, 0, :] *= 0.8  # 80 %: inside healthy variation
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv)
+    for region in found.regions.values():
+        assert region.weaker_side is None
+        assert region.status == "no_clear_difference"
+
+
+def test_too_few_keyframes_and_no_movement_say_so():
+    mv = movement_series(n=6)
+    found = assess(*zeros(6), NORMAL, movement=mv)
+    assert {r.status for r in found.regions.values()} == {"not_enough_keyframes"}
+    still = np.zeros((50, 2, 3))
+    found = assess(*zeros(50), NORMAL, movement=still)
+    assert {r.status for r in found.regions.values()} == {"did_not_move"}
+    assert all(r.asymmetry is None for r in found.regions.values())
+
+
+def synkinesis_series(side: int, n: int = 150) -> np.ndarray:
+    """Both mouth corners smile in 3 episodes; the eye on ``side`` (0 left, 1 right) closes with them."""
+    mv = movement_series(n=n, seed=5, noise=0.1)
+    mv[:, :, MOUTH] = 0.0
+    mv[:, :, EYES] = np.clip(mv[:, :, EYES], 0, 0.3)
+    for start in (20, 70, 120):
+        mv[start : start + 15, :, MOUTH] = 3.0
+        mv[start : start + 15, side, EYES] = 3.5
+    return mv
+
+
+@pytest.mark.parametrize("side, name", [(0, "left"), (1, "right")])
+def test_eye_closing_with_the_smile_on_one_side_is_synkinesis_with_its_counts(side, name):
+    mv = synkinesis_series(side)
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv)
+    pairs = {(s.side, s.au, s.trigger): s for s in found.synkinesis}
+    assert (name, "eyes", "mouth") in pairs
+    pair = pairs[(name, "eyes", "mouth")]
+    assert pair.n_together >= 40 and pair.n_other_side == 0 and pair.episodes == 3
+    assert pair.p_adjusted < 0.05
+    assert all(s.side == name for s in found.synkinesis)
+
+
+def test_bilateral_eye_narrowing_with_the_smile_is_not_synkinesis():
+    mv = synkinesis_series(0)
+    mv[:, 1, EYES] = mv[:, 0, EYES]  # both eyes narrow with the smile: a healthy Duchenne smile
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv)
+    assert found.synkinesis == []
+
+
+def test_a_single_coactivation_episode_is_not_enough():
+    mv = synkinesis_series(1)
+    mv[70:, 1, EYES] = np.clip(mv[70:, 1, EYES], 0, 0.3)  # only the first episode keeps the eye closing
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv, rules=EvidenceRules(min_episodes=2))
+    assert not [s for s in found.synkinesis if s.au == "eyes"]
+
+
+def test_more_eye_movement_on_the_strong_side_of_a_palsy_is_not_called_synkinesis():
+    mv = synkinesis_series(1)
+    for start in (5, 50, 100, 140):  # the right eye also closes on its own (blinks, eye closure)
+        mv[start : start + 4, 1, EYES] = 3.0
+    mv[:, 0, EYES] = 0.0  # the left eye does not move at all: a weak left eye, the right eye is normal
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv)
+    assert found.regions["eyes"].weaker_side == "left"
+    assert not [s for s in found.synkinesis if s.au == "eyes" and s.side == "right"]
+
+
+def test_exercise_context_restricts_the_trigger_keyframes():
+    mv = synkinesis_series(1)
+    context = np.array(["rest"] * len(mv), dtype=object)
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv, context=context)
+    assert found.synkinesis == []  # no mouth exercise: eye-given-mouth pairs have no trigger keyframes
+    context[:] = "smile"
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv, context=context)
+    assert ("right", "eyes", "mouth") in {(s.side, s.au, s.trigger) for s in found.synkinesis}
+
+
+def test_au_based_rules_without_movement_still_decide():
+    n = 80
+    rng = np.random.default_rng(1)
+    left, right = zeros(n)
+    smile = (np.arange(n) % 20) < 10
+    for arr in (left, right):
+        arr[smile, 6] = 3.0  # AU12
+        arr[:, 6] += rng.normal(0, 0.1, n)
+    right[:, 6] *= 0.2
+    found = assess(np.clip(left, 0, 5), np.clip(right, 0, 5), NORMAL)
+    assert found.regions["mouth"].weaker_side == "right"
+
+
+def test_paper_rules_reproduce_the_paper_verdicts():
+    rng = np.random.default_rng(2)
+    left = rng.uniform(0, 5, (40, N_AUS))
+    right = left * 0.3
+    state = compute_symptoms(left, right, NORMAL)
+    found = paper_findings(state)
+    assert found.rules == "paper"
+    for name, region in state.regions.items():
+        assert found.regions[name].weaker_side == region.weaker_side
+    assert len(found.synkinesis) == len(state.synkinesis_pairs)
+
+
+def test_material_warnings():
+    assert any("no face in 96 of 169" in w for w in material_warnings({"frames": 169, "frames_without_face": 96}, 8))
+    assert any("still image" in w for w in material_warnings({"frames": 1}, 1))
+    assert any("only 7 keyframes" in w for w in material_warnings({"frames": 72, "duration_s": 2.4}, 7))
+    assert any("head turned" in w for w in material_warnings({"frames": 100, "frames_pose_gated": 40}, 30))
+    assert material_warnings({"frames": 300, "duration_s": 10.0}, 80) == []
+
+
+def test_running_median_removes_one_keyframe_spikes():
+    x = np.zeros(10)
+    x[4] = 5.0
+    assert running_median(x, 3).max() == 0.0
+    x[4:7] = 5.0
+    assert running_median(x, 3)[5] == 5.0
+
+
+def test_exact_mcnemar_tail_holds_for_long_sessions():
+    from stream.symptoms.evidence import _binomial_tail
+
+    assert _binomial_tail(3, 3) == pytest.approx(1 / 8)
+    assert _binomial_tail(0, 5) == 1.0
+    assert 0 < _binomial_tail(1500, 2000) < 1e-100  # 2.0**2000 would overflow a float
