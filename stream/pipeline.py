@@ -142,6 +142,11 @@ class Pipeline:
         return FrameResult(frame.index, frame.time_s, detection.n_faces, keyframe, decision.difference)
 
     # -- per keyframe ------------------------------------------------------------------------
+    def rereference(self) -> None:
+        """Take the next keyframe as the new neutral reference (a live session's rest exercise begins)."""
+        self._rereference = True
+        self.keyframe_filter.reset()
+
     def _count(self, key: str) -> None:
         self.counts.extra[key] = self.counts.extra.get(key, 0) + 1
 

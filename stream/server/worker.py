@@ -641,6 +641,9 @@ class LiveSession:
         return time.time() - self.created_at
 
     def start_exercise(self, key: str) -> Segment:
+        if key == "rest" and self.pipeline is not None:
+            # The rest exercise is the protocol's neutral face: the AU reference is taken from it.
+            self.pipeline.rereference()
         closed, segment = self.timeline.start(key, self.session_time())
         if closed is not None:
             self._close_segment(closed)
