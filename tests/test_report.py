@@ -406,3 +406,23 @@ def test_write_report_writes_nothing_when_the_series_cannot_be_written(tmp_path)
     with pytest.raises(ValueError):
         write_report(tmp_path / "out", make_report(), series)
     assert not (tmp_path / "out").exists()
+
+
+def test_eye_closure_and_region_movement_columns_round_trip(tmp_path):
+    from stream.report.series import read_series_csv, write_series_csv
+
+    n = 6
+    rng = np.random.default_rng(4)
+    series = AUSeries(np.arange(n), np.arange(n) / 30.0, rng.uniform(0, 5, (n, 12)), rng.uniform(0, 5, (n, 12)),
+                      closure=rng.uniform(0, 5, (n, 2)), movement=rng.uniform(0, 5, (n, 2, 3)))
+    path = write_series_csv(tmp_path / "s.csv", series)
+    header = path.read_text().splitlines()[0].split(",")
+    assert header[-8:] == ["left_AU43", "right_AU43", "left_move_eyebrows", "left_move_eyes", "left_move_mouth",
+                           "right_move_eyebrows", "right_move_eyes", "right_move_mouth"]
+    back = read_series_csv(path)
+    np.testing.assert_allclose(back.closure, series.closure, atol=1e-4)
+    np.testing.assert_allclose(back.movement, series.movement, atol=1e-4)
+    # without the extra columns the series has neither (a series from another tool)
+    plain = AUSeries(series.frames, series.time_s, series.left, series.right)
+    back = read_series_csv(write_series_csv(tmp_path / "p.csv", plain))
+    assert back.closure is None and back.movement is None

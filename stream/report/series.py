@@ -17,12 +17,13 @@ import numpy as np
 
 from stream.aus import AU_NAMES, EYE_CLOSURE, MAX_INTENSITY, N_AUS, SIDES
 from stream.errors import InputError
-from stream.types import AUSeries
+from stream.types import MOVEMENT_COLUMNS, AUSeries
 
 AU_COLUMNS: tuple[str, ...] = tuple(f"{side}_{au}" for side in SIDES for au in AU_NAMES)
 SERIES_COLUMNS: tuple[str, ...] = ("frame", "time_s", *AU_COLUMNS)
 # Optional, written when the estimator measures eye closure (the flow estimator does).
 CLOSURE_COLUMNS: tuple[str, ...] = tuple(f"{side}_{EYE_CLOSURE}" for side in SIDES)
+MOVE_COLUMNS: tuple[str, ...] = tuple(f"{side}_{name}" for side in SIDES for name in MOVEMENT_COLUMNS)
 
 DEFAULT_FPS = 30.0
 """Frame rate assumed by :func:`read_series_csv` when a file has ``frame`` but no ``time_s``."""
@@ -39,8 +40,11 @@ def format_series_csv(series: AUSeries) -> str:
     columns = AU_COLUMNS
     parts = [np.asarray(series.left, float), np.asarray(series.right, float)]
     if series.closure is not None:
-        columns = (*AU_COLUMNS, *CLOSURE_COLUMNS)
+        columns = (*columns, *CLOSURE_COLUMNS)
         parts.append(np.asarray(series.closure, float))
+    if series.movement is not None:
+        columns = (*columns, *MOVE_COLUMNS)
+        parts.append(np.asarray(series.movement, float).reshape(len(series), -1))
     writer.writerow(("frame", "time_s", *columns))
     values = np.concatenate(parts, axis=1)
     times = np.asarray(series.time_s, float)
@@ -110,7 +114,8 @@ def read_series_csv(path: str | Path, *, fps: float = DEFAULT_FPS) -> AUSeries:
         )
     columns = _locate_columns(path, header, header_line)
     has_closure = all(name in columns for name in CLOSURE_COLUMNS)
-    value_columns = (*AU_COLUMNS, *CLOSURE_COLUMNS) if has_closure else AU_COLUMNS
+    has_movement = all(name in columns for name in MOVE_COLUMNS)
+    value_columns = (*AU_COLUMNS, *(CLOSURE_COLUMNS if has_closure else ()), *(MOVE_COLUMNS if has_movement else ()))
 
     frames: list[int] = []
     times: list[float] = []
@@ -133,12 +138,18 @@ def read_series_csv(path: str | Path, *, fps: float = DEFAULT_FPS) -> AUSeries:
             times.append(frame / fps)
 
     table = np.asarray(values, dtype=float).reshape(len(values), len(value_columns))
+    k = 2 * N_AUS
+    closure = None
+    if has_closure:
+        closure, k = table[:, k : k + 2].copy(), k + 2
+    movement = table[:, k : k + 6].reshape(-1, 2, 3).copy() if has_movement else None
     return AUSeries(
         frames=np.asarray(frames, dtype=int),
         time_s=np.asarray(times, dtype=float),
         left=table[:, :N_AUS].copy(),
         right=table[:, N_AUS : 2 * N_AUS].copy(),
-        closure=table[:, 2 * N_AUS :].copy() if has_closure else None,
+        closure=closure,
+        movement=movement,
     )
 
 
@@ -161,7 +172,7 @@ def _locate_columns(path: Path, header: list[str], line: int) -> dict[str, int]:
             f"{', '.join(missing)}. Every left_AUn and right_AUn column for {', '.join(AU_NAMES)} is "
             f"required (frame and time_s are optional).{hint}"
         )
-    return {name: positions[name] for name in (*SERIES_COLUMNS, *CLOSURE_COLUMNS) if name in positions}
+    return {name: positions[name] for name in (*SERIES_COLUMNS, *CLOSURE_COLUMNS, *MOVE_COLUMNS) if name in positions}
 
 
 def _number(path: Path, line: int, column: str, cell: str) -> float:
