@@ -30,7 +30,7 @@ Pure: arrays in, frozen dataclasses out; no I/O.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -64,7 +64,7 @@ class EvidenceRules:
     # half-caught, a glasses reflection) must not count as a movement or a co-activation.
     smooth: int = 3
     min_keyframes: int = 10  # fewer keyframes in the whole analysis: no verdict at all
-    min_moving: int = 5  # fewer keyframes where the region moved: "did not move"
+    min_moving: int = 10  # fewer keyframes where the region moved: "did not move"
     move_threshold: float = 1.0  # region activity (sum of its AUs, stronger side) that counts as moving
     healthy_asymmetry: float = 0.3  # |asymmetry index| healthy faces stay within (weaker side >= 54 %)
     confidence: float = 0.95
@@ -75,6 +75,12 @@ class EvidenceRules:
     normal_threshold: float = 0.5  # pairs co-occurring above this in normal faces are not tested
     min_cooccurrences: int = 4  # keyframes with both AUs active
     min_episodes: int = 2  # separate runs of co-activation
+    # Movement pairs: shift of the asymmetry index (trigger moving minus trigger still) toward one side;
+    # 0.3 is a side's share of the movement going from an even 50 % to 65 % with the trigger.
+    synkinesis_shift: float = 0.3
+    # A trigger is a deliberate movement (a broad smile, a firm eye closure), as in the exercises where
+    # clinicians grade synkinesis; talking and blinking stay below it.
+    trigger_threshold: float = 2.5
     alpha: float = 0.05  # family-wise error over all pairs tested (Holm)
 
 
@@ -123,8 +129,12 @@ class SynkinesisFinding:
     episodes: int  # separate runs of keyframes where ``au`` on ``side`` and the trigger were active
     cross_difference: float  # P(au_side | trigger_other) - P(au_other | trigger_other), paper eq. 8-9
     same_side_difference: float  # P(au_side | trigger_side) - P(au_other | trigger_other)
-    p_value: float  # exact McNemar, one-sided, before the Holm correction
+    p_value: float  # one-sided, before the Holm correction (exact McNemar, or bootstrap for movement)
     p_adjusted: float
+    # Movement pairs: this side's share of the co-moving region's movement (0..1, 0.5 = even) in the
+    # keyframes where the trigger moves, and where it is still; None for AU pairs.
+    share_with_trigger: float | None = None
+    share_without_trigger: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,10 +145,12 @@ class SynkinesisFinding:
             "n_together": self.n_together,
             "n_other_side": self.n_other_side,
             "episodes": self.episodes,
-            "cross_difference": self.cross_difference,
-            "same_side_difference": self.same_side_difference,
-            "p_value": self.p_value,
-            "p_adjusted": self.p_adjusted,
+            "cross_difference": _num(self.cross_difference),
+            "same_side_difference": _num(self.same_side_difference),
+            "share_with_trigger": _num(self.share_with_trigger),
+            "share_without_trigger": _num(self.share_without_trigger),
+            "p_value": _num(self.p_value),
+            "p_adjusted": _num(self.p_adjusted),
         }
 
 
@@ -216,17 +228,11 @@ def assess(
             regions[name] = _region_from(name, movement[rows, 0, k], movement[rows, 1, k], n, rules, note)
     else:
         regions = {name: _region(name, aus, sig_l, sig_r, n, rules) for name, aus in EVIDENCE_REGIONS.items()}
-    if movement is not None:
-        # Direction-free movement of the lids and the mouth corners: per-AU directions split between
-        # the half-faces of a healthy face (see stream/au/flow.py, MOVEMENT_REGIONS), movement does not.
-        syn_l = {"eyes": movement[:, 0, 1], "mouth": movement[:, 0, 2]}
-        syn_r = {"eyes": movement[:, 1, 1], "mouth": movement[:, 1, 2]}
-        threshold = rules.move_threshold
-    else:
-        syn_l, syn_r, threshold = sig_l, sig_r, rules.active_threshold
     synkinesis, tested = ([], 0)
-    if n >= rules.min_keyframes:
-        synkinesis, tested = _synkinesis(syn_l, syn_r, normal, context, rules, threshold, regions)
+    if n >= rules.min_keyframes and movement is not None:
+        synkinesis, tested = _movement_synkinesis(movement, context, rules, regions)
+    elif n >= rules.min_keyframes:
+        synkinesis, tested = _synkinesis(sig_l, sig_r, normal, context, rules, rules.active_threshold, regions)
     settings = {k: getattr(rules, k) for k in rules.__dataclass_fields__}
     return Findings("evidence", regions, synkinesis, tested, [], settings)
 
@@ -423,6 +429,79 @@ def _synkinesis(sig_l: dict[str, np.ndarray], sig_r: dict[str, np.ndarray], norm
             findings.append(SynkinesisFinding(side, au, trigger, n_trigger, n_together, n_other, episodes,
                                               float(cross), float(same), float(p), float(adjusted[k])))
     findings.sort(key=lambda f: (f.p_adjusted, f.side, f.au, f.trigger))
+    return findings, m
+
+
+def _index(x_l: np.ndarray, x_r: np.ndarray) -> np.ndarray:
+    """Asymmetry index of summed activity along the last axis; 0 where nothing moved."""
+    sl, sr = x_l.sum(axis=-1), x_r.sum(axis=-1)
+    total = sl + sr
+    return np.where(total > 0, (sl - sr) / np.where(total > 0, total, 1.0), 0.0)
+
+
+def _block_indices(m: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    block = max(1, min(m, int(math.ceil(math.sqrt(m)))))
+    n_blocks = int(math.ceil(m / block))
+    starts = rng.integers(0, m - block + 1, size=(n_boot, n_blocks))
+    return (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, -1)[:, :m]
+
+
+def _movement_synkinesis(movement: np.ndarray, context: np.ndarray | None, rules: EvidenceRules,
+                         regions: dict[str, RegionFinding]) -> tuple[list[SynkinesisFinding], int]:
+    """Synkinesis from direction-free movement: does one side take a larger share of a region's movement
+    when the other region moves than when it is still?
+
+    A weak side is weak with or without the trigger, so its share does not shift; a healthy face
+    keeps even shares; a synkinetic side gains its share exactly when the trigger moves. The shift
+    of the asymmetry index (trigger keyframes minus still keyframes) is bootstrapped by blocks over
+    time in both sets; the p-values are Holm-corrected over the pairs tested.
+    """
+    n = len(movement)
+    mouth_ctx, eye_ctx = _context_masks(context, n)
+    rng = np.random.default_rng(rules.seed)
+    candidates = []
+    for k, trig_k, name, trigger, ctx in ((1, 2, "eyes", "mouth", mouth_ctx), (2, 1, "mouth", "eyes", eye_ctx)):
+        trigger_level = movement[:, :, trig_k].max(axis=1)
+        with_t = (trigger_level > rules.trigger_threshold) & ctx
+        without_t = trigger_level <= rules.move_threshold
+        if int(with_t.sum()) < rules.min_cooccurrences:
+            continue
+        x_l, x_r = movement[:, 0, k], movement[:, 1, k]
+        a_with = float(_index(x_l[with_t], x_r[with_t]))
+        boot_with = _index(*(x[with_t][_block_indices(int(with_t.sum()), rules.n_boot, rng)] for x in (x_l, x_r)))
+        moving_without = int((np.maximum(x_l, x_r)[without_t] > rules.move_threshold).sum())
+        if moving_without >= rules.min_moving:
+            a_without = float(_index(x_l[without_t], x_r[without_t]))
+            idx = _block_indices(int(without_t.sum()), rules.n_boot, rng)
+            boot_without = _index(x_l[without_t][idx], x_r[without_t][idx])
+        else:  # the region hardly moves on its own: compare with an even share
+            a_without, boot_without = 0.0, np.zeros(rules.n_boot)
+        shift, boot_shift = a_with - a_without, boot_with - boot_without
+        for side, sign in (("left", 1.0), ("right", -1.0)):
+            other: Side = "right" if side == "left" else "left"
+            if regions[name].weaker_side == other:
+                continue  # more movement on this side is the other side's weakness
+            x_s, x_o = (x_l, x_r) if side == "left" else (x_r, x_l)
+            together = with_t & (x_s > rules.move_threshold)
+            p = max(float(np.mean(sign * boot_shift <= 0.0)), 1.0 / (rules.n_boot + 1))
+            candidates.append(SynkinesisFinding(
+                side, name, trigger, int(with_t.sum()), int(together.sum()),
+                int((with_t & (x_o > rules.move_threshold)).sum()), _episodes(together),
+                float(sign * shift), float("nan"), p, p,
+                share_with_trigger=(1.0 + sign * a_with) / 2.0, share_without_trigger=(1.0 + sign * a_without) / 2.0))
+    m = len(candidates)
+    order = sorted(range(m), key=lambda i: candidates[i].p_value)
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * candidates[i].p_value))
+        adjusted[i] = running
+    findings = []
+    for i, c in enumerate(candidates):
+        if (c.cross_difference > rules.synkinesis_shift and adjusted[i] < rules.alpha
+                and c.n_together >= rules.min_cooccurrences and c.episodes >= rules.min_episodes):
+            findings.append(replace(c, p_adjusted=float(adjusted[i])))
+    findings.sort(key=lambda f: (f.p_adjusted, f.side, f.au))
     return findings, m
 
 

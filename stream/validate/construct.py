@@ -34,6 +34,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from stream.au.lids import LidAperture
+from stream.face.align import align_face, split_halves
+from stream.types import Face
+
 KINDS = ("freeze", "damp", "synkinesis_eye_on_smile", "synkinesis_mouth_on_eye_closure")
 SIDES = ("left", "right")
 REGIONS = ("face", "eyebrows", "eyes", "mouth")
@@ -63,8 +67,8 @@ BAND_BLEND_IOD = 0.12
 # little (forehead, between brow and lid, upper cheek, between nose and upper lip), so the seams of
 # a single-region construction fall where both sides of the seam agree.
 REGION_BANDS: dict[str, tuple[float, float]] = {
-    "eyebrows": (0.22, 0.85),
-    "eyes": (-0.30, 0.22),
+    "eyebrows": (0.13, 0.9),
+    "eyes": (-0.30, 0.13),
     "mouth": (-1.5, -0.55),
 }
 
@@ -303,6 +307,12 @@ class Constructor:
         self._dis: cv2.DISOpticalFlow | None = None
         if not case.is_synkinesis:
             self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        # Synkinesis follows the trigger wherever it happens, not only in the synthetic episodes: the
+        # clip's own smiles (mouth width) and eye closures (lid aperture) drive it too, as a real
+        # synkinesis accompanies every movement of the trigger.
+        self._mouth_width0: float | None = None
+        self._lids = LidAperture()
+        self.last_synkinesis_weight = 0.0
 
     @property
     def reference(self) -> np.ndarray | None:
@@ -328,8 +338,12 @@ class Constructor:
             return image
         geometry = FaceGeometry(np.asarray(landmarks, dtype=np.float64))
         if self.case.is_synkinesis:
-            weight = self.episode_weight(index)
-            return image if weight <= 0.0 else self._synkinesis(image, geometry, weight)
+            trigger = self.episode_weight(index)
+            follow = max(trigger, self._natural_trigger(image, geometry))
+            self.last_synkinesis_weight = follow
+            if follow <= 0.0:
+                return image
+            return self._synkinesis(image, geometry, trigger, follow)
         if self._reference is None:
             self._reference = image.copy()
             self._reference_points = geometry.landmarks[:3].astype(np.float32)
@@ -379,13 +393,38 @@ class Constructor:
         return result
 
     # -- synkinesis ------------------------------------------------------------------------------
-    def _synkinesis(self, image: np.ndarray, g: FaceGeometry, weight: float) -> np.ndarray:
+    def _natural_trigger(self, image: np.ndarray, g: FaceGeometry) -> float:
+        """0..1: how much the clip's own face makes the trigger movement in this frame.
+
+        Smile: the mouth widening from the first frame (4 % starts it, 16 % is full). Eye closure:
+        both eyes' closure from the lid aperture (stream/au/lids.py) on the aligned half-faces, 20 %
+        closed starts it, 70 % is full.
+        """
+        if self.case.kind == "synkinesis_eye_on_smile":
+            width = float(np.linalg.norm(g.landmarks[4] - g.landmarks[3])) / g.iod
+            if self._mouth_width0 is None:
+                self._mouth_width0 = width
+                return 0.0
+            return float(np.clip((width / self._mouth_width0 - 1.04) / 0.12, 0.0, 1.0))
+        try:
+            aligned = align_face(image, Face(np.zeros(4), g.landmarks, 1.0))
+        except ValueError:
+            return 0.0
+        halves = split_halves(aligned)
+        closure, _ = self._lids.measure((cv2.cvtColor(halves.left, cv2.COLOR_RGB2GRAY),
+                                         cv2.cvtColor(halves.right, cv2.COLOR_RGB2GRAY)))
+        return float(np.clip((closure.mean() / 5.0 - 0.2) / 0.5, 0.0, 1.0))
+
+    def _synkinesis(self, image: np.ndarray, g: FaceGeometry, trigger: float, follow: float) -> np.ndarray:
+        """The synthetic trigger at weight ``trigger`` (episodes), the synkinetic movement at ``follow``."""
         side = self.case.side
         other = "left" if side == "right" else "right"
         if self.case.kind == "synkinesis_eye_on_smile":
             closing_eyes, rising_corners = (side,), (side, other)
+            eye_weights, corner_weights = (follow,), (trigger, trigger)
         else:
             closing_eyes, rising_corners = (side, other), (side,)
+            eye_weights, corner_weights = (trigger, trigger), (follow,)
         to_face = g.to_face()
         eyes = [to_face @ np.append(g.landmarks[EYE_INDEX[s]], 1.0) for s in closing_eyes]
         corners = [to_face @ np.append(g.landmarks[MOUTH_CORNER_INDEX[s]], 1.0) for s in rising_corners]
@@ -404,10 +443,12 @@ class Constructor:
         # backward displacement (IOD, face frame): output(x) = image(x + displacement)
         da = np.zeros_like(a)
         db = np.zeros_like(b)
-        for ea, eb in eyes:
+        for (ea, eb), weight in zip(eyes, eye_weights):
             # sample from above the eye: the upper lid comes down
             db += weight * LID_DROP_IOD * _lid_profile(a - np.float32(ea), b - np.float32(eb))
-        for (ca, cb), corner_side in zip(corners, rising_corners):
+        for (ca, cb), corner_side, weight in zip(corners, rising_corners, corner_weights):
+            if weight <= 0.0:
+                continue
             outward = -1.0 if corner_side == "right" else 1.0  # the patient's right is at a < 0
             # unit direction in pixels, expressed in the (oblique) face frame
             direction_px = SMILE_OUT * outward * g.right_axis + SMILE_UP * g.up
