@@ -115,11 +115,15 @@ MOVEMENT_REGIONS: dict[str, tuple[tuple[str, ...], float]] = {
 
 
 def region_movement(disp: np.ndarray, eyes: float) -> np.ndarray:
-    """(R + 1, 2) region displacements of one side and its eye movement -> (3,) brows, eyes, mouth on 0..5."""
+    """(R + 1, 2) region displacements of one side and its eye movement -> (3,) brows, eyes, mouth.
+
+    5 is a full-range movement; larger movements read above 5 (unlike the AUs, which stop at 5).
+    """
     out = np.zeros(3)
     for k, (names, full) in zip((0, 2), MOVEMENT_REGIONS.values()):
         norm = float(np.mean([np.hypot(*disp[REGION_NAMES.index(n)]) for n in names]))
-        out[k] = min(5.0, max(0.0, (norm - NOISE_FLOOR_PX) * 5.0 / (full - NOISE_FLOOR_PX)))
+        # not clipped at 5: a saturated strong side would hide how much less the weak side moves
+        out[k] = max(0.0, (norm - NOISE_FLOOR_PX) * 5.0 / (full - NOISE_FLOOR_PX))
     out[1] = eyes
     return out
 

@@ -48,11 +48,13 @@ def format_series_csv(series: AUSeries) -> str:
     writer.writerow(("frame", "time_s", *columns))
     values = np.concatenate(parts, axis=1)
     times = np.asarray(series.time_s, float)
+    # region movement may exceed 5 (it is not clipped, docs/au_flow.md); everything else is 0..5
+    ceiling = np.array([np.inf if c in MOVE_COLUMNS else MAX_INTENSITY for c in columns])
     for k in range(len(series)):
         frame = int(series.frames[k])
         if not math.isfinite(times[k]):
             raise ValueError(f"AU series keyframe {k} (frame {frame}) has time_s {times[k]}; times must be finite")
-        bad = ~np.isfinite(values[k]) | (values[k] < 0) | (values[k] > MAX_INTENSITY)
+        bad = ~np.isfinite(values[k]) | (values[k] < 0) | (values[k] > ceiling)
         if bad.any():
             col = int(np.flatnonzero(bad)[0])
             raise ValueError(
@@ -129,7 +131,8 @@ def read_series_csv(path: str | Path, *, fps: float = DEFAULT_FPS) -> AUSeries:
                 f"AU series file {path}, line {line}: {len(row)} fields but the header (line {header_line}) "
                 f"has {len(header)}"
             )
-        values.append([_au_value(path, line, name, row[columns[name]]) for name in value_columns])
+        values.append([_movement_value(path, line, name, row[columns[name]]) if name in MOVE_COLUMNS
+                       else _au_value(path, line, name, row[columns[name]]) for name in value_columns])
         frame = _frame_number(path, line, row[columns["frame"]]) if "frame" in columns else len(frames)
         frames.append(frame)
         if "time_s" in columns:
@@ -198,6 +201,13 @@ def _au_value(path: Path, line: int, column: str, cell: str) -> float:
             f"AU series file {path}, line {line}, column {column}: {cell.strip()} is outside the AU intensity "
             f"scale 0..{MAX_INTENSITY:g} (values are not clipped: rescale or clip them in the source)"
         )
+    return value
+
+
+def _movement_value(path: Path, line: int, column: str, cell: str) -> float:
+    value = _number(path, line, column, cell)
+    if value < 0:
+        raise InputError(f"AU series file {path}, line {line}, column {column}: region movement {value} is negative")
     return value
 
 

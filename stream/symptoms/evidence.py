@@ -74,7 +74,7 @@ class EvidenceRules:
     cooccurrence_threshold: float = 0.3  # minimum co-occurrence difference (paper eq. 8-9)
     normal_threshold: float = 0.5  # pairs co-occurring above this in normal faces are not tested
     min_cooccurrences: int = 4  # keyframes with both AUs active
-    min_episodes: int = 2  # separate runs of co-activation
+    min_episodes: int = 2  # separate runs of movement (a region) or of co-activation (a synkinesis pair)
     # Movement pairs: shift of the asymmetry index (trigger moving minus trigger still) toward one side;
     # 0.3 is a side's share of the movement going from an even 50 % to 65 % with the trigger.
     synkinesis_shift: float = 0.3
@@ -225,7 +225,7 @@ def assess(
         for k, name in enumerate(EVIDENCE_REGIONS):
             rows = _voluntary_rows(movement, k, rules)
             note = "" if rows.all() else f" while the {EVIDENCE_REGION_NAMES[_OTHER_REGION[k]]} was still"
-            regions[name] = _region_from(name, movement[rows, 0, k], movement[rows, 1, k], n, rules, note)
+            regions[name] = _region_from(name, movement[rows, 0, k], movement[rows, 1, k], n, rules, note, rows)
     else:
         regions = {name: _region(name, aus, sig_l, sig_r, n, rules) for name, aus in EVIDENCE_REGIONS.items()}
     synkinesis, tested = ([], 0)
@@ -278,13 +278,20 @@ def _voluntary_rows(movement: np.ndarray, k: int, rules: EvidenceRules) -> np.nd
 
 
 def _region_from(name: str, a_l: np.ndarray, a_r: np.ndarray, n: int, rules: EvidenceRules,
-                 note: str = "") -> RegionFinding:
+                 note: str = "", rows: np.ndarray | None = None) -> RegionFinding:
     """The verdict from one activity series per side (time-ordered, one value per keyframe).
 
-    ``n`` counts every keyframe of the analysis; the series may be a subset of them (``note`` says which).
+    ``n`` counts every keyframe of the analysis; the series may be the subset ``rows`` of them
+    (``note`` says which).
     """
     moving = np.maximum(a_l, a_r) > rules.move_threshold
     n_moving = int(moving.sum())
+    if rows is None:
+        episodes = _episodes(moving)
+    else:
+        in_time = np.zeros(n, dtype=bool)
+        in_time[np.flatnonzero(rows)[moving]] = True
+        episodes = _episodes(in_time)
 
     def empty(status: RegionStatus, reason: str) -> RegionFinding:
         return RegionFinding(name, status, None, n, n_moving, None, None, None, None, None, None, reason)
@@ -293,6 +300,11 @@ def _region_from(name: str, a_l: np.ndarray, a_r: np.ndarray, n: int, rules: Evi
         return empty("not_enough_keyframes", f"{n} keyframes in all; at least {rules.min_keyframes} are needed")
     if n_moving < rules.min_moving:
         return empty("did_not_move", f"moved in {n_moving} of {n} keyframes{note}; at least {rules.min_moving} are needed")
+    if episodes < rules.min_episodes:
+        # One stretch of movement (a sentence spoken, one long expression) is one observation however
+        # many keyframes it spans; a side is graded on a movement seen at least twice.
+        return empty("not_enough_keyframes", f"moved in one stretch only ({n_moving} keyframes{note}); "
+                                             f"a verdict needs the movement at least {rules.min_episodes} times")
     x_l, x_r = a_l[moving], a_r[moving]
     sl, sr = float(x_l.sum()), float(x_r.sum())
     index = (sl - sr) / (sl + sr)
