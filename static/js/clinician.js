@@ -102,9 +102,16 @@
       li.append(`co-occurrence difference ${fmt(p.cross_difference)}`);
       return li;
     }
+    const episodes = `${p.episodes} episode${p.episodes === 1 ? "" : "s"}`;
+    if (p.share_with_trigger !== null && p.share_with_trigger !== undefined) {
+      // movement pairs: this side's share of the region's movement with and without the trigger
+      li.append(`${Math.round(100 * p.share_with_trigger)} % of the ${p.au}' movement while the ${p.trigger} moves, ` +
+                `${Math.round(100 * p.share_without_trigger)} % otherwise; moving in ${p.n_together} of ` +
+                `${p.n_trigger} keyframes (other side ${p.n_other_side}), ${episodes}, corrected p = ${pValue(p.p_adjusted)}`);
+      return li;
+    }
     li.append(`active in ${p.n_together} of ${p.n_trigger} keyframes with ${p.trigger} on the other side ` +
-              `(other side itself ${p.n_other_side}), ${p.episodes} episode${p.episodes === 1 ? "" : "s"}, ` +
-              `corrected p = ${pValue(p.p_adjusted)}`);
+              `(other side itself ${p.n_other_side}), ${episodes}, corrected p = ${pValue(p.p_adjusted)}`);
     return li;
   }
 
