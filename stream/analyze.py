@@ -86,12 +86,19 @@ def analyze_video(
     if info.rotation:
         warnings.append(f"video rotated by {info.rotation} degrees in its metadata; frames were turned upright")
     series = pipeline.series()
+    if len(series) and not pipeline.estimator.is_proxy:
+        from stream.au.dem.provenance import constant_output_warning
+
+        flat = constant_output_warning(np.stack([series.left, series.right], axis=1))
+        if flat:
+            warnings.append(flat)
     report = assemble_report(
         pipeline.symptoms(), counts, config, source=str(video),
         estimator_is_proxy=pipeline.estimator.is_proxy, warnings=warnings, timings=pipeline.timer.summary(),
         findings=series_findings(series, counts, config, pipeline.normal),
     )
     report["config"]["mirrored"] = mirrored
+    report["model"] = pipeline.estimator.model_info()
     paths = write_report(out_dir, report, series)
     return AnalysisResult(report, series, paths)
 

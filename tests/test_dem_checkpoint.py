@@ -176,6 +176,20 @@ def test_analyze_refuses_a_damaged_checkpoint_with_exit_2(run, tmp_path, capsys)
     assert not (tmp_path / "report" / "report.json").exists()
 
 
+@pytest.mark.skipif(not REAL_CLIP.is_file(), reason=f"{REAL_CLIP} not found")
+def test_a_dem_report_says_which_model_spoke(run, tmp_path, capsys):
+    out = tmp_path / "report"
+    code = main(["analyze", str(REAL_CLIP), "--estimator", "dem", "--checkpoint", str(run.dem), "--out", str(out)])
+    capsys.readouterr()
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    stored = torch.load(run.dem, weights_only=True)
+    assert report["model"]["estimator"] == "dem" and report["model"]["fingerprint"] == stored["sha256"]
+    assert report["model"]["training_set"]["name"] == "DISFAPlus"
+    html = (out / "report.html").read_text()
+    assert stored["sha256"][:12] in html  # the header names the checkpoint's fingerprint
+
+
 @pytest.mark.parametrize("part, expected", [
     ("ovpm", "OVPM record ('ovpm'"),
     ("dvpm", "DVPM record ('dvpm'"),

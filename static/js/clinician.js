@@ -282,6 +282,9 @@
     last = snapshot;
     if (!aus.length) { aus = snapshot.aus; buildPicker(); buildChart(); }
     $("proxy").hidden = !(snapshot.estimator && snapshot.estimator.is_proxy);
+    const model = snapshot.estimator && snapshot.estimator.model;
+    $("model").hidden = !(model && model.summary);
+    if (model && model.summary) $("model").textContent = `AU model: ${model.summary}`;
     mergeSeries(snapshot.series);
     if (pending) return;
     pending = true;

@@ -65,6 +65,13 @@ class AUEstimator(ABC):
     def reset(self) -> None:
         """Forget per-session state (a new patient or video starts)."""
 
+    def model_info(self) -> dict[str, Any]:
+        """Which model spoke, for reports and dashboards (JSON-ready); trained estimators add their
+        checkpoint, fingerprint, preset, training set and held-out figures."""
+        summary = (f"{self.name}: training-free proxy (no trained model)" if self.is_proxy
+                   else f"{self.name}")
+        return {"estimator": self.name, "proxy": self.is_proxy, "summary": summary}
+
 
 _REGISTRY: dict[str, Callable[..., AUEstimator]] = {}
 

@@ -93,7 +93,7 @@ def _header(report: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     rows = [
         ("Video", _text(config.get("video")) or _DASH),
         ("Date", _report_date(report, config) or "not recorded"),
-        ("AU estimator", _estimator_text(config)),
+        ("AU estimator", _text(_mapping(report.get("model")).get("summary")) or _estimator_text(config)),
         ("Face detector", _text(config.get("detector")) or _DASH),
     ]
     meta = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)

@@ -360,7 +360,8 @@ class LiveSession:
                 # Continue the session statistics where the stored series left them.
                 self.pipeline.statistics = self._session_accumulator
                 estimator = self.pipeline.estimator
-                self.estimator_info = {"name": getattr(estimator, "name", "?"), "is_proxy": bool(getattr(estimator, "is_proxy", False))}
+                self.estimator_info = {"name": estimator.name, "is_proxy": bool(estimator.is_proxy),
+                                       "model": estimator.model_info()}
                 self.store.set_estimator(self.id, self.estimator_info)
             peer = PatientPeer(self.settings.ice_servers, on_video=lambda slot: self._start_loops(peer, slot),
                                on_closed=lambda: self._on_closed(peer))
@@ -873,6 +874,8 @@ def session_report(store: Store, session_id: str) -> tuple[dict[str, Any], Any]:
     )
     report["config"]["mirrored"] = record.mirrored
     report["config"]["estimator"] = record.estimator.get("name", config.estimator)
+    if record.estimator.get("model"):
+        report["model"] = record.estimator["model"]
     report["session"] = {"id": record.id, "label": record.label, "created_at": record.created_at,
                          "ended_at": record.ended_at, "status": record.status}
     report["exercises"] = [
