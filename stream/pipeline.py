@@ -19,7 +19,7 @@ import numpy as np
 from stream.au.base import AUEstimator, build_estimator
 from stream.buffer import KeyframeBuffer
 from stream.config import AnalysisConfig
-from stream.face.align import align_face, split_halves, yaw_index
+from stream.face.align import align_face, half_face_mouth_corners, split_halves, yaw_index
 from stream.face.detect import FaceDetector, build_detector
 from stream.face.track import TrackingDetector
 from stream.keyframes import KeyframeFilter
@@ -103,6 +103,8 @@ class Pipeline:
         self.timer = StageTimer()
         self._last_face_s: float | None = None
         self._rereference = False
+        self._reference_yaw: float | None = None  # head turn (yaw index) of the current reference keyframe
+        self._turned_since: float | None = None
 
     # -- per frame ---------------------------------------------------------------------------
     def ingest(self, frame: Frame) -> FrameResult:
@@ -116,10 +118,10 @@ class Pipeline:
             self.counts.frames_without_face += 1
             return FrameResult(frame.index, frame.time_s, 0, None, None)
         if self._last_face_s is not None and frame.time_s - self._last_face_s >= self.config.rereference_after_s:
-            self._rereference = True
-            self.keyframe_filter.reset()  # the returning face is a keyframe at once
+            self.rereference()  # the returning face is a keyframe at once, and the new reference
         self._last_face_s = frame.time_s
-        if abs(yaw_index(face.landmarks)) > self.config.max_yaw:
+        yaw = yaw_index(face.landmarks)
+        if abs(yaw) > self.config.max_yaw or self._turned_from_reference(yaw, frame.time_s):
             self._count("frames_pose_gated")
             return FrameResult(frame.index, frame.time_s, detection.n_faces, None, None)
         with self.timer.stage("keyframe_filter"):
@@ -134,8 +136,12 @@ class Pipeline:
         with self.timer.stage("align"):
             aligned = align_face(frame.image, face)
             halves = split_halves(aligned, mirrored=self.mirrored)
+            corners = half_face_mouth_corners(face, mirrored=self.mirrored)
         self.counts.keyframes += 1
-        keyframe = Keyframe(frame.index, frame.time_s, halves, aligned, new_reference=self._rereference)
+        keyframe = Keyframe(frame.index, frame.time_s, halves, aligned, new_reference=self._rereference,
+                            mouth_corners=corners)
+        if self._reference_yaw is None:
+            self._reference_yaw = yaw  # the estimator's reference is the first keyframe it encodes
         if self._rereference:
             self._count("rereferenced")
             self._rereference = False
@@ -145,7 +151,26 @@ class Pipeline:
     def rereference(self) -> None:
         """Take the next keyframe as the new neutral reference (a live session's rest exercise begins)."""
         self._rereference = True
+        self._reference_yaw = None
+        self._turned_since = None
         self.keyframe_filter.reset()
+
+    def _turned_from_reference(self, yaw: float, time_s: float) -> bool:
+        """True when the head is turned from the reference's pose by more than ``max_yaw_change``.
+
+        A turn moves the half-faces' contents sideways, one toward the midline and one away from it, and
+        reads as one-sided movement. A head that stays turned for ``rereference_after_s`` has settled in
+        a new pose: it gets a new reference there (the frame is then measured).
+        """
+        if self._reference_yaw is None or abs(yaw - self._reference_yaw) <= self.config.max_yaw_change:
+            self._turned_since = None
+            return False
+        if self._turned_since is None:
+            self._turned_since = time_s
+        if time_s - self._turned_since >= self.config.rereference_after_s:
+            self.rereference()
+            return False
+        return True
 
     def _count(self, key: str) -> None:
         self.counts.extra[key] = self.counts.extra.get(key, 0) + 1

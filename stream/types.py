@@ -77,6 +77,8 @@ class Keyframe:
     # True for the first keyframe after the face was lost for a while: the estimator takes a new
     # neutral reference (the head may have come back at another distance, pose or light).
     new_reference: bool = False
+    # (2, 2) each side's detected mouth corner in its own half-face (row 0 left, row 1 right), or None
+    mouth_corners: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

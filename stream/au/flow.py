@@ -57,6 +57,10 @@ REGIONS: dict[str, Region] = {
     "bridge": Region(222, 195, 256, 235),
 }
 REGION_NAMES = tuple(REGIONS)
+# Where the template expects the mouth corner of a face at rest (half-face px), and how far a detected
+# corner may move the mouth-corner region from there.
+MOUTH_CORNER_AT_REST = np.array([215.0, 322.0])
+MAX_CORNER_SHIFT_PX = 48.0
 
 # Per AU: (region, unit direction (dx, dy) of the movement, displacement in px that reads as 5).
 # dy < 0 is up; dx < 0 is away from the midline (lateral).
@@ -197,6 +201,7 @@ class FlowAUEstimator(AUEstimator):
         self._reference: np.ndarray | None = None  # (256, 256) uint8 canonical grey face
         self._reference_halves: np.ndarray | None = None  # the same split into (left, right), made once
         self._ref_points: np.ndarray | None = None
+        self._offsets = np.zeros((2, len(REGION_NAMES), 2))
         self.unstabilised = 0  # keyframes where the rigid fit failed (measured unstabilised)
         self._lids = LidAperture()
 
@@ -213,7 +218,14 @@ class FlowAUEstimator(AUEstimator):
         w = face.shape[1] // 2
         return np.stack([np.ascontiguousarray(face[:, w:][:, ::-1]), np.ascontiguousarray(face[:, :w])])
 
-    def _set_reference(self, face: np.ndarray) -> None:
+    def _set_reference(self, face: np.ndarray, mouth_corners: np.ndarray | None = None) -> None:
+        # Each side's mouth-corner region follows that side's detected corner in the reference (a few
+        # pixels at most on a frontal face; on a turned head the template would put one region on the
+        # lips and the other on the cheek, and speech would read as one-sided movement).
+        self._offsets = np.zeros((2, len(REGION_NAMES), 2))
+        if mouth_corners is not None and np.all(np.isfinite(mouth_corners)):
+            shift = np.clip(np.asarray(mouth_corners, float) - MOUTH_CORNER_AT_REST, -MAX_CORNER_SHIFT_PX, MAX_CORNER_SHIFT_PX)
+            self._offsets[:, REGION_NAMES.index("mouth_corner")] = shift
         h, w = face.shape
         mask = np.zeros_like(face)
         # face area of the template (brows to chin, cheek to cheek) at half resolution
@@ -246,13 +258,13 @@ class FlowAUEstimator(AUEstimator):
     def encode(self, keyframe: Keyframe) -> KeyframeCode:
         face = self._canonical_grey(keyframe)
         if self._reference is None:
-            self._set_reference(face)  # the session's first keyframe is its neutral reference
+            self._set_reference(face, keyframe.mouth_corners)  # the session's first keyframe is its neutral reference
         else:
             face = self._stabilise(face)
         grey = self._split(face)
         ref = self._reference_halves
         assert ref is not None
-        disp = np.stack([region_displacements(self._dis.calc(ref[s], grey[s], None)) for s in range(2)])
+        disp = np.stack([region_displacements(self._dis.calc(ref[s], grey[s], None), self._offsets[s]) for s in range(2)])
         own = np.stack([au_from_displacements(disp[s]) for s in range(2)])
         halves = keyframe.halves
         closure, eyes = self._lids.measure((cv2.cvtColor(halves.left, cv2.COLOR_RGB2GRAY),
@@ -272,7 +284,7 @@ class FlowAUEstimator(AUEstimator):
             hp: _FlowPayload = helper.payload
             for s in range(2):
                 # Sample j -> i flow where the regions are in frame j (shifted by j's own displacement).
-                offsets = hp.disp[s, : len(REGION_NAMES)]
+                offsets = self._offsets[s] + hp.disp[s, : len(REGION_NAMES)]
                 flow = self._dis_helper.calc(hp.grey[s], cur.grey[s], None)
                 out[k, s] = hp.disp[s] + region_displacements(flow, offsets)
         return out

@@ -66,6 +66,23 @@ def align_face(image: np.ndarray, face: Face) -> np.ndarray:
     )
 
 
+def half_face_mouth_corners(face: Face, mirrored: bool = False) -> np.ndarray:
+    """(2, 2) position of each side's mouth corner in its own half-face (row 0 left, row 1 right).
+
+    Half-face coordinates as ``split_halves`` makes them (midline on the right edge, x < 256). The
+    alignment puts the nose tip on the midline; on a turned head the mouth is not centred on it, so
+    a region placed by the template alone would sit nearer the lips on one side than on the other.
+    """
+    pts = np.asarray(face.landmarks, dtype=np.float64)[3:5]
+    m = alignment_matrix(face)
+    t = pts @ m[:, :2].T + m[:, 2]  # row 0: corner on the image's left, row 1: on the image's right
+    image_left = t[0]
+    image_right = np.array([ALIGNED_SIZE - 1 - t[1, 0], t[1, 1]])  # mirrored into its half
+    if mirrored:
+        return np.stack([image_left, image_right])
+    return np.stack([image_right, image_left])
+
+
 def split_halves(aligned: np.ndarray, mirrored: bool = False) -> HalfFaces:
     """Split an aligned face into the patient's left and right half-faces (512x256 each).
 

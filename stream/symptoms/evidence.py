@@ -75,12 +75,13 @@ class EvidenceRules:
     normal_threshold: float = 0.5  # pairs co-occurring above this in normal faces are not tested
     min_cooccurrences: int = 4  # keyframes with both AUs active
     min_episodes: int = 2  # separate runs of movement (a region) or of co-activation (a synkinesis pair)
-    # Movement pairs: shift of the asymmetry index (trigger moving minus trigger still) toward one side;
-    # 0.3 is a side's share of the movement going from an even 50 % to 65 % with the trigger.
+    # Movement pairs: how much more one side moves than the other with the trigger than without it,
+    # in units of the region's large movement (its 90th percentile): 0.3 is a third of it.
     synkinesis_shift: float = 0.3
     # A trigger is a deliberate movement (a broad smile, a firm eye closure), as in the exercises where
     # clinicians grade synkinesis; talking and blinking stay below it.
     trigger_threshold: float = 2.5
+    closure_trigger: float = 3.0  # eye closure (AU43, 0..5) on both sides that makes an eye-closure trigger
     alpha: float = 0.05  # family-wise error over all pairs tested (Holm)
 
 
@@ -216,21 +217,27 @@ def assess(
     left = running_median(np.asarray(left, float).reshape(-1, len(AU_NAMES)), rules.smooth)
     right = running_median(np.asarray(right, float).reshape(-1, len(AU_NAMES)), rules.smooth)
     n = len(left)
+    raw_closure = raw_movement = None
     if closure is not None:
-        closure = running_median(np.asarray(closure, float).reshape(n, 2), rules.smooth)
+        raw_closure = np.asarray(closure, float).reshape(n, 2)
+        closure = running_median(raw_closure, rules.smooth)
     sig_l, sig_r = signals(left, right, closure)
     if movement is not None:
-        movement = running_median(np.asarray(movement, float).reshape(n, 2, len(EVIDENCE_REGIONS)), rules.smooth)
+        raw_movement = np.asarray(movement, float).reshape(n, 2, len(EVIDENCE_REGIONS))
+        movement = running_median(raw_movement, rules.smooth)
         regions = {}
         for k, name in enumerate(EVIDENCE_REGIONS):
             rows = _voluntary_rows(movement, k, rules)
-            note = "" if rows.all() else f" while the {EVIDENCE_REGION_NAMES[_OTHER_REGION[k]]} was still"
+            note = "" if rows.all() else (" while the mouth was still" if k == 1 else " while the eyes were still")
             regions[name] = _region_from(name, movement[rows, 0, k], movement[rows, 1, k], n, rules, note, rows)
     else:
         regions = {name: _region(name, aus, sig_l, sig_r, n, rules) for name, aus in EVIDENCE_REGIONS.items()}
     synkinesis, tested = ([], 0)
-    if n >= rules.min_keyframes and movement is not None:
-        synkinesis, tested = _movement_synkinesis(movement, context, rules, regions)
+    if n >= rules.min_keyframes and raw_movement is not None:
+        # Unsmoothed: a held eye closure may span only two or three keyframes (the keyframe filter keeps
+        # changes, not stillness), which a running median would erase; the effect is a mean over the
+        # trigger keyframes, so one keyframe's error weighs little there.
+        synkinesis, tested = _movement_synkinesis(raw_movement, context, rules, regions, raw_closure)
     elif n >= rules.min_keyframes:
         synkinesis, tested = _synkinesis(sig_l, sig_r, normal, context, rules, rules.active_threshold, regions)
     settings = {k: getattr(rules, k) for k in rules.__dataclass_fields__}
@@ -459,7 +466,8 @@ def _block_indices(m: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _movement_synkinesis(movement: np.ndarray, context: np.ndarray | None, rules: EvidenceRules,
-                         regions: dict[str, RegionFinding]) -> tuple[list[SynkinesisFinding], int]:
+                         regions: dict[str, RegionFinding],
+                         closure: np.ndarray | None = None) -> tuple[list[SynkinesisFinding], int]:
     """Synkinesis from direction-free movement: does one side take a larger share of a region's movement
     when the other region moves than when it is still?
 
@@ -474,21 +482,32 @@ def _movement_synkinesis(movement: np.ndarray, context: np.ndarray | None, rules
     candidates = []
     for k, trig_k, name, trigger, ctx in ((1, 2, "eyes", "mouth", mouth_ctx), (2, 1, "mouth", "eyes", eye_ctx)):
         trigger_level = movement[:, :, trig_k].max(axis=1)
-        with_t = (trigger_level > rules.trigger_threshold) & ctx
+        if trigger == "eyes" and closure is not None:
+            # the trigger is the eyes *closing* on both sides, as asked in the eye-closure exercises;
+            # the partial narrowing of a broad smile (healthy, and bilateral) is not one
+            with_t = (closure.min(axis=1) > rules.closure_trigger) & ctx
+        else:
+            with_t = (trigger_level > rules.trigger_threshold) & ctx
         without_t = trigger_level <= rules.move_threshold
         if int(with_t.sum()) < rules.min_cooccurrences:
             continue
         x_l, x_r = movement[:, 0, k], movement[:, 1, k]
-        a_with = float(_index(x_l[with_t], x_r[with_t]))
-        boot_with = _index(*(x[with_t][_block_indices(int(with_t.sum()), rules.n_boot, rng)] for x in (x_l, x_r)))
+        # Effect: how much more one side moves than the other while the trigger moves, compared with
+        # while it is still, in units of the region's own large movement (the 90th percentile of the
+        # stronger side), so that it reads the same for a small and a large face movement.
+        scale = max(float(np.percentile(np.maximum(x_l, x_r), 90)), 2.0 * rules.move_threshold)
+        diff = (x_l - x_r) / scale
+        d_with = float(diff[with_t].mean())
+        boot_with = diff[with_t][_block_indices(int(with_t.sum()), rules.n_boot, rng)].mean(axis=1)
         moving_without = int((np.maximum(x_l, x_r)[without_t] > rules.move_threshold).sum())
         if moving_without >= rules.min_moving:
-            a_without = float(_index(x_l[without_t], x_r[without_t]))
-            idx = _block_indices(int(without_t.sum()), rules.n_boot, rng)
-            boot_without = _index(x_l[without_t][idx], x_r[without_t][idx])
-        else:  # the region hardly moves on its own: compare with an even share
-            a_without, boot_without = 0.0, np.zeros(rules.n_boot)
-        shift, boot_shift = a_with - a_without, boot_with - boot_without
+            d_without = float(diff[without_t].mean())
+            boot_without = diff[without_t][_block_indices(int(without_t.sum()), rules.n_boot, rng)].mean(axis=1)
+        else:  # the region hardly moves on its own: compare with no difference
+            d_without, boot_without = 0.0, np.zeros(rules.n_boot)
+        shift, boot_shift = d_with - d_without, boot_with - boot_without
+        a_with = float(_index(x_l[with_t], x_r[with_t]))
+        a_without = float(_index(x_l[without_t], x_r[without_t])) if without_t.any() else 0.0
         for side, sign in (("left", 1.0), ("right", -1.0)):
             other: Side = "right" if side == "left" else "left"
             if regions[name].weaker_side == other:
