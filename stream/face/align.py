@@ -26,7 +26,9 @@ GREY = (128, 128, 128)
 # Template positions in the 512x512 canvas of: eye on the image's left, eye on the image's right,
 # nose tip. Inter-ocular distance 128 px; nose 0.57 IOD below the eyes (mean frontal face), which
 # leaves room for the forehead (brows ~155 px) and the chin (~450 px).
-TEMPLATE = np.array([[192.0, 200.0], [320.0, 200.0], [256.0, 273.0]], dtype=np.float32)
+# The x positions are symmetric about 255.5, the axis of the split (column c of the right half is
+# column 511 - c of its mirrored half-face), so both sides get exactly the same geometry.
+TEMPLATE = np.array([[191.5, 200.0], [319.5, 200.0], [255.5, 273.0]], dtype=np.float32)
 TEMPLATE_IOD = float(TEMPLATE[1, 0] - TEMPLATE[0, 0])
 
 
