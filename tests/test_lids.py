@@ -69,7 +69,8 @@ def test_flow_estimator_treats_both_sides_with_the_same_geometry_on_real_frames(
                 keyframes.append(result.keyframe)
             if len(keyframes) >= 24:
                 break
-    swapped = [Keyframe(k.frame_index, k.time_s, HalfFaces(left=k.halves.right, right=k.halves.left), k.aligned[:, ::-1])
+    swapped = [Keyframe(k.frame_index, k.time_s, HalfFaces(left=k.halves.right, right=k.halves.left), k.aligned[:, ::-1],
+                        mouth_corners=k.mouth_corners[::-1])
                for k in keyframes]
     a, b = FlowAUEstimator(), FlowAUEstimator()
     out_a = [a.estimate(a.encode(k), []) for k in keyframes]
