@@ -273,6 +273,8 @@ def test_stored_report_carries_findings_of_the_session_and_of_each_exercise(stor
         right = np.clip(rng.normal(wave, 0.2, N_AUS), 0, 5)
         left = np.clip(right / 3 + rng.normal(0, 0.05, N_AUS), 0, 5)
         movement = np.stack([left[:3], right[:3]])
+        # the smile moves the mouth with the eyes still, the eye closure the eyes with the mouth still
+        movement[:, 1 if seg == 0 else 2] = 0.0
         store.add_keyframe("S", i, 2 * i, t, 100.0 + t, seg, 0, left, right,
                            closure=np.array([left[4], right[4]]), movement=movement)
     store.set_counts("S", {"frames": 120, "frames_without_face": 0})

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from stream.server.jsonsafe import clean
 from stream.server.store import StoredSeries
 from stream.types import AUEstimate, AUSeries
 
@@ -139,12 +140,4 @@ class FindingsSchedule:
 
 def _clean(value: Any) -> Any:
     """NaN/inf -> None, floats to 6 significant digits (p-values are small: no fixed decimals)."""
-    if isinstance(value, float):
-        return float(f"{value:.6g}") if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        return _clean(value.item())
-    return value
+    return clean(value, significant=6)

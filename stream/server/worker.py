@@ -47,6 +47,7 @@ from stream.server.exercises import PROTOCOL, Segment, Timeline
 from stream.server.findings import FindingsSchedule, LiveSeries, findings_json, segment_counts
 from stream.server.hub import Hub
 from stream.server.ingest import KeyframeQueue, LatestFrame, PatientPeer, ReceivedFrame, SignallingError
+from stream.server.jsonsafe import clean
 from stream.server.settings import ServerSettings
 from stream.server.store import SegmentRecord, SessionRecord, StorageError, Store
 from stream.types import Frame, Keyframe
@@ -132,17 +133,7 @@ class KeyframeTrace:
 
 def _clean(value: Any) -> Any:
     """JSON-safe numbers (NaN/inf -> None), rounded to keep dashboard messages small."""
-    if isinstance(value, float):
-        return round(value, 3) if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, np.generic):
-        return _clean(value.item())
-    return value
+    return clean(value, decimals=3)
 
 
 def statistics_summary(statistics: dict[str, Any] | None) -> dict[str, Any] | None:
