@@ -172,8 +172,8 @@ def _evidence_findings(findings: Mapping[str, Any], series: AUSeries) -> str:
         "<p class=\"note\">Rules: <strong>evidence</strong>. A side is named weaker only when the region moved "
         "in enough keyframes, the 95 % interval of its asymmetry (moving-block bootstrap over time) excludes "
         "no difference, and the difference is larger than healthy faces show (docs/validity.md). A synkinesis pair "
-        "needs co-activations in at least two episodes and an exact test that stays significant after correction "
-        "for every pair tested.</p>"
+        "needs one side's movement to follow the trigger (a broad smile, a firm eye closure) in at least two "
+        "episodes, and a test that stays significant after correction for every pair tested.</p>"
         if rules == "evidence" else
         "<p class=\"note\">Rules: <strong>paper</strong> (dead band on ΔAM, |co-occurrence difference| above the "
         "threshold), without intervals: the paper's method, reproduced; not validated on this estimator.</p>"

@@ -304,7 +304,8 @@ def _region_from(name: str, a_l: np.ndarray, a_r: np.ndarray, n: int, rules: Evi
         return RegionFinding(name, status, None, n, n_moving, None, None, None, None, None, None, reason)
 
     if n < rules.min_keyframes:
-        return empty("not_enough_keyframes", f"{n} keyframes in all; at least {rules.min_keyframes} are needed")
+        return empty("not_enough_keyframes", f"{n} keyframe{'' if n == 1 else 's'} in all; "
+                                             f"at least {rules.min_keyframes} are needed")
     if n_moving < rules.min_moving:
         return empty("did_not_move", f"moved in {n_moving} of {n} keyframes{note}; at least {rules.min_moving} are needed")
     if episodes < rules.min_episodes:
@@ -566,8 +567,9 @@ def material_warnings(counts: dict[str, Any], n_keyframes: int, rules: EvidenceR
                    "record longer, with the guided movements")
     face_frames = frames - without
     if face_frames and gated / face_frames >= 0.2:
-        out.append(f"head turned away from the camera in {gated} of {face_frames} face frames "
-                   f"({100 * gated / face_frames:.0f} %); those frames were not measured")
+        out.append(f"head turned away from the camera, or from the pose of its neutral reference, in {gated} of "
+                   f"{face_frames} face frames ({100 * gated / face_frames:.0f} %); those frames were not measured: "
+                   "ask the patient to keep facing the camera")
     return out
 
 
