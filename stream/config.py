@@ -33,11 +33,6 @@ class AnalysisConfig:
     # far half-face is foreshortened and reads as moving less. Healthy clips of the validation set
     # stay within 0.27 (docs/validity.md).
     max_yaw: float = 0.25
-    # |yaw index - the reference keyframe's| above which a frame is not measured: a turn of about 6
-    # degrees from the reference moves a mouth corner region sideways by ~10 template px, one side
-    # toward the midline and the other away, which reads as one-sided movement (measured on a healthy
-    # talker, docs/validity.md). A head that stays turned for rereference_after_s gets a new reference.
-    max_yaw_change: float = 0.06
     # A face that returns after this long without one gets a new neutral reference.
     rereference_after_s: float = 1.0
     # --- AU estimation ---
@@ -84,8 +79,6 @@ class AnalysisConfig:
             problems.append(f"--rules must be evidence or paper, got {self.rules!r}")
         if self.keyframe_threshold < 0:
             problems.append(f"keyframe threshold must be >= 0 grey levels, got {self.keyframe_threshold}")
-        if not self.max_yaw_change > 0:
-            problems.append(f"max_yaw_change must be > 0 (inter-ocular distances), got {self.max_yaw_change}")
         if not self.max_yaw > 0:
             problems.append(f"max_yaw must be > 0 (inter-ocular distances), got {self.max_yaw}")
         if self.detect_every < 1:

@@ -103,8 +103,6 @@ class Pipeline:
         self.timer = StageTimer()
         self._last_face_s: float | None = None
         self._rereference = False
-        self._reference_yaw: float | None = None  # head turn (yaw index) of the current reference keyframe
-        self._turned_since: float | None = None
 
     # -- per frame ---------------------------------------------------------------------------
     def ingest(self, frame: Frame) -> FrameResult:
@@ -121,7 +119,7 @@ class Pipeline:
             self.rereference()  # the returning face is a keyframe at once, and the new reference
         self._last_face_s = frame.time_s
         yaw = yaw_index(face.landmarks)
-        if abs(yaw) > self.config.max_yaw or self._turned_from_reference(yaw, frame.time_s):
+        if abs(yaw) > self.config.max_yaw:
             self._count("frames_pose_gated")
             return FrameResult(frame.index, frame.time_s, detection.n_faces, None, None)
         with self.timer.stage("keyframe_filter"):
@@ -140,8 +138,6 @@ class Pipeline:
         self.counts.keyframes += 1
         keyframe = Keyframe(frame.index, frame.time_s, halves, aligned, new_reference=self._rereference,
                             mouth_corners=corners)
-        if self._reference_yaw is None:
-            self._reference_yaw = yaw  # the estimator's reference is the first keyframe it encodes
         if self._rereference:
             self._count("rereferenced")
             self._rereference = False
@@ -151,26 +147,7 @@ class Pipeline:
     def rereference(self) -> None:
         """Take the next keyframe as the new neutral reference (a live session's rest exercise begins)."""
         self._rereference = True
-        self._reference_yaw = None
-        self._turned_since = None
         self.keyframe_filter.reset()
-
-    def _turned_from_reference(self, yaw: float, time_s: float) -> bool:
-        """True when the head is turned from the reference's pose by more than ``max_yaw_change``.
-
-        A turn moves the half-faces' contents sideways, one toward the midline and one away from it, and
-        reads as one-sided movement. A head that stays turned for ``rereference_after_s`` has settled in
-        a new pose: it gets a new reference there (the frame is then measured).
-        """
-        if self._reference_yaw is None or abs(yaw - self._reference_yaw) <= self.config.max_yaw_change:
-            self._turned_since = None
-            return False
-        if self._turned_since is None:
-            self._turned_since = time_s
-        if time_s - self._turned_since >= self.config.rereference_after_s:
-            self.rereference()
-            return False
-        return True
 
     def _count(self, key: str) -> None:
         self.counts.extra[key] = self.counts.extra.get(key, 0) + 1
