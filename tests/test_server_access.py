@@ -207,3 +207,59 @@ def test_https_with_certificate_options(tmp_path):
     with ThreadServer(create_app(settings), certfile=certfile, keyfile=keyfile) as srv:
         r = httpx.post(srv.url + "/api/sessions", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, verify=False)
         assert r.status_code == 201 and r.json()["patient_url"].startswith("https://")
+
+
+def age_tokens(db_path: str, session_id: str, seconds: float) -> None:
+    """Make every token of a session ``seconds`` older, as if issued that long ago (no waiting)."""
+    import sqlite3
+
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE tokens SET created_at = created_at - ? WHERE session_id = ?", (seconds, session_id))
+
+
+def test_clinician_links_expire_after_link_ttl_and_the_clinic_key_issues_new_ones(tmp_path):
+    allow_loopback_ice()
+    db = str(tmp_path / "s.sqlite3")
+    settings = ServerSettings(db_path=db, admin_key=ADMIN_KEY, max_failed_credentials=10_000, link_ttl_s=3600.0)
+    with ThreadServer(create_app(settings)) as srv:
+        old, fresh = create_session(srv.url, "old"), create_session(srv.url, "fresh")
+        sid = old["session_id"]
+        age_tokens(db, sid, 3601.0)  # issued an hour and a second ago
+        for path in (f"/s/{sid}/clinician", f"/api/s/{sid}/state", f"/api/s/{sid}/config", f"/api/s/{sid}/report.json"):
+            r = httpx.get(srv.url + path, params={"token": old["clinician_token"]})
+            assert (r.status_code, r.json()) == (403, {"error": "forbidden"}), path  # as a wrong token
+        assert ws_status(ws_url(srv.url, old)) == 403
+        # the patient link of the same age still works: it ends with its session instead
+        assert httpx.get(f"{srv.url}/s/{sid}/patient", params={"token": old["patient_token"]}).status_code == 200
+        # a link within its lifetime works; the clinic key issues a new one for the old session
+        assert httpx.get(f"{srv.url}/api/s/{fresh['session_id']}/state", headers=clinician(fresh)).status_code == 200
+        assert fresh["clinician_expires_at"] == pytest.approx(time.time() + 3600.0, abs=60.0)
+        r = httpx.post(f"{srv.url}/api/sessions/{sid}/clinician-link", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        assert r.status_code == 201
+        renewed = {**old, "clinician_token": r.json()["clinician_token"]}
+        assert httpx.get(f"{srv.url}/s/{sid}/clinician", params={"token": renewed["clinician_token"]}).status_code == 200
+        assert ws_status(ws_url(srv.url, renewed)) is None
+
+        # a dashboard open when its link's lifetime ends is closed (policy, 1008), not left streaming
+        age_tokens(db, fresh["session_id"], 3599.0)  # one second left
+
+        async def open_dashboard() -> int | None:
+            async with websockets.connect(ws_url(srv.url, fresh)) as ws:
+                await ws.recv()  # the current state
+                with pytest.raises(websockets.ConnectionClosed):
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 30)
+                return ws.close_code
+
+        assert asyncio.run(open_dashboard()) == 1008
+
+
+def test_clinician_links_never_expire_by_default(server, two_sessions):
+    a, _ = two_sessions
+    age_tokens(server.app.state.settings.db_path, a["session_id"], 10 * 365 * 86400.0)
+    assert httpx.get(f"{server.url}/api/s/{a['session_id']}/state", headers=clinician(a)).status_code == 200
+    age_tokens(server.app.state.settings.db_path, a["session_id"], -10 * 365 * 86400.0)
+
+
+def clinician(session: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {session['clinician_token']}"}

@@ -307,3 +307,38 @@ def test_stored_report_carries_findings_of_the_session_and_of_each_exercise(stor
     page = render_report_html(report, series)
     assert "Findings per exercise" in page and "gentle eye closure #2" in page
     assert "left side weaker" in page
+
+
+def test_an_expired_clinician_token_is_refused_like_a_wrong_one_and_takes_as_long(store):
+    import statistics
+    import time
+
+    now = [time.time()]
+    store.create_session("A", "", False, {})
+    clinician, patient = new_token(), new_token()
+    store.add_token("A", "clinician", token_hash(clinician))
+    for _ in range(5):  # more links of the same session: the comparison walks them all
+        store.add_token("A", "clinician", token_hash(new_token()))
+    store.add_token("A", "patient", token_hash(patient))
+    gate = Gate(store, admin_key="a-long-clinic-admin-key-0123456789", link_ttl_s=60.0, clock=lambda: now[0])
+    assert gate.allows("A", clinician, Role.CLINICIAN)
+    assert gate.expires_at("A", clinician) == pytest.approx(now[0] + 60.0, abs=5.0)
+    now[0] += 61.0
+    assert not gate.allows("A", clinician, Role.CLINICIAN)
+    assert gate.allows("A", patient, Role.PATIENT)  # patient links end with their session, not by age
+    assert Gate(store, admin_key="a-long-clinic-admin-key-0123456789").allows("A", clinician, Role.CLINICIAN)
+
+    def median_s(token: str) -> float:
+        times = []
+        for _ in range(300):
+            t0 = time.perf_counter()
+            gate.allows("A", token, Role.CLINICIAN)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    expired, wrong = [], []
+    for _ in range(5):  # interleaved, so a busy machine slows both alike
+        expired.append(median_s(clinician))
+        wrong.append(median_s(new_token()))
+    ratio = statistics.median(expired) / statistics.median(wrong)
+    assert 0.67 < ratio < 1.5, ratio  # the same lookup and comparisons either way

@@ -28,6 +28,7 @@ import json
 import logging
 import secrets
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,9 @@ from stream.server import logs
 from stream.server.executor import PriorityExecutor
 from stream.server.exercises import PROTOCOL, ExerciseError
 from stream.server.ingest import SignallingError, parse_offer
-from stream.server.sessions import AccessDenied, FailureLimit, Gate, Role, new_session_id, new_token, token_hash
+from stream.server.sessions import (
+    AccessDenied, FailureLimit, Gate, Role, new_session_id, new_token, token_from, token_hash,
+)
 from stream.server.settings import ServerSettings
 from stream.server.store import StorageError, Store
 from stream.server.worker import ModelPool, SessionRegistry, session_report
@@ -155,7 +158,8 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
     logs.install()
     admin_key = settings.admin_key or secrets.token_urlsafe(24)
     store = Store(settings.db_path)
-    gate = Gate(store, admin_key, FailureLimit(settings.max_failed_credentials, settings.failed_credentials_window_s))
+    gate = Gate(store, admin_key, FailureLimit(settings.max_failed_credentials, settings.failed_credentials_window_s),
+                link_ttl_s=settings.link_ttl_s)
     # Shared by all sessions; a keyframe's analysis runs before any waiting frame ingest.
     executor = PriorityExecutor(settings.model_workers, thread_name_prefix="models")
     models = ModelPool(settings, executor, pipeline_factory)
@@ -172,6 +176,10 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
             await sessions.close_all()
             executor.shutdown(wait=True, cancel_futures=True)
             store.close()
+
+    def link_expiry(issued: float) -> float | None:
+        """Wall-clock time a clinician link issued at ``issued`` stops working (``--link-ttl``); None: never."""
+        return None if settings.link_ttl_s is None else issued + settings.link_ttl_s
 
     def base_url(request: Request) -> str:
         return (settings.public_url or str(request.base_url)).rstrip("/")
@@ -203,13 +211,14 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         patient, clinician = new_token(), new_token()
         store.create_session(sid, label, settings.mirrored, settings.analysis.as_dict())
         store.add_token(sid, Role.PATIENT.value, token_hash(patient))
-        store.add_token(sid, Role.CLINICIAN.value, token_hash(clinician))
+        issued = store.add_token(sid, Role.CLINICIAN.value, token_hash(clinician))
         base = base_url(request)
         return JSONResponse({
             "session_id": sid, "label": label,
             "patient_url": f"{base}/s/{sid}/patient?token={patient}",
             "clinician_url": f"{base}/s/{sid}/clinician?token={clinician}",
             "patient_token": patient, "clinician_token": clinician,
+            "clinician_expires_at": link_expiry(issued),
         }, status_code=201)
 
     async def list_sessions(request: Request) -> Response:
@@ -222,9 +231,10 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         if store.session(sid) is None:
             return _error(404)
         token = new_token()
-        store.add_token(sid, Role.CLINICIAN.value, token_hash(token))
+        issued = store.add_token(sid, Role.CLINICIAN.value, token_hash(token))
         return JSONResponse({"session_id": sid, "clinician_token": token,
-                             "clinician_url": f"{base_url(request)}/s/{sid}/clinician?token={token}"}, status_code=201)
+                             "clinician_url": f"{base_url(request)}/s/{sid}/clinician?token={token}",
+                             "clinician_expires_at": link_expiry(issued)}, status_code=201)
 
     async def reopen(request: Request) -> Response:
         gate.check_admin(request)
@@ -322,6 +332,7 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         except AccessDenied as denied:
             await _refuse(ws, denied.status)
             return
+        expires_at = gate.expires_at(sid, token_from(ws) or "")
         session = await sessions.open(sid)
         await ws.accept()
         sub = session.hub.subscribe()
@@ -340,6 +351,8 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
                     return
 
         tasks = [asyncio.ensure_future(send_loop()), asyncio.ensure_future(receive_loop())]
+        if expires_at is not None:  # the link's lifetime ends an open dashboard too (1008, as a refusal)
+            tasks.append(asyncio.ensure_future(asyncio.sleep(max(0.0, expires_at - time.time()))))
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -348,7 +361,7 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
             await asyncio.gather(*tasks, return_exceptions=True)
             session.hub.unsubscribe(sub)
             with contextlib.suppress(Exception):
-                await ws.close()
+                await ws.close(code=1008 if expires_at is not None and time.time() >= expires_at else 1000)
             await sessions.release(sid)
 
     async def denied(request: Request, exc: Exception) -> Response:

@@ -17,6 +17,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=None, help=f"SQLite file for sessions and results (default $STREAM_DB or {d.db_path})")
     parser.add_argument("--admin-key", default=None,
                         help="clinic key needed to create and list sessions (default $STREAM_ADMIN_KEY, else a new one is printed)")
+    parser.add_argument("--link-ttl", type=float, default=None, metavar="SECONDS",
+                        help="clinician links stop working this many seconds after they were issued (default: never); "
+                             "the clinic key issues new ones (POST /api/sessions/<id>/clinician-link). Patient links "
+                             "stop when their session ends")
     parser.add_argument("--public-url", default=None, help="base of the links handed out, e.g. https://clinic.example.org")
     parser.add_argument("--certfile", default=None, help="TLS certificate (PEM): browsers need HTTPS for the camera off localhost")
     parser.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
@@ -49,7 +53,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         admin_key=args.admin_key or os.environ.get("STREAM_ADMIN_KEY") or None,  # None: generated at start
         public_url=args.public_url or os.environ.get("STREAM_PUBLIC_URL"),
         certfile=args.certfile, keyfile=args.keyfile, ice_servers=ice, mirrored=args.mirrored_source,
-        model_workers=args.model_workers, dashboard_hz=args.dashboard_hz, analysis=AnalysisConfig(**analysis),
+        model_workers=args.model_workers, dashboard_hz=args.dashboard_hz, link_ttl_s=args.link_ttl,
+        analysis=AnalysisConfig(**analysis),
     ).validate()
 
 

@@ -4,14 +4,17 @@ A session has one patient token (joins and streams) and any number of clinician 
 download). Tokens are 256-bit ``secrets.token_urlsafe`` strings handed out once in the links; the
 store keeps only their SHA-256, compared in constant time. Every refusal looks the same from outside:
 401 when no credential came, 403 otherwise, whether the session exists or not. A patient token
-opens nothing once its session has ended (the clinic key can reopen it). A client address that
-sent too many wrong credentials gets 429 for everything until its window has passed.
+opens nothing once its session has ended (the clinic key can reopen it); a clinician token opens
+nothing once it is older than the optional link lifetime (``serve --link-ttl``; the clinic key
+issues a new one). A client address that sent too many wrong credentials gets 429 for everything
+until its window has passed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -63,7 +66,7 @@ def token_from(conn: HTTPConnection) -> str | None:
 
 
 class TokenStore(Protocol):
-    def token_hashes(self, session_id: str, role: str) -> list[str]: ...
+    def tokens(self, session_id: str, role: str) -> list[tuple[str, float]]: ...
 
     def session_status(self, session_id: str) -> str | None: ...
 
@@ -114,10 +117,13 @@ def client_address(conn: HTTPConnection) -> str:
 class Gate:
     """Answers "may this request do that?" for every route."""
 
-    def __init__(self, store: TokenStore, admin_key: str, failures: FailureLimit | None = None) -> None:
+    def __init__(self, store: TokenStore, admin_key: str, failures: FailureLimit | None = None,
+                 link_ttl_s: float | None = None, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._admin_key = admin_key.encode("utf-8")
         self.failures = failures or FailureLimit(limit=30, window_s=60.0)
+        self.link_ttl_s = link_ttl_s  # clinician tokens older than this open nothing; None: no expiry
+        self._clock = clock  # wall clock: tokens are stamped with time.time() when issued
 
     def _token(self, conn: HTTPConnection) -> str:
         if self.failures.blocked(client_address(conn)):
@@ -151,11 +157,26 @@ class Gate:
         if len(token) > MAX_TOKEN_CHARS or len(session_id) > MAX_TOKEN_CHARS:
             return False
         digest = token_hash(token)
-        # Compare against every hash of the role, found or not, so timing says nothing either way.
+        # Patient links end with their session instead (below); clinician links may be shared on.
+        oldest = -math.inf if self.link_ttl_s is None or role is not Role.CLINICIAN else self._clock() - self.link_ttl_s
+        # Compare against every hash of the role, found or not, and judge every token's age, so
+        # timing says nothing about a wrong, an expired or a right token.
         ok = False
-        for stored in self._store.token_hashes(session_id, role.value):
-            ok |= hmac.compare_digest(digest, stored)
+        for stored, issued in self._store.tokens(session_id, role.value):
+            ok |= hmac.compare_digest(digest, stored) & (issued >= oldest)
         if ok and role is Role.PATIENT and not ended_ok:
             # A patient link is for one sitting: once the session ended it streams and edits nothing.
             ok = self._store.session_status(session_id) != "ended"
         return ok
+
+    def expires_at(self, session_id: str, token: str) -> float | None:
+        """When an accepted clinician token stops working (wall clock); None: never.
+
+        An open dashboard is closed then, so a link's lifetime bounds what it shows, not only how
+        long it can be opened.
+        """
+        if self.link_ttl_s is None:
+            return None
+        digest = token_hash(token)
+        issued = [t for stored, t in self._store.tokens(session_id, Role.CLINICIAN.value) if hmac.compare_digest(digest, stored)]
+        return issued[0] + self.link_ttl_s if issued else None

@@ -49,6 +49,10 @@ class ServerSettings:
     # from that address gets 429 until the window has passed (guessing 300 tokens/s is not an option).
     max_failed_credentials: int = 30
     failed_credentials_window_s: float = 60.0
+    # Lifetime of a clinician link in seconds, counted from when it was issued; older ones get 403
+    # like any wrong token and the clinic key issues a new one. None: clinician links never expire.
+    # (A patient link needs none: it stops working when its session ends.)
+    link_ttl_s: float | None = None
     # --- storage ---
     db_path: str = "stream-sessions.sqlite3"
     # --- analysis ---
@@ -96,6 +100,8 @@ class ServerSettings:
             problems.append(f"admin key must be at least {MIN_ADMIN_KEY_CHARS} characters (a generated one is 32)")
         if not 0 < self.stall_after_s <= self.stall_end_s:
             problems.append(f"need 0 < stall_after_s <= stall_end_s, got {self.stall_after_s} and {self.stall_end_s}")
+        if self.link_ttl_s is not None and not self.link_ttl_s > 0:
+            problems.append(f"clinician link lifetime must be a positive number of seconds, got {self.link_ttl_s}")
         if self.connect_timeout_s <= 0 or self.max_failed_credentials < 1 or self.failed_credentials_window_s <= 0:
             problems.append("connect timeout, failed-credential limit and its window must be positive")
         if problems:

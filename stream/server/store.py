@@ -196,15 +196,22 @@ class Store:
             (session_id, label, time.time(), int(mirrored), json.dumps(config)),
         )
 
-    def add_token(self, session_id: str, role: str, digest: str) -> None:
+    def add_token(self, session_id: str, role: str, digest: str) -> float:
+        """Store a token's hash; returns the time it was issued (wall clock, what ``--link-ttl`` counts from)."""
+        issued = time.time()
         self._write(
             "INSERT INTO tokens (hash, session_id, role, created_at) VALUES (?, ?, ?, ?)",
-            (digest, session_id, role, time.time()),
+            (digest, session_id, role, issued),
         )
+        return issued
 
     def token_hashes(self, session_id: str, role: str) -> list[str]:
-        rows = self._read("SELECT hash FROM tokens WHERE session_id = ? AND role = ?", (session_id, role))
-        return [r[0] for r in rows]
+        return [digest for digest, _ in self.tokens(session_id, role)]
+
+    def tokens(self, session_id: str, role: str) -> list[tuple[str, float]]:
+        """(SHA-256, wall-clock time issued) of every token of a role in a session."""
+        rows = self._read("SELECT hash, created_at FROM tokens WHERE session_id = ? AND role = ?", (session_id, role))
+        return [(r[0], float(r[1])) for r in rows]
 
     def set_status(self, session_id: str, status: str) -> None:
         ended = time.time() if status == "ended" else None
