@@ -68,19 +68,3 @@ def test_frames_turned_beyond_the_gate_are_counted_not_measured():
     pipeline = run([FRONTAL] * 5 + [turned(0.3)] * 5 + [FRONTAL] * 5)
     assert pipeline.counts.extra["frames_pose_gated"] == 5
     assert pipeline.counts.keyframes == 10
-
-
-def test_a_head_turn_slide_is_removed_from_the_lower_face_and_a_smile_is_kept():
-    from stream.au.flow import REGION_NAMES, remove_turn
-
-    r = len(REGION_NAMES) + 1
-    smile = np.zeros((2, r, 2))
-    corner, lips = REGION_NAMES.index("mouth_corner"), [REGION_NAMES.index("upper_lip"), REGION_NAMES.index("lower_lip")]
-    smile[:, corner] = (-10.0, -8.0)  # both corners up and out (half-face coordinates: out is -x)
-    smile[:, lips, 0] = -2.0  # the lips stretch outward alike on both halves
-    slide = np.zeros_like(smile)
-    slide[1, :, 0], slide[0, :, 0] = 6.0, -6.0  # a turn: +6 px on the right half, -6 on the mirrored left
-    slide[:, REGION_NAMES.index("inner_brow")] = 0.0  # the brows sit at the eyes' depth, pinned by the alignment
-    fixed = remove_turn(smile + slide)
-    np.testing.assert_allclose(fixed[:, corner], smile[:, corner])
-    np.testing.assert_allclose(remove_turn(smile), smile)  # no turn, nothing removed

@@ -338,7 +338,7 @@ def test_analyze_refuses_an_unusable_out_before_decoding(tmp_path, shared_data, 
 
 
 # -- 4. disk full ------------------------------------------------------------------------------------------
-def test_a_full_disk_stops_the_analysis_visibly_and_hangup_and_shutdown_still_work(tmp_path, pipelines, face_frames):
+def test_a_full_disk_pauses_the_analysis_visibly_and_it_resumes_when_space_returns(tmp_path, pipelines, face_frames):
     allow_loopback_ice()
     srv = ThreadServer(create_app(fast_fault_settings(tmp_path), pipeline_factory=pipelines)).__enter__()
     try:
@@ -350,29 +350,54 @@ def test_a_full_disk_stops_the_analysis_visibly_and_hangup_and_shutdown_still_wo
             [(pages,)] = store._read("PRAGMA page_count")
             store._write(f"PRAGMA max_page_count = {pages}")
 
-        async def story() -> tuple[dict[str, Any], float]:
+        def free_space() -> None:  # space returns: pages can be added again
+            store._write("PRAGMA max_page_count = 1073741823")
+
+        def storage_alert(m: dict[str, Any]) -> bool:
+            return (m["alert"] or {}).get("code") == "storage"
+
+        async def story() -> tuple[dict[str, Any], ...]:
             async with websockets.connect(ws_url(srv.url, session)) as ws:
                 pc = await connect_patient(srv.url, session, face_frames)
                 await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 2, fail=ended)
                 srv.call(fill_the_disk)
-                stopped = await next_snapshot(ws, lambda m: (m["alert"] or {}).get("code") == "storage" and ended(m))
+                paused = await next_snapshot(ws, storage_alert, fail=ended)
+                # the patient stays connected, frames arrive and are dropped (counted), nothing is analysed
+                dropping = await next_snapshot(ws, lambda m: m["health"]["frames_dropped_storage"] >= 30, fail=ended)
+                srv.call(free_space)
+                resumed = await next_snapshot(ws, lambda m: m["alert"] is None, fail=ended)
+                more = await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= resumed["health"]["keyframes"] + 3,
+                                           fail=lambda m: ended(m) or storage_alert(m))
+                # full again: hang-up and, after it, the server's shutdown still finish within seconds
+                srv.call(fill_the_disk)
+                await next_snapshot(ws, storage_alert, fail=ended)
                 async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
                     t0 = time.monotonic()
                     r = await http.post(f"/api/s/{sid}/hangup", headers=patient(session))
                     hangup_s = time.monotonic() - t0
                     assert r.status_code == 200
+                    final = await next_snapshot(ws, ended)
                     for _ in range(500):  # new sessions fill the last free bytes of the pages, then:
                         r = await http.post("/api/sessions", json={}, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
                         if r.status_code != 201:
                             break
                     assert r.status_code == 503 and r.json() == {"error": "storage unavailable"}
                 await pc.close()
-                return stopped, hangup_s
+                return paused, dropping, resumed, more, final, hangup_s
 
-        stopped, hangup_s = asyncio.run(story())
-        assert "database cannot be written" in stopped["alert"]["message"] and not stopped["live"]
+        paused, dropping, resumed, more, final, hangup_s = asyncio.run(story())
+        assert paused["status"] == "live" and paused["live"]  # paused, not ended
+        assert "database cannot be written" in paused["alert"]["message"] and "resumes" in paused["alert"]["message"]
+        assert dropping["status"] == "live" and dropping["live"]
+        assert dropping["health"]["keyframes"] <= paused["health"]["keyframes"] + 1  # at most the one waiting for the disk
+        assert more["status"] == "live" and more["health"]["keyframes"] >= resumed["health"]["keyframes"] + 3
+        assert more["health"]["frames_dropped_storage"] >= dropping["health"]["frames_dropped_storage"]
         assert hangup_s < 5.0
-        assert len(store.series(sid).series) == stopped["health"]["keyframes"]  # stored = analysed
+        stored = store.series(sid)
+        assert len(stored.series) == final["health"]["keyframes"]  # stored = analysed, none twice
+        assert len(set(stored.series.frames.tolist())) == len(stored.series)
+        n_after = int((stored.received_at > more["latest"]["received_at"] - 1e-6).sum())
+        assert n_after >= 1  # keyframes filmed after space returned are stored
     finally:
         t0 = time.monotonic()
         srv.__exit__(None, None, None)  # what SIGTERM does: uvicorn's shutdown, then the lifespan's

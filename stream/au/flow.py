@@ -163,30 +163,6 @@ def region_displacements(flow: np.ndarray, offsets: np.ndarray | None = None) ->
     return out
 
 
-# Regions at the depth of the mouth, which a head turn slides sideways against the nose tip, and the
-# midline lips that measure that slide.
-_LOWER_FACE = [REGION_NAMES.index(n) for n in ("cheek", "nose_side", "mouth_corner", "upper_lip", "lower_lip", "chin")]
-_MIDLINE_LIPS = [REGION_NAMES.index(n) for n in ("upper_lip", "lower_lip")]
-
-
-def remove_turn(disp: np.ndarray) -> np.ndarray:
-    """Undo the sideways slide of the lower face that a head turn adds, from both sides' displacements.
-
-    The alignment pins the nose tip to the midline. When the head turns, the mouth (less prominent than
-    the nose) slides sideways in the image against it; in half-face coordinates (one half mirrored) that
-    is +d on one side and -d on the other, which a smile plus a turn turns into one-sided movement. The
-    lips at the midline show the slide and little else sideways (a smile stretches them outward on both
-    halves alike, the same sign in half-face coordinates), so the antisymmetric part of their sideways
-    displacement is the slide; it is removed from every lower-face region. ``disp``: (2, R + 1, 2),
-    row 0 left, row 1 right; the lips-apart row is recomputed.
-    """
-    out = disp.copy()
-    slide = 0.5 * (float(np.mean(disp[1, _MIDLINE_LIPS, 0])) - float(np.mean(disp[0, _MIDLINE_LIPS, 0])))
-    out[1, _LOWER_FACE, 0] -= slide
-    out[0, _LOWER_FACE, 0] += slide
-    return out
-
-
 def au_from_displacements(disp: np.ndarray) -> np.ndarray:
     """(R + 1, 2) region displacements -> (13,) values in CHANNELS order (unclipped, 5 = full-range movement)."""
     return _W @ disp.reshape(-1)
@@ -288,8 +264,7 @@ class FlowAUEstimator(AUEstimator):
         grey = self._split(face)
         ref = self._reference_halves
         assert ref is not None
-        disp = remove_turn(np.stack([region_displacements(self._dis.calc(ref[s], grey[s], None), self._offsets[s])
-                                     for s in range(2)]))
+        disp = np.stack([region_displacements(self._dis.calc(ref[s], grey[s], None), self._offsets[s]) for s in range(2)])
         own = np.stack([au_from_displacements(disp[s]) for s in range(2)])
         halves = keyframe.halves
         closure, eyes = self._lids.measure((cv2.cvtColor(halves.left, cv2.COLOR_RGB2GRAY),
@@ -334,7 +309,7 @@ class FlowAUEstimator(AUEstimator):
         measured = [cur.disp[None]]
         if helpers:
             measured.append(self.helper_displacements(current, helpers))
-        disp = remove_turn(np.concatenate(measured).mean(axis=0))  # (2, R + 1, 2)
+        disp = np.concatenate(measured).mean(axis=0)  # (2, R + 1, 2)
         values = np.stack([au_from_displacements(disp[s]) for s in range(2)])
         values = apply_noise_floor(np.clip(values, 0.0, 5.0))
         movement = np.stack([region_movement(disp[s], float(cur.eyes[s])) for s in range(2)])

@@ -17,11 +17,14 @@ accumulators, so its statistics continue where they stopped.
 
 Lifecycle: one signalling exchange at a time per session (a second offer while one is being
 answered gets 409); a later offer replaces the connection. Whatever stops the loops (the patient
-hangs up or vanishes, no frame for ``stall_end_s``, a failed SQLite write, a bug) goes through one
-ending: the failure is logged once with the session id and shown on the dashboards (``alert``), the
-peer is closed, the open exercise segment closes at the last frame received, and the final
-statistics, counts and status are stored as far as the disk allows. A change of frame size is
-recovered instead: tracker, keyframe filter, AU reference and helper buffer start afresh.
+hangs up or vanishes, no frame for ``stall_end_s``, a bug) goes through one ending: the failure is
+logged once with the session id and shown on the dashboards (``alert``), the peer is closed, the
+open exercise segment closes at the last frame received, and the final statistics, counts and
+status are stored as far as the disk allows. Two faults are recovered instead. A change of frame
+size: tracker, keyframe filter, AU reference and helper buffer start afresh. A failed SQLite write
+(disk full): the session pauses, keeping its patient; frames are dropped (counted) while the write
+that failed is retried with backoff, and analysis resumes with it once the disk takes it again, so
+every keyframe analysed is stored and none is stored twice.
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ log = logging.getLogger(__name__)
 
 STATISTICS_SAVE_INTERVAL_S = 1.0  # statistics snapshots (and frame counts) are written at most this often
 ENDING_TIMEOUT_S = 10.0  # hang-up and shutdown wait at most this long for the loops to finish
+# A failed write is retried after 0.5 s, then 1 s, then every 2 s: space freed on the disk is seen
+# within 2 s, and a disk that stays full costs one small failed write every 2 s per session.
+STORAGE_RETRY_FIRST_S = 0.5
+STORAGE_RETRY_MAX_S = 2.0
 
 
 class ModelPool:
@@ -99,6 +106,7 @@ class Health:
     frames_analysed: int = 0  # frames the detector/tracker looked at
     keyframes: int = 0  # keyframes analysed (AU values computed)
     keyframes_dropped: int = 0  # oldest waiting keyframe dropped because the queue was full
+    frames_dropped_storage: int = 0  # not analysed: the database could not be written at the time
     connections: int = 0
 
 
@@ -178,13 +186,20 @@ class LiveSession:
         stored = store.series(record.id)
         counts = record.counts  # stored during the last run: health continues across a restart
         received = int(counts.get("frames_received", 0))
+        dropped_storage = int(counts.get("frames_dropped_storage", 0))
         self.health = Health(frames_received=received,
-                             frames_analysed=received - int(counts.get("frames_stale_dropped", 0)),
-                             keyframes=len(stored.series), keyframes_dropped=int(counts.get("keyframes_dropped", 0)))
+                             frames_analysed=received - int(counts.get("frames_stale_dropped", 0)) - dropped_storage,
+                             keyframes=len(stored.series), keyframes_dropped=int(counts.get("keyframes_dropped", 0)),
+                             frames_dropped_storage=dropped_storage)
         self._pipeline_counts_before = {k: int(v) for k, v in counts.items()
                                         if k in ("frames", "keyframes", "frames_without_face", "frames_with_several_faces")}
         self.status = record.status
         self.alert: Alert | None = None
+        # While the database cannot be written: the alert shown (and shown again after a stall clears).
+        self._outage: Alert | None = None
+        # A keyframe analysed whose row is not written yet (the write failed): written before any other.
+        self._unstored: tuple[Any, ReceivedFrame, Segment | None, KeyframeTrace] | None = None
+        self._retrack = False  # frames were skipped during an outage: the tracker finds the face afresh
         self.peer: PatientPeer | None = None
         self.pipeline: Any = None
         self.estimator_info: dict[str, Any] = dict(record.estimator)
@@ -460,7 +475,7 @@ class LiveSession:
             log.info("session %s: no frame for %g s, ending", self.id, self.settings.stall_end_s)
             return seen, None
         if self.alert is not None and self.alert.code == "stalled":
-            self.alert = None
+            self.alert = self._outage  # the database may still be unwritable
         return found
 
     async def _frame_loop(self, slot: LatestFrame[ReceivedFrame], keyframes: KeyframeQueue[Any]) -> None:
@@ -473,6 +488,10 @@ class LiveSession:
                 if item is None:
                     break
                 self._last_frame_s = item.received_at - self.created_at
+                if self._outage is not None:  # nothing analysed now could be stored: drop, count, wait
+                    self.health.frames_dropped_storage += 1
+                    self._retrack = True
+                    continue
                 trace = KeyframeTrace(item.received_mono)
                 trace.picked = time.perf_counter()
                 result = await loop.run_in_executor(self.models.ingest_executor, self._ingest, item, trace)
@@ -496,6 +515,11 @@ class LiveSession:
         self._frame_index += 1
         if self._frame_shape is not None and image.shape != self._frame_shape:
             self._restart_tracking(image.shape)
+        elif self._retrack and hasattr(self.pipeline, "tracker"):
+            # Seconds of frames went unseen: the face's points are stale. The AU reference stays
+            # (same face, same camera), so the series goes on where it paused.
+            self.pipeline.tracker.reset()
+        self._retrack = False
         self._frame_shape = image.shape
         result = self.pipeline.ingest(frame)
         trace.ingest_end = time.perf_counter()
@@ -526,17 +550,49 @@ class LiveSession:
                 if entry is None:
                     break
                 entry[3].dequeued = time.perf_counter()
-                await loop.run_in_executor(self.models.analysis_executor, self._analyse, *entry)
+                try:
+                    await loop.run_in_executor(self.models.analysis_executor, self._analyse, *entry)
+                except StorageError as exc:
+                    if not await self._wait_for_storage(exc, frames):
+                        break  # the stream ended while the disk was still full
                 self._changed.set()
                 self._schedule_findings()
-        except StorageError as exc:
-            log.error("session %s: analysis stopped: %s", self.id, exc)
-            self._set_alert("storage", f"analysis stopped: the database cannot be written ({exc.__cause__ or exc})")
         except Exception as exc:
             log.exception("session %s: analysis loop failed", self.id)
             self._set_alert("analysis_stopped", f"analysis stopped: {type(exc).__name__}: {exc}"[:300])
         finally:
             await self._end_stream(peer, keyframes, frames)
+
+    async def _wait_for_storage(self, exc: StorageError, frames: asyncio.Task[Any]) -> bool:
+        """A write failed: pause until the write that failed succeeds again; False if the stream ends first.
+
+        The patient stays connected and the status live; the frame loop drops frames meanwhile
+        (``frames_dropped_storage``), so nothing is analysed that could not be stored.
+        """
+        loop = asyncio.get_running_loop()
+        log.error("session %s: analysis paused: %s; retrying every %g s", self.id, exc, STORAGE_RETRY_MAX_S)
+        self._outage = Alert("storage", f"analysis stopped: the database cannot be written ({exc.__cause__ or exc}); "
+                                        "it resumes by itself once the disk has space again")
+        self.alert = self._outage
+        self._changed.set()
+        dropped_before = self.health.frames_dropped_storage
+        delay = STORAGE_RETRY_FIRST_S
+        while True:
+            ended, _ = await asyncio.wait({frames}, timeout=delay)
+            try:
+                await loop.run_in_executor(self.models.analysis_executor, self._retry_storage)
+            except StorageError:
+                if ended:
+                    return False
+                delay = min(2 * delay, STORAGE_RETRY_MAX_S)
+                continue
+            break
+        if self.alert is self._outage:
+            self.alert = None
+        self._outage = None
+        log.info("session %s: the database can be written again; analysis resumes (%d frames dropped meanwhile)",
+                 self.id, self.health.frames_dropped_storage - dropped_before)
+        return True
 
     async def _end_stream(self, peer: PatientPeer, keyframes: KeyframeQueue[Any], frames: asyncio.Task[Any]) -> None:
         """The one way a stream ends: loops stopped, peer closed, segment closed, record stored."""
@@ -569,12 +625,31 @@ class LiveSession:
         trace.analyse_start = time.perf_counter()
         estimate = self.pipeline.analyse(keyframe).estimate
         trace.estimated = time.perf_counter()
+        self._unstored = (estimate, item, segment, trace)
+        self._record()
+
+    def _retry_storage(self) -> None:
+        """The write that failed, again (model thread): the unstored keyframe first, else the statistics and counts."""
+        if self._unstored is not None:
+            self._record()
+        else:
+            self._save_records()
+
+    def _record(self) -> None:
+        """Store the analysed keyframe in ``_unstored``, then show and count it.
+
+        Raises ``StorageError`` with the keyframe still unstored (its seq unused, retried as it is)
+        or, if only the statistics or counts after it failed, with the keyframe stored and counted.
+        """
+        assert self._unstored is not None
+        estimate, item, segment, trace = self._unstored
         seq = self._seq
-        self._seq += 1
         seg_id = segment.segment_id if segment is not None else None
         self.store.add_keyframe(self.id, seq, estimate.frame_index, estimate.time_s, item.received_at, seg_id,
                                 estimate.n_helpers, estimate.left, estimate.right,
                                 closure=estimate.closure, movement=estimate.movement)
+        self._unstored = None
+        self._seq += 1
         self._series.append(estimate, seg_id, segment.exercise if segment is not None else "")
         # Stored, so shown and counted: keyframes analysed = keyframes stored, whatever fails next.
         # Rounded and JSON-safe here, once, not at every snapshot on the event loop.
@@ -591,30 +666,42 @@ class LiveSession:
         now = time.monotonic()
         for scope in scopes:
             self._findings_due.changed(scope)  # computed after this keyframe is shown: ``_schedule_findings``
-        for scope, acc in scopes.items():
-            state = self._snapshot(acc)
+        states = {scope: self._snapshot(acc) for scope, acc in scopes.items()}
+        for scope, state in states.items():
             self._set_statistics(scope, state)
+        trace.analyse_end = time.perf_counter()
+        self._pending_latency.append(trace)  # shown now, whatever the writes below do
+        for scope, state in states.items():
             if now - self._saved_at.get(scope, -math.inf) >= STATISTICS_SAVE_INTERVAL_S:
                 self.store.save_statistics(self.id, scope, estimate.time_s, self._stored_statistics(scope, state))
                 self._saved_at[scope] = now
         if now - self._counts_saved_at >= STATISTICS_SAVE_INTERVAL_S:
             self.store.set_counts(self.id, self.counts())  # a killed server keeps its frame counts
             self._counts_saved_at = now
-        trace.analyse_end = time.perf_counter()
-        self._pending_latency.append(trace)
+
+    def _save_records(self) -> None:
+        """Statistics of every scope and the frame counts, as they are now (model thread)."""
+        now = time.monotonic()
+        time_s = self._latest["time_s"] if self._latest else 0.0
+        self.store.save_statistics(self.id, "session", time_s,
+                                   self._stored_statistics("session", self._snapshot(self._session_accumulator)))
+        self._saved_at["session"] = now
+        for seg_id, acc in self._accumulators.items():
+            self.store.save_statistics(self.id, f"segment:{seg_id}", 0.0,
+                                       self._stored_statistics(f"segment:{seg_id}", self._snapshot(acc)))
+            self._saved_at[f"segment:{seg_id}"] = now
+        self.store.set_counts(self.id, self.counts())
+        self._counts_saved_at = now
 
     def _stored_statistics(self, scope: str, state: Any) -> dict[str, Any]:
         return {**state.to_json(), "findings": self._findings.get(scope)}
 
     def _finish(self) -> None:
         """Final statistics and findings of every scope and the frame counts: the stored record is complete."""
+        if self._unstored is not None:  # the stream ended while a keyframe waited for the disk: a last try
+            self._record()
         self._update_findings(force=True)
-        self.store.save_statistics(self.id, "session", self._latest["time_s"] if self._latest else 0.0,
-                                   self._stored_statistics("session", self._snapshot(self._session_accumulator)))
-        for seg_id, acc in self._accumulators.items():
-            self.store.save_statistics(self.id, f"segment:{seg_id}", 0.0,
-                                       self._stored_statistics(f"segment:{seg_id}", self._snapshot(acc)))
-        self.store.set_counts(self.id, self.counts())
+        self._save_records()
         if self.pipeline is not None and hasattr(self.pipeline, "timer"):
             log.info("session %s pipeline stages (ms): %s", self.id, json.dumps(
                 {k: {m: round(x, 2) for m, x in v.items()} for k, v in self.pipeline.timer.summary().items()}))
@@ -625,8 +712,14 @@ class LiveSession:
             for key, value in self.pipeline.counts.as_dict().items():
                 counts[key] = counts.get(key, 0) + value
         return {**counts, "frames_received": self.health.frames_received,
-                "frames_stale_dropped": self.health.frames_received - self.health.frames_analysed,
+                "frames_stale_dropped": self._stale(),
+                "frames_dropped_storage": self.health.frames_dropped_storage,
                 "keyframes_dropped": self.health.keyframes_dropped}
+
+    def _stale(self) -> int:
+        """Frames overwritten in the latest-frame slot before the models looked."""
+        h = self.health
+        return h.frames_received - h.frames_analysed - h.frames_dropped_storage
 
     # -- exercises -------------------------------------------------------------------------------
     def session_time(self) -> float:
@@ -745,7 +838,8 @@ class LiveSession:
                 "frames_per_s": fps, "keyframes_per_s": kps,
                 "frames_received": self.health.frames_received,
                 "frames_analysed": self.health.frames_analysed,
-                "frames_stale_dropped": self.health.frames_received - self.health.frames_analysed,
+                "frames_stale_dropped": self._stale(),
+                "frames_dropped_storage": self.health.frames_dropped_storage,
                 "keyframes": self.health.keyframes,
                 "keyframes_dropped": self.health.keyframes_dropped,
                 **self._latency_summary,
