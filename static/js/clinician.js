@@ -251,6 +251,7 @@
     $("health-keyframes").textContent = String(h.keyframes);
     $("health-stale").textContent = String(h.frames_stale_dropped);
     $("health-kdrops").textContent = String(h.keyframes_dropped);
+    $("health-sdrops").textContent = String(h.frames_dropped_storage ?? 0);
     $("health-latency").textContent = `${fmt(h.latency_ms_p50, 0)} / ${fmt(h.latency_ms_p95, 0)} ms`;
     $("health-viewers").textContent = String(h.viewers);
     renderAlert(snapshot.alert);
