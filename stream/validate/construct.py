@@ -310,7 +310,7 @@ class Constructor:
         # Synkinesis follows the trigger wherever it happens, not only in the synthetic episodes: the
         # clip's own smiles (mouth width) and eye closures (lid aperture) drive it too, as a real
         # synkinesis accompanies every movement of the trigger.
-        self._mouth_width0: float | None = None
+        self._corners0: np.ndarray | None = None  # mouth corners (face frame) of the first frame
         self._lids = LidAperture()
         self.last_synkinesis_weight = 0.0
 
@@ -396,16 +396,21 @@ class Constructor:
     def _natural_trigger(self, image: np.ndarray, g: FaceGeometry) -> float:
         """0..1: how much the clip's own face makes the trigger movement in this frame.
 
-        Smile: the mouth widening from the first frame (4 % starts it, 16 % is full). Eye closure:
+        Mouth: the corners' movement from the first frame in the face's frame (0.04 inter-ocular
+        distances starts it, 0.12 is full): oral-ocular synkinesis follows any deliberate mouth
+        movement, a smile, a pucker, a laugh. Eye closure:
         both eyes' closure from the lid aperture (stream/au/lids.py) on the aligned half-faces, 20 %
         closed starts it, 70 % is full.
         """
         if self.case.kind == "synkinesis_eye_on_smile":
-            width = float(np.linalg.norm(g.landmarks[4] - g.landmarks[3])) / g.iod
-            if self._mouth_width0 is None:
-                self._mouth_width0 = width
+            # how far the mouth corners moved from the first frame, in the face's own frame (IOD)
+            to_face = g.to_face()
+            corners = np.array([to_face @ np.append(g.landmarks[i], 1.0) for i in (3, 4)])
+            if self._corners0 is None:
+                self._corners0 = corners
                 return 0.0
-            return float(np.clip((width / self._mouth_width0 - 1.04) / 0.12, 0.0, 1.0))
+            moved = float(np.mean(np.linalg.norm(corners - self._corners0, axis=1)))
+            return float(np.clip((moved - 0.04) / 0.08, 0.0, 1.0))
         try:
             aligned = align_face(image, Face(np.zeros(4), g.landmarks, 1.0))
         except ValueError:
