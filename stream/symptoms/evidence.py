@@ -65,8 +65,8 @@ class EvidenceRules:
     smooth: int = 3
     min_keyframes: int = 10  # fewer keyframes in the whole analysis: no verdict at all
     min_moving: int = 10  # fewer keyframes where the region moved: "did not move"
-    move_threshold: float = 1.0  # region activity (sum of its AUs, stronger side) that counts as moving
-    healthy_asymmetry: float = 0.3  # |asymmetry index| healthy faces stay within (weaker side >= 54 %)
+    move_threshold: float = 1.5  # region activity (movement or AU sum, stronger side) that counts as moving
+    healthy_asymmetry: float = 0.4  # |asymmetry index| healthy faces stay within (weaker side >= 43 %)
     confidence: float = 0.95
     n_boot: int = 1000
     seed: int = 0
