@@ -101,6 +101,8 @@ sys.exit(run_serve(parser.parse_args(sys.argv[1:])))
 class ProcessServer:
     """``serve`` in its own process, so a test can stop and restart it on the same database."""
 
+    launcher = _LAUNCHER  # Python run with ``-c``, then the serve flags; ICE forced onto 127.0.0.1
+
     def __init__(self, db: Path, log: Path, extra_args: tuple[str, ...] = (), admin_key: str | None = ADMIN_KEY) -> None:
         self.db, self.log = db, log
         self.admin_key = admin_key  # None: the server generates and prints one
@@ -113,7 +115,7 @@ class ProcessServer:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", _LAUNCHER, "--port", str(self.port), "--db", str(self.db),
+                [sys.executable, "-c", self.launcher, "--port", str(self.port), "--db", str(self.db),
                  *(["--admin-key", self.admin_key] if self.admin_key else []), "--model-workers", "2", *self.extra_args],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
