@@ -39,9 +39,18 @@ def test_analyze_writes_the_three_files_for_a_real_face(shared_data, tmp_path: P
     rows = (out / "au_series.csv").read_text().strip().splitlines()
     assert len(rows) == counts["keyframes"] + 1
     values = np.array([[float(v) for v in row.split(",")[2:]] for row in rows[1:]])
-    assert values.shape == (counts["keyframes"], 24) and values.min() >= 0 and values.max() <= 5
-    assert values.max() > 1.0  # the smile registers
+    # 24 AU values, eye closure per side, region movement per side (docs/formats.md)
+    assert values.shape == (counts["keyframes"], 32) and values.min() >= 0
+    assert values[:, :26].max() <= 5  # AUs and eye closure stay on the 0..5 scale
+    assert values[:, :24].max() > 1.0  # the smile registers
+    assert rows[0].split(",")[-8:-6] == ["left_AU43", "right_AU43"]
+    assert findings_regions(report) == {"eyebrows", "eyes", "mouth"}
+    assert "not_enough_keyframes" in {r["status"] for r in report["findings"]["regions"].values()}  # 2.4 s
     assert "report:" in capsys.readouterr().out
+
+
+def findings_regions(report: dict) -> set[str]:
+    return set(report["findings"]["regions"])
 
 
 def test_au_csv_gives_the_same_statistics_as_the_video_run(shared_data, tmp_path: Path):
