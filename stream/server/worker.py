@@ -534,12 +534,10 @@ class LiveSession:
         log.info("session %s: frame size changed from %s to %s; tracking, keyframes and AU reference restart",
                  self.id, "x".join(map(str, self._frame_shape[1::-1])) if self._frame_shape else "?",
                  "x".join(map(str, shape[1::-1])))
-        pipeline = self.pipeline
-        for part in ("tracker", "keyframe_filter", "estimator"):
-            if hasattr(pipeline, part):
-                getattr(pipeline, part).reset()
-        if hasattr(pipeline, "buffer"):
-            pipeline.buffer.clear()  # helper codes were measured against the old reference
+        self.pipeline.tracker.reset()
+        # The next keyframe is the new AU reference: the estimator and the helper buffer are reset in
+        # the analysis thread when it gets there (Pipeline.analyse), not here while it may be encoding.
+        self.pipeline.rereference()
 
     async def _analysis_loop(self, peer: PatientPeer, keyframes: KeyframeQueue[Any], frames: asyncio.Task[Any]) -> None:
         loop = asyncio.get_running_loop()
