@@ -156,7 +156,7 @@
     }
     $("rules-note").textContent = findings.rules === "paper"
       ? "Rules: the paper's (dead band on ΔAM, |co-occurrence difference| above the threshold), without intervals."
-      : "A side is named weaker only when the region moved in enough keyframes, the 95 % interval excludes no difference and the difference exceeds what healthy faces show. A synkinesis pair needs co-activations in at least two episodes and a test that stays significant after correction for every pair tested.";
+      : "A side is named weaker only when the region moved in enough keyframes, the 95 % interval excludes no difference and the difference exceeds what healthy faces show. A synkinesis pair needs one side's movement to follow the trigger (a broad smile, a firm eye closure) in at least two episodes, and a test that stays significant after correction for every pair tested.";
   }
 
   function renderStatistics(stats) {
