@@ -17,7 +17,7 @@ from stream.pipeline import Pipeline
 from stream.progress import Progress
 from stream.report import read_series_csv, write_report
 from stream.symptoms.normal import load_normal_cooccurrence
-from stream.symptoms.evidence import Findings, assess, material_warnings, paper_findings
+from stream.symptoms.evidence import EvidenceRules, Findings, assess, material_warnings, paper_findings
 from stream.symptoms.statistics import SymptomAccumulator, SymptomState
 from stream.types import AUSeries, Counts
 
@@ -114,16 +114,20 @@ def series_symptoms(left: np.ndarray, right: np.ndarray, config: AnalysisConfig,
 
 
 def series_findings(series: AUSeries, counts: dict[str, Any], config: AnalysisConfig,
-                    normal: np.ndarray | None = None, context: np.ndarray | None = None) -> Findings:
-    """The verdicts under ``config.rules`` for a whole series, with the warnings about the material."""
+                    normal: np.ndarray | None = None, context: np.ndarray | None = None,
+                    rules: EvidenceRules | None = None) -> Findings:
+    """The verdicts under ``config.rules`` for a whole series, with the warnings about the material.
+
+    ``rules``: evidence thresholds other than the config's (the validation harness scores variants).
+    """
     if normal is None:
         normal = load_normal_cooccurrence(config.normal_cooccurrence)
-    rules = config.evidence_rules()
+    rules = rules or config.evidence_rules()
     if config.rules == "paper":
         findings = paper_findings(series_symptoms(series.left, series.right, config, normal))
     else:
         findings = assess(series.left, series.right, normal, closure=series.closure, movement=series.movement,
-                          time_s=series.time_s, context=context, rules=rules)
+                          context=context, rules=rules)
     findings.warnings.extend(material_warnings(counts, len(series), rules))
     return findings
 

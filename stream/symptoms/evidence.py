@@ -200,7 +200,6 @@ def assess(
     *,
     closure: np.ndarray | None = None,
     movement: np.ndarray | None = None,
-    time_s: np.ndarray | None = None,
     context: np.ndarray | None = None,
     rules: EvidenceRules | None = None,
 ) -> Findings:
@@ -353,13 +352,27 @@ def _weaker_percent(index: float) -> float:
 
 def _block_bootstrap_sums(x_l: np.ndarray, x_r: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Moving-block bootstrap of the two sums over a time-ordered series (keeps autocorrelation)."""
-    m = len(x_l)
+    idx = _block_indices(len(x_l), n_boot, np.random.default_rng(seed))
+    return x_l[idx].sum(axis=1), x_r[idx].sum(axis=1)
+
+
+def _block_indices(m: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, m) indices of moving-block resamples of a series of m, blocks of about sqrt(m)."""
     block = max(1, min(m, int(math.ceil(math.sqrt(m)))))
     n_blocks = int(math.ceil(m / block))
-    rng = np.random.default_rng(seed)
     starts = rng.integers(0, m - block + 1, size=(n_boot, n_blocks))
-    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, -1)[:, :m]
-    return x_l[idx].sum(axis=1), x_r[idx].sum(axis=1)
+    return (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, -1)[:, :m]
+
+
+def _holm(p_values: list[float]) -> list[float]:
+    """Holm-adjusted p-values (step-down, monotone), in the order given."""
+    m = len(p_values)
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, k in enumerate(sorted(range(m), key=lambda i: p_values[i])):
+        running = max(running, min(1.0, (m - rank) * p_values[k]))
+        adjusted[k] = running
+    return adjusted
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,12 +449,7 @@ def _synkinesis(sig_l: dict[str, np.ndarray], sig_r: dict[str, np.ndarray], norm
             candidates.append((side, au, trigger, n_trigger, n_together, n_other, episodes, cross, same, p))
     # Holm over every pair that had the support to be tested.
     m = len(candidates)
-    order = sorted(range(m), key=lambda k: candidates[k][9])
-    adjusted = [1.0] * m
-    running = 0.0
-    for rank, k in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * candidates[k][9]))
-        adjusted[k] = running
+    adjusted = _holm([c[9] for c in candidates])
     findings = []
     for k, (side, au, trigger, n_trigger, n_together, n_other, episodes, cross, same, p) in enumerate(candidates):
         if (cross > rules.cooccurrence_threshold and same > rules.cooccurrence_threshold
@@ -457,13 +465,6 @@ def _index(x_l: np.ndarray, x_r: np.ndarray) -> np.ndarray:
     sl, sr = x_l.sum(axis=-1), x_r.sum(axis=-1)
     total = sl + sr
     return np.where(total > 0, (sl - sr) / np.where(total > 0, total, 1.0), 0.0)
-
-
-def _block_indices(m: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    block = max(1, min(m, int(math.ceil(math.sqrt(m)))))
-    n_blocks = int(math.ceil(m / block))
-    starts = rng.integers(0, m - block + 1, size=(n_boot, n_blocks))
-    return (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, -1)[:, :m]
 
 
 def _movement_synkinesis(movement: np.ndarray, context: np.ndarray | None, rules: EvidenceRules,
@@ -522,12 +523,7 @@ def _movement_synkinesis(movement: np.ndarray, context: np.ndarray | None, rules
                 float(sign * shift), float("nan"), p, p,
                 share_with_trigger=(1.0 + sign * a_with) / 2.0, share_without_trigger=(1.0 + sign * a_without) / 2.0))
     m = len(candidates)
-    order = sorted(range(m), key=lambda i: candidates[i].p_value)
-    adjusted = [1.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * candidates[i].p_value))
-        adjusted[i] = running
+    adjusted = _holm([c.p_value for c in candidates])
     findings = []
     for i, c in enumerate(candidates):
         if (c.cross_difference > rules.synkinesis_shift and adjusted[i] < rules.alpha

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from stream.analyze import series_findings
 from stream.config import AnalysisConfig
-from stream.symptoms.evidence import EYE_SIGNALS, MOUTH_SIGNALS, EvidenceRules, Findings, assess, paper_findings
+from stream.symptoms.evidence import EYE_SIGNALS, MOUTH_SIGNALS, EvidenceRules, Findings
+from stream.types import AUSeries
 from stream.validate.cases import REGION_NAMES, Case, case_by_name
 from stream.validate.run import CaseResult
 
@@ -23,12 +25,11 @@ _SWAP = {"left": "right", "right": "left", None: None}
 
 def findings_for(result: CaseResult, normal: np.ndarray, rules: str = "evidence",
                  evidence: EvidenceRules | None = None, config: AnalysisConfig | None = None) -> Findings:
-    if rules == "paper":
-        from stream.analyze import series_symptoms
-
-        return paper_findings(series_symptoms(result.left, result.right, config or AnalysisConfig(), normal))
-    return assess(result.left, result.right, normal, closure=result.closure, movement=result.movement,
-                  time_s=result.time_s, rules=evidence)
+    """The findings ``analyze`` would report for this case's series (the same code path)."""
+    series = AUSeries(np.arange(len(result.left)), result.time_s, result.left, result.right,
+                      closure=result.closure, movement=result.movement)
+    config = replace(config or AnalysisConfig(), rules=rules)
+    return series_findings(series, dict(result.counts), config, normal, rules=evidence)
 
 
 @dataclass
