@@ -25,7 +25,7 @@ import numpy as np
 
 from stream.au.base import AUEstimator, KeyframeCode, register_estimator
 from stream.au.lids import LidAperture
-from stream.aus import AU_NAMES
+from stream.aus import AU_NAMES, N_AUS
 from stream.types import AUEstimate, Keyframe
 
 # Flow is computed at half resolution (256x128) for speed; displacements are reported in pixels
@@ -80,16 +80,14 @@ _AU_RULES: dict[str, tuple[str, tuple[float, float], float]] = {
 }
 # Eye closure (AU43) is not a flow measurement: the iris vanishes under the lid rather than moving,
 # so it comes from the lid aperture (stream/au/lids.py).
-CHANNELS: tuple[str, ...] = AU_NAMES
-N_CHANNELS = len(CHANNELS)
-assert tuple(_AU_RULES) == CHANNELS
+assert tuple(_AU_RULES) == AU_NAMES
 
 
 def _projection_matrix() -> np.ndarray:
     """Linear map from region displacements (R regions x 2, with lips_apart) to the 12 AU values."""
     names = list(REGION_NAMES) + ["lips_apart"]
-    w = np.zeros((N_CHANNELS, len(names) * 2))
-    for a, au in enumerate(CHANNELS):
+    w = np.zeros((N_AUS, len(names) * 2))
+    for a, au in enumerate(AU_NAMES):
         region, (ux, uy), full = _AU_RULES[au]
         r = names.index(region)
         w[a, 2 * r] = ux * 5.0 / full
@@ -102,7 +100,7 @@ _W = _projection_matrix()
 # Residual alignment jitter and flow noise on a still face are about 1-2.5 template pixels; a
 # movement below NOISE_FLOOR_PX reads as 0 so that a face at rest does not look active.
 NOISE_FLOOR_PX = 2.5
-NOISE_FLOOR = np.array([5.0 * NOISE_FLOOR_PX / _AU_RULES[au][2] for au in CHANNELS])
+NOISE_FLOOR = np.array([5.0 * NOISE_FLOOR_PX / _AU_RULES[au][2] for au in AU_NAMES])
 
 
 # Movement per face region, direction-free: how far the region's structures moved from the neutral
@@ -164,7 +162,7 @@ def region_displacements(flow: np.ndarray, offsets: np.ndarray | None = None) ->
 
 
 def au_from_displacements(disp: np.ndarray) -> np.ndarray:
-    """(R + 1, 2) region displacements -> (13,) values in CHANNELS order (unclipped, 5 = full-range movement)."""
+    """(R + 1, 2) region displacements -> (12,) AU values (unclipped, 5 = full-range movement)."""
     return _W @ disp.reshape(-1)
 
 
@@ -291,7 +289,7 @@ class FlowAUEstimator(AUEstimator):
 
     def difference(self, current: KeyframeCode, helpers: Sequence[KeyframeCode]) -> np.ndarray:
         measured = self.helper_displacements(current, helpers)
-        out = np.zeros((len(helpers), 2, N_CHANNELS))
+        out = np.zeros((len(helpers), 2, N_AUS))
         for k, helper in enumerate(helpers):
             hp: _FlowPayload = helper.payload
             for s in range(2):
