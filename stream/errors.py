@@ -23,3 +23,11 @@ class WeightsError(StreamError):
 
 class CheckpointError(WeightsError):
     """An AU-model checkpoint is missing, untrained or does not match its partner."""
+
+
+class UnknownSessionError(StreamError, LookupError):
+    """No stored live session has this id."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"no stored session {session_id!r}: check the link, or list the sessions with the clinic key")
+        self.session_id = session_id

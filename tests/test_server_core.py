@@ -259,7 +259,7 @@ def test_stored_report_carries_findings_of_the_session_and_of_each_exercise(stor
     from stream.analyze import series_findings
     from stream.config import AnalysisConfig
     from stream.report.html import render_report_html
-    from stream.server.worker import session_report
+    from stream.server.session_report import session_report
     from stream.symptoms.normal import load_normal_cooccurrence
 
     rng = np.random.default_rng(1)

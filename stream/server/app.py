@@ -42,6 +42,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from stream.errors import UnknownSessionError
 from stream.server import logs
 from stream.server.executor import PriorityExecutor
 from stream.server.exercises import PROTOCOL, ExerciseError
@@ -51,7 +52,8 @@ from stream.server.sessions import (
 )
 from stream.server.settings import ServerSettings
 from stream.server.store import StorageError, Store
-from stream.server.worker import ModelPool, SessionRegistry, session_report
+from stream.server.session_report import session_report
+from stream.server.worker import ModelPool, SessionRegistry
 
 log = logging.getLogger(__name__)
 
@@ -400,7 +402,7 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={AccessDenied: denied, HTTPException: http_error, KeyError: unknown_session,
+        exception_handlers={AccessDenied: denied, HTTPException: http_error, UnknownSessionError: unknown_session,
                             StorageError: storage_failed},
     )
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)

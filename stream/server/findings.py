@@ -8,7 +8,7 @@ second per scope and never more often than ``COST_FACTOR`` times what the last c
 a long session does not spend its model threads on verdicts that change slowly anyway.
 
 The same selection and the same call build the findings of the downloaded report
-(``worker.session_report``), so the dashboard and the report state the same verdicts.
+(``session_report``), so the dashboard and the report state the same verdicts.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from stream.aus import AU_NAMES
+from stream.errors import UnknownSessionError
 from stream.server.executor import ANALYSIS, INGEST
 from stream.server.exercises import PROTOCOL, Segment, Timeline
 from stream.server.findings import FindingsSchedule, LiveSeries, findings_json, segment_counts
@@ -883,7 +884,7 @@ class SessionRegistry:
             if session is None:
                 record = self.store.session(session_id)
                 if record is None:
-                    raise KeyError(session_id)
+                    raise UnknownSessionError(session_id)
                 session = LiveSession(record, self.settings, self.store, self.models)
                 self._open[session_id] = session
             session.users += 1
@@ -912,63 +913,3 @@ class SessionRegistry:
         async with self._lock:
             sessions, self._open = list(self._open.values()), {}
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
-
-
-def session_report(store: Store, session_id: str) -> tuple[dict[str, Any], Any]:
-    """report.json content and AU series of a stored session, as ``analyze`` writes them for a video.
-
-    Statistics and findings are recomputed from the stored series, so the report is exact up to the
-    last stored keyframe whatever happened to the live process; each exercise segment gets its own
-    statistics and findings (with the exercise as context), selected as the live dashboard selects
-    them (``LiveSeries``), so both state the same verdicts. ``synkinesis_history``: the paper's
-    synkinesis pairs as the live statistics reported them, with first and last time seen.
-    """
-    from stream.analyze import assemble_report, series_findings, series_symptoms
-    from stream.config import AnalysisConfig
-    from stream.symptoms.normal import load_normal_cooccurrence
-
-    record = store.session(session_id)
-    if record is None:
-        raise KeyError(session_id)
-    known = set(AnalysisConfig.__dataclass_fields__)
-    config = AnalysisConfig(**{k: v for k, v in record.config.items() if k in known})
-    normal = load_normal_cooccurrence(config.normal_cooccurrence)
-    stored = store.series(session_id)
-
-    def statistics(rows: np.ndarray | slice) -> Any:
-        return series_symptoms(stored.series.left[rows], stored.series.right[rows], config, normal)
-
-    segments = store.segments(session_id)
-    live = LiveSeries.from_stored(stored, {seg.segment_id: seg.exercise for seg in segments})
-
-    def findings(segment_id: int | None, counts: dict[str, Any]) -> Any:
-        series, context = live.select(segment_id)
-        return series_findings(series, counts, config, normal, context=context)
-
-    counts = dict(record.counts)
-    counts.setdefault("keyframes", len(stored.series))
-    warnings = []
-    if record.status == "live":
-        warnings.append("the session was still live when this report was made: it covers the keyframes stored so far")
-    report = assemble_report(
-        statistics(slice(None)), counts, config, source=f"live session {session_id}",
-        estimator_is_proxy=bool(record.estimator.get("is_proxy", True)), warnings=warnings,
-        findings=findings(None, counts),
-    )
-    report["config"]["mirrored"] = record.mirrored
-    report["config"]["estimator"] = record.estimator.get("name", config.estimator)
-    if record.estimator.get("model"):
-        report["model"] = record.estimator["model"]
-    report["session"] = {"id": record.id, "label": record.label, "created_at": record.created_at,
-                         "ended_at": record.ended_at, "status": record.status}
-    report["exercises"] = [
-        {**_segment_json(seg), "symptoms": statistics(stored.segment_ids == seg.segment_id).to_json(),
-         "findings": findings(seg.segment_id, segment_counts(counts)).to_json()}
-        for seg in segments
-    ]
-    report["synkinesis_history"] = store.findings(session_id)
-    return report, stored.series
-
-
-def _segment_json(seg: Any) -> dict[str, Any]:
-    return {"segment_id": seg.segment_id, "exercise": seg.exercise, "start_s": seg.start_s, "end_s": seg.end_s}
