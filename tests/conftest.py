@@ -22,3 +22,41 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real test material not found at {SHARED_DATA} (set STREAM_SHARED_DATA)")
     return SHARED_DATA
+
+
+# -- real PostgreSQL and Redis (tests/services.py), one each per test session ------------------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    from services import PostgresServer, postgres_bin
+
+    folder = postgres_bin()
+    if folder is None:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; .ci/run installs Debian's postgresql)")
+    server = PostgresServer(folder).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty database on the test session's PostgreSQL server."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    from services import RedisServer, redis_bin
+
+    binary = redis_bin()
+    if binary is None:
+        pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
+    server = RedisServer(binary).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """The test session's Redis server, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url
