@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
 import json
 import logging
 import secrets
@@ -57,7 +58,9 @@ from stream.server.worker import ModelPool, SessionRegistry
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+# The pages are the package stream.static (the repository's static/ folder, mapped in pyproject.toml), so
+# editable and non-editable installs find them alike; wheels install unzipped, so this is a real folder.
+STATIC_DIR = Path(str(importlib.resources.files("stream.static")))
 _ERROR_TEXT = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
                405: "method not allowed", 409: "conflict", 413: "request too large", 422: "unprocessable",
                429: "too many attempts", 503: "storage unavailable"}
