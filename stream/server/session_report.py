@@ -13,8 +13,8 @@ import numpy as np
 from stream.analyze import assemble_report, series_findings, series_symptoms
 from stream.config import AnalysisConfig
 from stream.errors import UnknownSessionError
-from stream.server.findings import LiveSeries, segment_counts
 from stream.server.store import Store
+from stream.session.findings import LiveSeries, segment_counts
 from stream.symptoms.evidence import Findings
 from stream.symptoms.normal import load_normal_cooccurrence
 from stream.symptoms.statistics import SymptomState
@@ -43,7 +43,7 @@ def session_report(store: Store, session_id: str) -> tuple[dict[str, Any], AUSer
         return series_symptoms(stored.series.left[rows], stored.series.right[rows], config, normal)
 
     segments = store.segments(session_id)
-    live = LiveSeries.from_stored(stored, {seg.segment_id: seg.exercise for seg in segments})
+    live = LiveSeries.from_series(stored.series, stored.segment_ids, {seg.segment_id: seg.exercise for seg in segments})
 
     def findings(segment_id: int | None, counts: dict[str, Any]) -> Findings:
         series, context = live.select(segment_id)
