@@ -12,7 +12,7 @@ from test_server_support import ProcessServer, create_session, has_non_loopback_
 
 CHROMIUM = Path("/usr/bin/chromium")
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def write_y4m(source: Path, target: Path, n_frames: int = 120, every: int = 2) -> Path:
