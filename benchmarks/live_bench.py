@@ -153,13 +153,13 @@ def _fanout_server(db: str, port: int, ready: Any, hz: float) -> None:
 
     from stream.aus import N_AUS
     from stream.server import ServerSettings, create_app
-    from stream.server.store import SegmentRecord
+    from stream.session.exercises import Segment
 
     app = create_app(ServerSettings(db_path=db, admin_key=ADMIN_KEY, port=port))
     store = app.state.store
     store.create_session("bench", "", False, {})
     rng = np.random.default_rng(0)
-    store.start_segment("bench", SegmentRecord(0, "smile", 0.0, None))
+    store.start_segment("bench", Segment(0, "smile", 0.0, None))
     for i in range(120):
         store.add_keyframe("bench", i, i, i / 10, time.time(), 0, 2, rng.uniform(0, 5, N_AUS), rng.uniform(0, 5, N_AUS))
     store.add_token("bench", "clinician", __import__("stream.server.sessions", fromlist=["token_hash"]).token_hash("bench-token"))

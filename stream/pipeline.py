@@ -85,8 +85,10 @@ class Pipeline:
         estimator: AUEstimator | None = None,
         mirrored: bool = False,
         keep_series: bool = True,
+        normal: np.ndarray | None = None,
     ) -> None:
-        """``keep_series=False`` keeps no per-keyframe history in memory (a live session stores it)."""
+        """``keep_series=False`` keeps no per-keyframe history in memory (a live session stores it);
+        ``normal``: the normal co-occurrence matrix when the caller has loaded it already."""
         self.config = (config or AnalysisConfig()).validate()
         cfg = self.config
         self.detector = detector or build_detector(cfg.detector, weights=cfg.weights, device=cfg.device)
@@ -94,7 +96,7 @@ class Pipeline:
         self.estimator = estimator or build_estimator(cfg.estimator, checkpoint=cfg.checkpoint, device=cfg.device)
         self.mirrored = mirrored
         self.keep_series = keep_series
-        self.normal = load_normal_cooccurrence(cfg.normal_cooccurrence)
+        self.normal = load_normal_cooccurrence(cfg.normal_cooccurrence) if normal is None else normal
         self.keyframe_filter = KeyframeFilter(cfg.keyframe_threshold)
         self.buffer = KeyframeBuffer(cfg.buffer_max_keyframes, cfg.buffer_max_bytes, seed=cfg.seed)
         self.statistics = SymptomAccumulator(active_threshold=cfg.active_threshold)
@@ -149,10 +151,31 @@ class Pipeline:
         self._rereference = True
         self.keyframe_filter.reset()
 
+    def retrack(self) -> None:
+        """Find the face afresh at the next frame (frames went unseen: the tracked points are stale).
+
+        The AU reference stays (same face, same camera), so the series goes on where it paused.
+        """
+        self.tracker.reset()
+
+    def restart_tracking(self) -> None:
+        """The frames changed size: tracker, keyframe crop and AU reference start afresh.
+
+        The next keyframe is the new reference; the estimator and helper buffer are reset when
+        ``estimate`` gets to it, not here, so this is safe to call while another thread estimates.
+        """
+        self.tracker.reset()
+        self.rereference()
+
     def _count(self, key: str) -> None:
         self.counts.extra[key] = self.counts.extra.get(key, 0) + 1
 
-    def analyse(self, keyframe: Keyframe) -> KeyframeResult:
+    def estimate(self, keyframe: Keyframe) -> AUEstimate:
+        """AU intensities of one keyframe, from its helpers; the statistics are not updated.
+
+        A live session keeps its own statistics (per exercise as well), so it calls this;
+        ``analyse`` adds the keyframe to this pipeline's statistics as well.
+        """
         if keyframe.new_reference:  # here, not in ingest: the live server runs the two in different threads
             self.estimator.reset()
             self.buffer.clear()
@@ -162,6 +185,10 @@ class Pipeline:
             helpers = self.buffer.helpers(self.config.helpers, exclude_frame=code.frame_index)
             estimate = self.estimator.estimate(code, helpers)
         self.buffer.add(code)
+        return estimate
+
+    def analyse(self, keyframe: Keyframe) -> KeyframeResult:
+        estimate = self.estimate(keyframe)
         with self.timer.stage("statistics"):
             self.statistics.update(estimate.left, estimate.right)
         if self.keep_series:

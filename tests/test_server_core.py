@@ -9,11 +9,12 @@ import pytest
 
 from stream.aus import N_AUS
 from stream.server.executor import ANALYSIS, INGEST, PriorityExecutor
-from stream.server.exercises import EXERCISES, PROTOCOL, ExerciseError, Timeline
+from stream.session.exercises import EXERCISES, PROTOCOL, ExerciseError, Timeline
 from stream.server.hub import Hub
 from stream.server.ingest import KeyframeQueue, LatestFrame
 from stream.server.sessions import Gate, Role, new_token, token_hash
-from stream.server.store import SegmentRecord, Store
+from stream.server.store import Store
+from stream.session.exercises import Segment
 
 
 class FakeConn:
@@ -70,7 +71,7 @@ def test_store_keeps_series_segments_statistics_and_findings_across_reopen(tmp_p
     store.create_session("S", "label", False, {"active_threshold": 0.5})
     rng = np.random.default_rng(0)
     rows = [(rng.uniform(0, 5, N_AUS), rng.uniform(0, 5, N_AUS)) for _ in range(5)]
-    store.start_segment("S", SegmentRecord(0, "smile", 1.0, None))
+    store.start_segment("S", Segment(0, "smile", 1.0, None))
     for i, (left, right) in enumerate(rows):
         store.add_keyframe("S", i, 10 * i, 0.5 * i, 1000.0 + i, 0 if i >= 2 else None, 2, left, right)
     store.end_segment("S", 0, 9.0)
@@ -85,7 +86,7 @@ def test_store_keeps_series_segments_statistics_and_findings_across_reopen(tmp_p
     np.testing.assert_allclose(stored.series.left, np.stack([r[0] for r in rows]))
     np.testing.assert_allclose(stored.series.right, np.stack([r[1] for r in rows]))
     assert stored.segment_ids.tolist() == [-1, -1, 0, 0, 0]
-    assert again.segments("S") == [SegmentRecord(0, "smile", 1.0, 9.0)]
+    assert again.segments("S") == [Segment(0, "smile", 1.0, 9.0)]
     assert again.statistics("S")["session"]["n_keyframes"] == 6
     [finding] = again.findings("S")
     assert (finding["row"], finding["col"], finding["first_seen_s"], finding["last_seen_s"]) == ("AU5", "AU20", 2.0, 3.0)
@@ -264,8 +265,8 @@ def test_stored_report_carries_findings_of_the_session_and_of_each_exercise(stor
 
     rng = np.random.default_rng(1)
     store.create_session("S", "", False, {})
-    store.start_segment("S", SegmentRecord(0, "smile", 0.0, 6.0))
-    store.start_segment("S", SegmentRecord(1, "gentle_eye_closure", 6.0, 12.0))
+    store.start_segment("S", Segment(0, "smile", 0.0, 6.0))
+    store.start_segment("S", Segment(1, "gentle_eye_closure", 6.0, 12.0))
     for i in range(60):
         t = 0.2 * i
         seg = 0 if t < 6 else 1

@@ -44,9 +44,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from stream.errors import UnknownSessionError
+from stream.pipeline import Pipeline
 from stream.server import logs
 from stream.server.executor import PriorityExecutor
-from stream.server.exercises import PROTOCOL, ExerciseError
 from stream.server.ingest import SignallingError, parse_offer
 from stream.server.sessions import (
     AccessDenied, FailureLimit, Gate, Role, new_session_id, new_token, token_from, token_hash,
@@ -54,7 +54,9 @@ from stream.server.sessions import (
 from stream.server.settings import ServerSettings
 from stream.server.store import StorageError, Store
 from stream.server.session_report import session_report
-from stream.server.worker import ModelPool, SessionRegistry
+from stream.server.models import ModelPool
+from stream.server.registry import SessionRegistry
+from stream.session.exercises import PROTOCOL, ExerciseError
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +159,7 @@ class GuardMiddleware:
         await self.app(scope, limited_receive, send_with_headers)
 
 
-def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Callable[[], Any] | None = None) -> Starlette:
+def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Callable[[], Pipeline] | None = None) -> Starlette:
     """The web application. ``pipeline_factory`` replaces the default ``Pipeline`` (benchmarks)."""
     settings = (settings or ServerSettings()).validate()
     logs.install()

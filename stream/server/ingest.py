@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -46,6 +47,11 @@ class ReceivedFrame:
     frame: Any  # av.VideoFrame, still in the decoder's pixel format
     received_at: float  # wall clock (time.time) when the pump took it off the track
     received_mono: float  # time.perf_counter at the same moment, for latencies
+
+    def rgb(self) -> np.ndarray:
+        """The frame as H x W x 3 uint8 RGB (a conversion worth a model thread, not the event loop)."""
+        image: np.ndarray = self.frame.to_ndarray(format="rgb24")
+        return image
 
 
 class LatestFrame(Generic[T]):

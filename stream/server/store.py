@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from stream.aus import AU_NAMES, EYE_CLOSURE
+from stream.session.exercises import Segment
 from stream.types import MOVEMENT_COLUMNS, AUSeries
 
 _AU_COLUMNS = [f"{side}_{au}" for side in ("left", "right") for au in AU_NAMES]
@@ -122,14 +123,6 @@ class SessionRecord:
             "ended_at": self.ended_at, "mirrored": self.mirrored, "n_keyframes": self.n_keyframes,
             "estimator": self.estimator, "counts": self.counts,
         }
-
-
-@dataclass(frozen=True)
-class SegmentRecord:
-    segment_id: int
-    exercise: str
-    start_s: float
-    end_s: float | None
 
 
 @dataclass(frozen=True)
@@ -297,7 +290,7 @@ class Store:
         segments = np.array([-1 if r[3] is None else r[3] for r in rows], dtype=int)
         return StoredSeries(series, segments, np.array([r[2] for r in rows], dtype=float))
 
-    def start_segment(self, session_id: str, segment: SegmentRecord) -> None:
+    def start_segment(self, session_id: str, segment: Segment) -> None:
         self._write(
             "INSERT INTO segments (session_id, segment_id, exercise, start_s, end_s) VALUES (?, ?, ?, ?, ?)",
             (session_id, segment.segment_id, segment.exercise, segment.start_s, segment.end_s),
@@ -308,12 +301,12 @@ class Store:
             "UPDATE segments SET end_s = ? WHERE session_id = ? AND segment_id = ?", (end_s, session_id, segment_id)
         )
 
-    def segments(self, session_id: str) -> list[SegmentRecord]:
+    def segments(self, session_id: str) -> list[Segment]:
         rows = self._read(
             "SELECT segment_id, exercise, start_s, end_s FROM segments WHERE session_id = ? ORDER BY segment_id",
             (session_id,),
         )
-        return [SegmentRecord(*r) for r in rows]
+        return [Segment(*r) for r in rows]
 
     def save_statistics(self, session_id: str, scope: str, time_s: float, state: dict[str, Any]) -> None:
         """Latest statistics of a scope, and the synkinesis pairs it reports (first and last seen)."""

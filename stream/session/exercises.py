@@ -50,6 +50,11 @@ class Segment:
     def contains(self, time_s: float) -> bool:
         return self.start_s <= time_s and (self.end_s is None or time_s < self.end_s)
 
+    @property
+    def scope(self) -> str:
+        """The name of this segment's statistics scope (the session's is ``"session"``)."""
+        return f"segment:{self.segment_id}"
+
     def to_json(self) -> dict[str, Any]:
         return {"segment_id": self.segment_id, "exercise": self.exercise, "start_s": self.start_s, "end_s": self.end_s}
 

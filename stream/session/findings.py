@@ -8,19 +8,20 @@ second per scope and never more often than ``COST_FACTOR`` times what the last c
 a long session does not spend its model threads on verdicts that change slowly anyway.
 
 The same selection and the same call build the findings of the downloaded report
-(``session_report``), so the dashboard and the report state the same verdicts.
+(``stream.server.session_report``), so the dashboard and the report state the same verdicts.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 
-from stream.server.jsonsafe import clean
-from stream.server.store import StoredSeries
+from stream.analyze import series_findings
+from stream.config import AnalysisConfig
+from stream.session.jsonsafe import JSONObject, clean_object
 from stream.types import AUEstimate, AUSeries
 
 MIN_INTERVAL_S: Final[float] = 1.0  # a scope's findings are recomputed at most this often
@@ -44,12 +45,11 @@ class LiveSeries:
         self._exercises: list[str] = []  # the exercise key of the keyframe's segment, "" outside any
 
     @classmethod
-    def from_stored(cls, stored: StoredSeries, exercises: Mapping[int, str]) -> "LiveSeries":
-        """The stored series of a session; ``exercises``: segment id -> exercise key."""
+    def from_series(cls, s: AUSeries, segment_ids: np.ndarray, exercises: Mapping[int, str]) -> "LiveSeries":
+        """A stored series; ``segment_ids``: each row's segment (-1 outside any); ``exercises``: segment id -> key."""
         out = cls()
-        s = stored.series
         for i in range(len(s)):
-            segment_id = int(stored.segment_ids[i])
+            segment_id = int(segment_ids[i])
             out._add(int(s.frames[i]), float(s.time_s[i]), s.left[i], s.right[i],
                      None if s.closure is None else s.closure[i], None if s.movement is None else s.movement[i],
                      segment_id, exercises.get(segment_id, ""))
@@ -93,7 +93,7 @@ class LiveSeries:
         return series, np.array([self._exercises[i] for i in rows], dtype=object)
 
 
-def segment_counts(counts: Mapping[str, Any]) -> dict[str, Any]:
+def segment_counts(counts: Mapping[str, object]) -> dict[str, object]:
     """The counts an exercise segment's warnings are judged on.
 
     Faces missed and heads turned are counted for the whole session only, so a segment's findings
@@ -102,12 +102,13 @@ def segment_counts(counts: Mapping[str, Any]) -> dict[str, Any]:
     return {"frames": counts.get("frames", 0)}
 
 
-def findings_json(series: AUSeries, context: np.ndarray, counts: Mapping[str, Any], config: Any,
-                  normal: np.ndarray) -> dict[str, Any]:
-    """``Findings.to_json()`` of one scope under ``config.rules``, JSON-safe (NaN -> None)."""
-    from stream.analyze import series_findings
+def findings_json(series: AUSeries, context: np.ndarray, counts: Mapping[str, object], config: AnalysisConfig,
+                  normal: np.ndarray) -> JSONObject:
+    """``Findings.to_json()`` of one scope under ``config.rules``, JSON-safe (NaN -> None).
 
-    return _clean(series_findings(series, dict(counts), config, normal, context=context).to_json())
+    Floats keep 6 significant digits (p-values are small: no fixed decimals).
+    """
+    return clean_object(series_findings(series, dict(counts), config, normal, context=context).to_json(), significant=6)
 
 
 class FindingsSchedule:
@@ -137,7 +138,3 @@ class FindingsSchedule:
         self._computed[scope] = max(version, self._computed.get(scope, 0))
         self._next_at[scope] = started + max(MIN_INTERVAL_S, COST_FACTOR * (finished - started))
 
-
-def _clean(value: Any) -> Any:
-    """NaN/inf -> None, floats to 6 significant digits (p-values are small: no fixed decimals)."""
-    return clean(value, significant=6)

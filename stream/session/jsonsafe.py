@@ -1,18 +1,22 @@
 """JSON-safe numbers for dashboards and the store: NaN/inf become null, floats are shortened.
 
-One function for the two roundings the server needs: fixed decimals for intensities and times
+One function for the two roundings a session needs: fixed decimals for intensities and times
 (small messages), significant digits for p-values (a fixed number of decimals would round them to 0).
+``JSON`` names what comes out: plain values, lists and string-keyed objects, nothing else.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Union
 
 import numpy as np
 
+JSON = Union[None, bool, int, float, str, list["JSON"], dict[str, "JSON"]]
+JSONObject = dict[str, JSON]
 
-def clean(value: Any, *, decimals: int | None = 3, significant: int | None = None) -> Any:
+
+def clean(value: object, *, decimals: int | None = 3, significant: int | None = None) -> JSON:
     """``value`` with every float finite-or-None and rounded; arrays and numpy scalars as plain lists/numbers."""
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -21,11 +25,21 @@ def clean(value: Any, *, decimals: int | None = 3, significant: int | None = Non
             return float(f"{value:.{significant}g}")
         return round(value, decimals) if decimals is not None else value
     if isinstance(value, dict):
-        return {k: clean(v, decimals=decimals, significant=significant) for k, v in value.items()}
+        return {str(k): clean(v, decimals=decimals, significant=significant) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [clean(v, decimals=decimals, significant=significant) for v in value]
     if isinstance(value, np.ndarray):
         return clean(value.tolist(), decimals=decimals, significant=significant)
     if isinstance(value, np.generic):
         return clean(value.item(), decimals=decimals, significant=significant)
-    return value
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    raise TypeError(f"cannot make {type(value).__name__} JSON-safe: expected numbers, strings, lists, dicts or arrays")
+
+
+def clean_object(value: object, *, decimals: int | None = 3, significant: int | None = None) -> JSONObject:
+    """``clean`` of a mapping, typed as the object it stays."""
+    out = clean(value, decimals=decimals, significant=significant)
+    if not isinstance(out, dict):
+        raise TypeError(f"expected a mapping, got {type(value).__name__}")
+    return out
