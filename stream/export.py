@@ -48,7 +48,7 @@ class SessionResult:
     status: str
     created_at: float  # wall clock, the session's time
     n_keyframes: int
-    grades: dict[str, Any]  # Grades.to_json()
+    grades: dict[str, Any] | None  # Grades.to_json(); None: nothing measured yet
 
     def to_json(self) -> dict[str, Any]:
         return {"session_id": self.session_id, "label": self.label, "kind": self.kind, "status": self.status,
@@ -76,8 +76,10 @@ class Figure:
     reason: str
 
 
-def session_figures(grades: dict[str, Any]) -> list[Figure]:
-    out = []
+def session_figures(grades: dict[str, Any] | None) -> list[Figure]:
+    out: list[Figure] = []
+    if grades is None:
+        return out
     scores = [s for m in grades.get("movements", []) for s in (m["voluntary"], m["synkinesis"])]
     for s in [*scores, grades["resting"], grades["composite"]]:
         out.append(Figure(s["key"], s["title"], s["kind"], s["value"], "{score}", s.get("low"), s.get("high"),
@@ -106,7 +108,7 @@ def patient_csv(code: str, results: Sequence[SessionResult]) -> bytes:
     writer.writerow(CSV_COLUMNS)
     for r in results:
         for f in session_figures(r.grades):
-            writer.writerow([code, r.session_id, iso_time(r.created_at), r.kind, r.status, r.grades.get("basis", ""),
+            writer.writerow([code, r.session_id, iso_time(r.created_at), r.kind, r.status, (r.grades or {}).get("basis", ""),
                              f.key, f.title, f.kind, _cell(f.value), f.unit, _cell(f.low), _cell(f.high), f.scale,
                              int(f.upper_bound), f.reason])
     return buffer.getvalue().encode("utf-8")

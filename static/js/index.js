@@ -11,7 +11,8 @@
   document.getElementById("create").onclick = async () => {
     links.textContent = "";
     try {
-      const s = await api("/api/sessions", { json: { label: document.getElementById("label").value } }, key());
+      const patient = document.getElementById("session-patient").value;
+      const s = await api("/api/sessions", { json: { label: document.getElementById("label").value, patient } }, key());
       showLink("Patient link (send to the patient)", s.patient_url);
       showLink("Clinician link (dashboard)", s.clinician_url);
       load();
@@ -36,5 +37,38 @@
         el("td", {}, button)));
     }
   }
-  document.getElementById("load").onclick = load;
+  // patients (stream/server/patients.py): create, list, history links, choose one for a new session
+  document.getElementById("create-patient").onclick = async () => {
+    links.textContent = "";
+    try {
+      const p = await api("/api/patients", { json: { code: document.getElementById("patient-code-new").value,
+        label: document.getElementById("patient-label-new").value } }, key());
+      showLink(`History of ${p.code} (clinician link)`, p.history_url);
+      loadPatients();
+    } catch (e) { links.textContent = `Could not create the patient: ${e.message}`; }
+  };
+
+  async function loadPatients() {
+    const body = document.querySelector("#patients tbody");
+    const select = document.getElementById("session-patient");
+    body.textContent = "";
+    let list;
+    try { list = (await api("/api/patients", {}, key())).patients; } catch (e) { body.append(el("tr", {}, el("td", { text: e.message }))); return; }
+    const chosen = select.value;
+    select.textContent = "";
+    select.append(el("option", { value: "", text: "no patient" }));
+    for (const p of list) {
+      select.append(el("option", { value: p.code, text: p.label ? `${p.code} (${p.label})` : p.code }));
+      const button = el("button", { class: "secondary", text: "History link" });
+      button.onclick = async () => {
+        const r = await api(`/api/patients/${encodeURIComponent(p.code)}/link`, { method: "POST" }, key());
+        links.textContent = "";
+        showLink(`History of ${p.code} (clinician link)`, r.history_url);
+      };
+      body.append(el("tr", {}, el("td", { text: p.code }), el("td", { text: p.label }), el("td", { text: String(p.n_sessions) }),
+        el("td", { text: p.last_session_at ? new Date(p.last_session_at * 1000).toLocaleString() : "–" }), el("td", {}, button)));
+    }
+    select.value = chosen;
+  }
+  document.getElementById("load").onclick = () => { load(); loadPatients(); };
 })();

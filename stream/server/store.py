@@ -96,6 +96,30 @@ CREATE TABLE IF NOT EXISTS findings (
     last_seen_s REAL NOT NULL,
     PRIMARY KEY (session_id, scope, matrix, row_au, col_au)
 );
+CREATE TABLE IF NOT EXISTS patients (
+    code TEXT PRIMARY KEY,             -- pseudonymous, chosen by the clinic; no name
+    label TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS patient_tokens (
+    hash TEXT PRIMARY KEY,             -- SHA-256 of a patient-history clinician link
+    patient_code TEXT NOT NULL REFERENCES patients(code),
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS patient_tokens_by_patient ON patient_tokens(patient_code);
+CREATE TABLE IF NOT EXISTS patient_sessions (
+    session_id TEXT PRIMARY KEY REFERENCES sessions(id),
+    patient_code TEXT NOT NULL REFERENCES patients(code),
+    kind TEXT NOT NULL                 -- live | recorded (an offline analysis)
+);
+CREATE INDEX IF NOT EXISTS patient_sessions_by_patient ON patient_sessions(patient_code);
+CREATE TABLE IF NOT EXISTS grades (
+    session_id TEXT PRIMARY KEY REFERENCES sessions(id),
+    n_keyframes INTEGER NOT NULL,      -- keyframes the grades were computed from
+    status TEXT NOT NULL,              -- the session's status then
+    computed_at REAL NOT NULL,
+    grades_json TEXT NOT NULL
+);
 """
 
 
@@ -123,6 +147,19 @@ class SessionRecord:
             "ended_at": self.ended_at, "mirrored": self.mirrored, "n_keyframes": self.n_keyframes,
             "estimator": self.estimator, "counts": self.counts,
         }
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    code: str
+    label: str
+    created_at: float
+    n_sessions: int = 0
+    last_session_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "label": self.label, "created_at": self.created_at,
+                "n_sessions": self.n_sessions, "last_session_at": self.last_session_at}
 
 
 @dataclass(frozen=True)
@@ -344,3 +381,103 @@ class Store:
         )
         keys = ("scope", "matrix", "row", "col", "value", "first_seen_s", "last_seen_s")
         return [dict(zip(keys, r)) for r in rows]
+
+    # -- patients (pseudonymous: a clinic code, never a name) -----------------------------------
+    def create_patient(self, code: str, label: str) -> bool:
+        """A new patient record; False when the code is taken."""
+        try:
+            with self._lock, self._db:
+                self._db.execute("BEGIN")
+                if self._db.execute("SELECT 1 FROM patients WHERE code = ?", (code,)).fetchone():
+                    return False
+                self._db.execute("INSERT INTO patients (code, label, created_at) VALUES (?, ?, ?)",
+                                 (code, label, time.time()))
+                return True
+        except sqlite3.Error as exc:
+            raise StorageError(f"could not write to {self.path}: {exc}") from exc
+
+    _PATIENT_SELECT = (
+        "SELECT p.code, p.label, p.created_at, COUNT(ps.session_id), MAX(s.created_at) FROM patients p"
+        " LEFT JOIN patient_sessions ps ON ps.patient_code = p.code LEFT JOIN sessions s ON s.id = ps.session_id"
+    )
+
+    def patient(self, code: str) -> PatientRecord | None:
+        rows = self._read(self._PATIENT_SELECT + " WHERE p.code = ? GROUP BY p.code, p.label, p.created_at", (code,))
+        return PatientRecord(*rows[0]) if rows else None
+
+    def patients(self) -> list[PatientRecord]:
+        rows = self._read(self._PATIENT_SELECT + " GROUP BY p.code, p.label, p.created_at ORDER BY p.created_at DESC")
+        return [PatientRecord(*r) for r in rows]
+
+    def add_patient_token(self, code: str, digest: str) -> float:
+        """Store a patient-history link's hash; returns the time it was issued."""
+        issued = time.time()
+        self._write("INSERT INTO patient_tokens (hash, patient_code, created_at) VALUES (?, ?, ?)", (digest, code, issued))
+        return issued
+
+    def patient_tokens(self, code: str) -> list[tuple[str, float]]:
+        rows = self._read("SELECT hash, created_at FROM patient_tokens WHERE patient_code = ?", (code,))
+        return [(r[0], float(r[1])) for r in rows]
+
+    def attach_session(self, session_id: str, code: str, kind: str) -> None:
+        self._write("INSERT INTO patient_sessions (session_id, patient_code, kind) VALUES (?, ?, ?)",
+                    (session_id, code, kind))
+
+    def session_patient(self, session_id: str) -> tuple[str, str] | None:
+        """(patient code, kind) of a session attached to a patient, else None."""
+        rows = self._read("SELECT patient_code, kind FROM patient_sessions WHERE session_id = ?", (session_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def patient_sessions(self, code: str) -> list[tuple[SessionRecord, str]]:
+        """(session, kind) of a patient's sessions, oldest first."""
+        rows = self._read(
+            self._SESSION_SELECT.replace(" FROM sessions s", ", ps.kind FROM sessions s")
+            + " JOIN patient_sessions ps ON ps.session_id = s.id WHERE ps.patient_code = ? ORDER BY s.created_at, s.id",
+            (code,),
+        )
+        return [(self._session(r[:-1]), r[-1]) for r in rows]
+
+    def save_grades(self, session_id: str, n_keyframes: int, status: str, grades: dict[str, Any]) -> None:
+        self._write(
+            "INSERT INTO grades (session_id, n_keyframes, status, computed_at, grades_json) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (session_id) DO UPDATE SET n_keyframes = excluded.n_keyframes, status = excluded.status,"
+            " computed_at = excluded.computed_at, grades_json = excluded.grades_json",
+            (session_id, n_keyframes, status, time.time(), json.dumps(grades)),
+        )
+
+    def grades(self, session_id: str) -> tuple[int, str, dict[str, Any]] | None:
+        """(keyframes, session status, grades) as last computed, else None."""
+        rows = self._read("SELECT n_keyframes, status, grades_json FROM grades WHERE session_id = ?", (session_id,))
+        return (int(rows[0][0]), rows[0][1], json.loads(rows[0][2])) if rows else None
+
+    def add_recorded_session(
+        self, session_id: str, label: str, created_at: float, config: dict[str, Any], estimator: dict[str, Any],
+        counts: dict[str, Any], series: AUSeries, patient_code: str,
+    ) -> None:
+        """An offline analysis (numbers only: its AU series) as an ended session of a patient, in one transaction."""
+        n = len(series)
+        columns = ", ".join(_AU_COLUMNS + _MEASURE_COLUMNS)
+        marks = ", ".join("?" * (len(_AU_COLUMNS) + len(_MEASURE_COLUMNS)))
+        rows = []
+        for i in range(n):
+            values: list[float | None] = [float(v) for v in series.left[i]] + [float(v) for v in series.right[i]]
+            values += [None] * 2 if series.closure is None else [float(v) for v in series.closure[i]]
+            values += [None] * 6 if series.movement is None else [float(v) for v in np.asarray(series.movement[i]).reshape(6)]
+            t = float(series.time_s[i])
+            rows.append((session_id, i, int(series.frames[i]), t, created_at + t, None, 0, *values))
+        try:
+            with self._lock, self._db:
+                self._db.execute("BEGIN")
+                self._db.execute(
+                    "INSERT INTO sessions (id, label, created_at, status, ended_at, mirrored, config_json, estimator_json,"
+                    " counts_json) VALUES (?, ?, ?, 'ended', ?, ?, ?, ?, ?)",
+                    (session_id, label, created_at, time.time(), int(bool(config.get("mirrored", False))),
+                     json.dumps(config), json.dumps(estimator), json.dumps(counts)),
+                )
+                self._db.executemany(
+                    f"INSERT INTO keyframes (session_id, seq, frame_index, time_s, received_at, segment_id, n_helpers, {columns})"
+                    f" VALUES (?, ?, ?, ?, ?, ?, ?, {marks})", rows)
+                self._db.execute("INSERT INTO patient_sessions (session_id, patient_code, kind) VALUES (?, ?, 'recorded')",
+                                 (session_id, patient_code))
+        except sqlite3.Error as exc:
+            raise StorageError(f"could not write to {self.path}: {exc}") from exc
