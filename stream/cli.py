@@ -88,6 +88,17 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
     if (args.video is None) == (args.au_csv is None):
         raise InputError("give either a VIDEO or --au-csv SERIES.csv (not both, not neither)")
+    if (args.patient is None) != (args.db is None):
+        raise InputError("--patient CODE and --db PATH go together: the analysis is stored for that patient in that database")
+    if args.patient is not None:
+        from stream.server.patients import check_code
+        from stream.server.store import StorageError, Store
+
+        check_code(args.patient)  # a bad code or an unusable database fails before any frame is decoded
+        try:
+            Store(args.db).close()
+        except StorageError as exc:
+            raise InputError(f"--db: {exc}") from exc
     check_output_folder(args.out)
     config = config_from_args(args).validate()
     if args.au_csv:
@@ -112,7 +123,22 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     for warning in result.report.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"report: {result.paths['html']}")
+    if args.patient is not None:
+        _store_for_patient(args, result)
     return 0
+
+
+def _store_for_patient(args: argparse.Namespace, result: object) -> None:
+    """``--patient/--db``: the analysis's numbers as a session of the patient (stream/server/patients.py)."""
+    from stream.server.patients import store_analysis
+    from stream.server.store import Store
+
+    store = Store(args.db)
+    try:
+        sid, created = store_analysis(store, args.patient, result.report, result.series, args.label or "")  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    print(f"stored as session {sid} of patient {args.patient}{' (new patient)' if created else ''} in {args.db}")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -130,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("video", nargs="?", help="video file (mp4, mov, webm, ...)")
     p.add_argument("--au-csv", metavar="SERIES.csv", help="compute the report from an existing per-side AU series")
     p.add_argument("--out", required=True, help="output folder for report.json, au_series.csv, report.html")
+    p.add_argument("--patient", metavar="CODE", help="also store the analysis (numbers only) as a session of this "
+                   "patient (a clinic code, never a name; created when new), with --db")
+    p.add_argument("--db", metavar="PATH", help="the session database of `serve` (SQLite) for --patient")
+    p.add_argument("--label", help="with --patient: a label for the stored session (no names)")
     p.add_argument("--mirrored", action="store_true",
                    help="the video is mirrored (selfie view): swap which image side is the patient's left")
     _add_analysis_options(p)

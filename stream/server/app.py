@@ -4,8 +4,9 @@ Routes (``{sid}`` a session id; "patient"/"clinician" name the token the route n
 clinic key):
 
     GET  /                                  index: create sessions, list past ones (admin key typed in)
-    POST /api/sessions                      admin      create a session -> patient and clinician links
+    POST /api/sessions                      admin      create a session (optionally of a patient) -> links
     GET  /api/sessions                      admin      list stored sessions
+    (patients, their history pages and exports: stream/server/patients.py)
     POST /api/sessions/{sid}/clinician-link admin      a further clinician link (e.g. to reopen later)
     POST /api/sessions/{sid}/reopen         admin      an ended session takes its patient link again
     GET  /s/{sid}/patient                   patient    camera page with the exercise protocol
@@ -51,6 +52,7 @@ from stream.server.ingest import SignallingError, parse_offer
 from stream.server.sessions import (
     AccessDenied, FailureLimit, Gate, Role, new_session_id, new_token, token_from, token_hash,
 )
+from stream.server.patients import patient_routes
 from stream.server.settings import ServerSettings
 from stream.server.store import StorageError, Store
 from stream.server.session_report import session_report
@@ -214,14 +216,19 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         gate.check_admin(request)
         body = await read_json(request) if int(request.headers.get("content-length") or 0) else {}
         label = str(body.get("label", ""))[:200] if isinstance(body, dict) else ""
+        code = body.get("patient") if isinstance(body, dict) else None  # a patient's code (stream/server/patients.py)
+        if code not in (None, "") and store.patient(str(code)) is None:
+            return _error(422, "unknown patient code: create the patient first (POST /api/patients)")
         sid = new_session_id()
         patient, clinician = new_token(), new_token()
         store.create_session(sid, label, settings.mirrored, settings.analysis.as_dict())
+        if code not in (None, ""):
+            store.attach_session(sid, str(code), "live")
         store.add_token(sid, Role.PATIENT.value, token_hash(patient))
         issued = store.add_token(sid, Role.CLINICIAN.value, token_hash(clinician))
         base = base_url(request)
         return JSONResponse({
-            "session_id": sid, "label": label,
+            "session_id": sid, "label": label, "patient": code or None,
             "patient_url": f"{base}/s/{sid}/patient?token={patient}",
             "clinician_url": f"{base}/s/{sid}/clinician?token={clinician}",
             "patient_token": patient, "clinician_token": clinician,
@@ -402,6 +409,7 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         Route("/api/s/{sid}/statistics", scope_statistics),
         Route("/api/s/{sid}/{name:str}", report_file),
         WebSocketRoute("/ws/s/{sid}", dashboard),
+        *patient_routes(store, gate, admin_key, base_url, link_expiry, read_json, page),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(
