@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stream import __version__
 from stream.config import AnalysisConfig
 from stream.decode import VideoFile, prefetched
 from stream.errors import NoFaceError
 from stream.pipeline import Pipeline
 from stream.progress import Progress
-from stream.report import read_series_csv, write_report
+from stream.report import Report, read_series_csv, write_report
 from stream.symptoms.normal import load_normal_cooccurrence
 from stream.symptoms.evidence import EvidenceRules, Findings, assess, material_warnings, paper_findings
 from stream.symptoms.statistics import SymptomAccumulator, SymptomState
@@ -39,20 +37,14 @@ def assemble_report(
     warnings: list[str] | None = None,
     timings: dict[str, Any] | None = None,
     findings: Findings | None = None,
-) -> dict[str, Any]:
-    """report.json: the findings with their evidence, the paper's statistics, counts, configuration."""
-    report = symptoms.to_json()
-    if findings is not None:
-        report["findings"] = findings.to_json()
-    report["cooccurrence_mask"] = np.asarray(symptoms.mask).tolist()
-    report["counts"] = counts
-    report["config"] = {**config.as_dict(), "video": source, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                        "version": __version__}
-    report["estimator_is_proxy"] = estimator_is_proxy
-    report["warnings"] = list(warnings or []) + (list(findings.warnings) if findings is not None else [])
-    if timings:
-        report["timings_ms"] = timings
-    return report
+    mirrored: bool | None = None,
+    model: dict[str, Any] | None = None,
+    estimator: str | None = None,
+) -> Report:
+    """The report: the findings with their evidence, the paper's statistics, counts, configuration."""
+    return Report.build(symptoms, counts, config, source=source, estimator_is_proxy=estimator_is_proxy,
+                        findings=findings, warnings=warnings or [], timings=timings, model=model,
+                        mirrored=mirrored, estimator=estimator)
 
 
 def analyze_video(
@@ -96,11 +88,10 @@ def analyze_video(
         pipeline.symptoms(), counts, config, source=str(video),
         estimator_is_proxy=pipeline.estimator.is_proxy, warnings=warnings, timings=pipeline.timer.summary(),
         findings=series_findings(series, counts, config, pipeline.normal),
+        mirrored=mirrored, model=pipeline.estimator.model_info(),
     )
-    report["config"]["mirrored"] = mirrored
-    report["model"] = pipeline.estimator.model_info()
     paths = write_report(out_dir, report, series)
-    return AnalysisResult(report, series, paths)
+    return AnalysisResult(report.to_json(), series, paths)
 
 
 def series_symptoms(left: np.ndarray, right: np.ndarray, config: AnalysisConfig, normal: np.ndarray | None = None) -> SymptomState:
@@ -141,7 +132,6 @@ def analyze_series(csv_path: str | Path, out_dir: str | Path, config: AnalysisCo
     duration = float(np.nanmax(series.time_s)) if len(series) and np.isfinite(series.time_s).any() else None
     counts["duration_s"] = duration
     report = assemble_report(symptoms, counts, config, source=str(csv_path), estimator_is_proxy=False,
-                             findings=series_findings(series, counts, config))
-    report["config"]["estimator"] = "external AU series"
+                             findings=series_findings(series, counts, config), estimator="external AU series")
     paths = write_report(out_dir, report, series)
-    return AnalysisResult(report, series, paths)
+    return AnalysisResult(report.to_json(), series, paths)

@@ -20,6 +20,7 @@ from stream.report import (
     write_report,
     write_series_csv,
 )
+from stream.report.palette import load_palette
 from stream.types import AUSeries
 
 EXPECTED_HEADER = (
@@ -322,8 +323,9 @@ def test_html_has_one_plot_per_au_with_both_sides_and_the_threshold():
     checker = parse(render_report_html(make_report(), make_series()))
     plots = [attrs["data-au"] for tag, attrs in checker.tags if tag == "figure" and "au-plot" in (attrs.get("class") or "")]
     assert plots == list(AU_NAMES)
-    strokes = [attrs.get("stroke") for tag, attrs in checker.tags if tag == "polyline"]
-    assert strokes.count("#0072B2") == N_AUS and strokes.count("#E69F00") == N_AUS
+    palette = load_palette()
+    lines = [(attrs.get("class"), attrs.get("stroke")) for tag, attrs in checker.tags if tag == "polyline"]
+    assert lines.count(("left", palette.left)) == N_AUS and lines.count(("right", palette.right)) == N_AUS
     dashed = [attrs for tag, attrs in checker.tags if tag == "line" and attrs.get("stroke-dasharray")]
     assert len(dashed) >= N_AUS
 

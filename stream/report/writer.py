@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from stream.report.html import render_report_html
+from stream.report.model import Report
 from stream.report.series import format_series_csv
 from stream.types import AUSeries
 
@@ -26,17 +27,18 @@ SERIES_CSV = "au_series.csv"
 REPORT_HTML = "report.html"
 
 
-def write_report(out_dir: str | Path, report: Mapping[str, Any], series: AUSeries) -> dict[str, Path]:
+def write_report(out_dir: str | Path, report: Report | Mapping[str, Any], series: AUSeries) -> dict[str, Path]:
     """Write the three report files into ``out_dir`` (created if needed).
 
-    Returns ``{"json": ..., "csv": ..., "html": ...}``, the paths written. NaN and infinities in
-    ``report`` become JSON ``null``; numpy scalars and arrays become plain numbers and lists.
+    Returns ``{"json": ..., "csv": ..., "html": ...}``, the paths written. NaN and infinities
+    become JSON ``null``; numpy scalars and arrays become plain numbers and lists. A mapping (a
+    ``report.json`` read back) is written as given and rendered through ``Report.from_dict``.
     """
-    clean = json_compatible(report)
+    clean = json_compatible(report.to_json() if isinstance(report, Report) else report)
     texts = {
         "json": (REPORT_JSON, json.dumps(clean, indent=2, allow_nan=False, ensure_ascii=False) + "\n"),
         "csv": (SERIES_CSV, format_series_csv(series)),
-        "html": (REPORT_HTML, render_report_html(clean, series)),
+        "html": (REPORT_HTML, render_report_html(report if isinstance(report, Report) else clean, series)),
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -55,7 +55,7 @@ from stream.server.sessions import (
 from stream.server.patients import patient_routes
 from stream.server.settings import ServerSettings
 from stream.server.store import StorageError, Store
-from stream.server.session_report import session_report
+from stream.server.session_report import build_session_report
 from stream.server.models import ModelPool
 from stream.server.registry import SessionRegistry
 from stream.session.exercises import PROTOCOL, ExerciseError
@@ -429,7 +429,7 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
 def _render_report(store: Store, session_id: str, kind: str) -> bytes:
     from stream.report import write_report
 
-    report, series = session_report(store, session_id)
+    report, series = build_session_report(store, session_id)
     with tempfile.TemporaryDirectory(prefix="stream-report-") as tmp:
         paths = write_report(tmp, report, series)
         return Path(paths[kind]).read_bytes()

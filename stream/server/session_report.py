@@ -13,6 +13,7 @@ import numpy as np
 from stream.analyze import assemble_report, series_findings, series_symptoms
 from stream.config import AnalysisConfig
 from stream.errors import UnknownSessionError
+from stream.report.model import ExerciseReport, Report, SessionInfo
 from stream.server.store import Store
 from stream.session.findings import LiveSeries, segment_counts
 from stream.symptoms.evidence import Findings
@@ -22,14 +23,20 @@ from stream.types import AUSeries
 
 
 def session_report(store: Store, session_id: str) -> tuple[dict[str, Any], AUSeries]:
-    """report.json content and AU series of a stored session, as ``analyze`` writes them for a video.
+    """report.json content and AU series of a stored session (see :func:`build_session_report`)."""
+    report, series = build_session_report(store, session_id)
+    return report.to_json(), series
 
-    Statistics and findings are recomputed from the stored series, so the report is exact up to the
-    last stored keyframe whatever happened to the live process; each exercise segment gets its own
-    statistics and findings (with the exercise as context), selected as the live dashboard selects
-    them (``LiveSeries``), so both state the same verdicts. ``synkinesis_history``: the paper's
-    synkinesis pairs as the live statistics reported them, with first and last time seen.
-    Raises ``UnknownSessionError`` when the store has no session ``session_id``.
+
+def build_session_report(store: Store, session_id: str) -> tuple[Report, AUSeries]:
+    """The report and AU series of a stored session, as ``analyze`` makes them for a video.
+
+    Statistics and findings are recomputed from the whole stored series, so the report is exact up
+    to the last stored keyframe whatever happened to the live process (a reopened session included);
+    each exercise segment gets its own statistics and findings (with the exercise as context),
+    selected as the live dashboard selects them (``LiveSeries``), so both state the same verdicts.
+    ``synkinesis_history``: the paper's synkinesis pairs as the live statistics reported them, with
+    first and last time seen. Raises ``UnknownSessionError`` when the store has no session ``session_id``.
     """
     record = store.session(session_id)
     if record is None:
@@ -57,19 +64,14 @@ def session_report(store: Store, session_id: str) -> tuple[dict[str, Any], AUSer
     report = assemble_report(
         statistics(slice(None)), counts, config, source=f"live session {session_id}",
         estimator_is_proxy=bool(record.estimator.get("is_proxy", True)), warnings=warnings,
-        findings=findings(None, counts),
+        findings=findings(None, counts), mirrored=record.mirrored,
+        estimator=record.estimator.get("name", config.estimator), model=record.estimator.get("model") or None,
     )
-    report["config"]["mirrored"] = record.mirrored
-    report["config"]["estimator"] = record.estimator.get("name", config.estimator)
-    if record.estimator.get("model"):
-        report["model"] = record.estimator["model"]
-    report["session"] = {"id": record.id, "label": record.label, "created_at": record.created_at,
-                         "ended_at": record.ended_at, "status": record.status}
-    report["exercises"] = [
-        {"segment_id": seg.segment_id, "exercise": seg.exercise, "start_s": seg.start_s, "end_s": seg.end_s,
-         "symptoms": statistics(stored.segment_ids == seg.segment_id).to_json(),
-         "findings": findings(seg.segment_id, segment_counts(counts)).to_json()}
+    session = SessionInfo(record.id, record.label, record.created_at, record.ended_at, record.status)
+    exercises = [
+        ExerciseReport(seg.segment_id, seg.exercise, seg.start_s, seg.end_s,
+                       statistics(stored.segment_ids == seg.segment_id),
+                       findings(seg.segment_id, segment_counts(counts)))
         for seg in segments
     ]
-    report["synkinesis_history"] = store.findings(session_id)
-    return report, stored.series
+    return report.with_session(session, exercises, store.findings(session_id)), stored.series
