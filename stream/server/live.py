@@ -48,13 +48,16 @@ T = TypeVar("T")
 
 
 class LiveSession:
-    def __init__(self, record: SessionRecord, settings: ServerSettings, store: Store, models: ModelPool) -> None:
+    def __init__(self, record: SessionRecord, settings: ServerSettings, store: Store, models: ModelPool,
+                 hub: Hub | None = None, observe_latency: Callable[[float], None] | None = None) -> None:
+        """``hub``: where snapshots go (with ``--redis`` a ``ClusterHub``: to every node's viewers);
+        ``observe_latency``: called with each keyframe's receipt-to-publication seconds (metrics)."""
         self.id = record.id
         self.created_at = record.created_at
         self.settings = settings
         self.store = store
         self.models = models
-        self.hub = Hub(settings.client_queue)
+        self.hub = hub if hub is not None else Hub(settings.client_queue)
         stored = store.series(record.id)
         counts = {k: int(v) for k, v in record.counts.items() if isinstance(v, (int, float))}
         history = SessionHistory(stored.series, stored.segment_ids, stored.received_at,
@@ -71,7 +74,7 @@ class LiveSession:
         self.peer: PatientPeer | None = None
         self.users = 0  # registry leases (requests, dashboards, an offer being answered)
         self.last_frame_s: float | None = None  # session time of the newest frame received
-        self.latency = LatencyStats()
+        self.latency = LatencyStats(observe_latency)
         self.recorder = Recorder(store, self.id, self.analysis, self.counts, self._shown)
         self.publisher = Publisher(self.hub, self.snapshot, self.latency, settings.dashboard_hz)
         self._rates = RateMeter()
@@ -112,11 +115,8 @@ class LiveSession:
         async with self._signalling:
             if self.peer is not None:
                 await self.disconnect()
-            if self.analysis.pipeline is None:
-                loop = asyncio.get_running_loop()
-                pipeline = await loop.run_in_executor(self.models.executor, self.models.new_pipeline)
-                self.store.set_estimator(self.id, self.analysis.attach(pipeline).to_json())
-            peer = PatientPeer(self.settings.ice_servers, on_video=lambda slot: self._start_loops(peer, slot),
+            await self.prepare()
+            peer = PatientPeer(self.settings.ice_servers, on_video=lambda slot: self.start_stream(peer, slot),
                                on_closed=lambda: self._on_closed(peer))
             answer = await peer.answer(offer)
             self.peer = peer
@@ -127,6 +127,13 @@ class LiveSession:
             self.spawn(self._watch_connection(peer))
             self.publisher.notify()
             return answer
+
+    async def prepare(self) -> None:
+        """Build the session's pipeline unless it has one (in the model threads: the first loads weights)."""
+        if self.analysis.pipeline is None:
+            loop = asyncio.get_running_loop()
+            pipeline = await loop.run_in_executor(self.models.executor, self.models.new_pipeline)
+            self.store.set_estimator(self.id, self.analysis.attach(pipeline).to_json())
 
     async def _watch_connection(self, peer: PatientPeer) -> None:
         """Close an answered peer that does not connect in time (the client vanished, or DTLS failed)."""
@@ -146,7 +153,8 @@ class LiveSession:
             self.store_quietly(self.store.set_status, self.id, "waiting")
         self.publisher.notify()
 
-    def _start_loops(self, peer: PatientPeer, slot: LatestFrame[ReceivedFrame]) -> None:
+    def start_stream(self, peer: PatientPeer, slot: LatestFrame[ReceivedFrame]) -> None:
+        """Analyse the frames ``peer`` puts into ``slot`` (called when its video track arrives)."""
         self._loops_done.clear()
         self._loops = StreamLoops(self, peer, slot)
         self._loops.start()
