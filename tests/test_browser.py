@@ -6,8 +6,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
+from stream.report.palette import load_palette
 from test_server_support import ProcessServer, create_session, has_non_loopback_interface
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -97,11 +99,25 @@ def test_patient_page_streams_and_clinician_page_shows_live_values(browser_env):
             expect(clinician.locator("#synkinesis li").first).not_to_have_text("not measured yet")
             expect(clinician.locator("#paper-regions tbody tr")).to_have_count(3)
             expect(clinician.locator("#exercises tbody tr")).to_have_count(1)
-            assert clinician.locator(".u-wrap canvas").count() == 1  # the uPlot AU curves
+            # AU curves: one small chart per chosen AU, the patient's left and right in the palette's two colours
+            charts = clinician.locator("#curves figure.au-chart")
+            assert charts.count() == 4 and clinician.locator("#curves .u-wrap canvas").count() == 4
+            sides = clinician.evaluate("""() => { const s = getComputedStyle(document.documentElement);
+                return [s.getPropertyValue('--left').trim(), s.getPropertyValue('--right').trim()]; }""")
+            palette = load_palette()
+            assert [c.upper() for c in sides] == [palette.left, palette.right]  # the report's colours
+            expect(clinician.locator(".scale-legend .scale-bar")).to_be_visible()  # the heatmaps' scale
             patient.screenshot(path=str(tmp / "patient.png"))
             clinician.screenshot(path=str(tmp / "clinician.png"), full_page=True)
             patient.click("#disconnect")
             expect(clinician.locator("#status")).to_have_text("ended (read-only)", timeout=60_000)
+            # opened again, the page draws the whole stored series, not only the snapshots' latest keyframes
+            stored = httpx.get(f"{server.url}/api/s/{session['session_id']}/au_series.csv",
+                               params={"token": session["clinician_token"]}).text
+            n_stored = len(stored.strip().splitlines()) - 1
+            assert n_stored >= 3
+            clinician.reload()
+            expect(clinician.locator("#curves")).to_have_attribute("data-stored", str(n_stored), timeout=30_000)
         finally:
             browser.close()
     shots = Path(__file__).resolve().parents[1] / ".screenshots"

@@ -1,13 +1,16 @@
 "use strict";
-// Clinician dashboard: one WebSocket of complete snapshots (a skipped one loses nothing); the
-// AU curves are merged by keyframe number from each snapshot's recent tail.
+// Clinician dashboard: one WebSocket of complete snapshots (a skipped one loses nothing). The AU
+// curves start from the whole stored series (au_series.csv, so a reopened session shows all of it)
+// and are merged by keyframe time with each snapshot's recent tail.
 (() => {
   const { el, fmt, sessionId, token } = Stream;
   const $ = (id) => document.getElementById(id);
   const REGION_NAMES = { eyebrows: "Eyebrows", eyes: "Eyes", mouth: "Mouth" };
-  const COLOURS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#ff7f0e", "#d62728", "#393b79", "#637939"];
-  const MAX_POINTS = 900;
-  let aus = [], selected = new Set(["AU1", "AU6", "AU12"]), points = new Map(), chart = null, last = null;
+  // The patient's sides, from /static/css/palette.css (the report uses the same file).
+  const css = getComputedStyle(document.documentElement);
+  const SIDE = { left: css.getPropertyValue("--left").trim(), right: css.getPropertyValue("--right").trim() };
+  const MAX_POINTS = 20000;  // keyframes kept for the curves (hours of a session)
+  let aus = [], selected = new Set(["AU1", "AU6", "AU12", "AU25"]), points = new Map(), charts = new Map(), last = null;
 
   const q = `?token=${encodeURIComponent(token)}`;
   for (const [id, name] of [["report-html", "report.html"], ["report-json", "report.json"], ["report-csv", "au_series.csv"]]) {
@@ -20,42 +23,78 @@
     aus.forEach((au) => {
       const box = el("input", { type: "checkbox", value: au });
       box.checked = selected.has(au);
-      box.onchange = () => { box.checked ? selected.add(au) : selected.delete(au); buildChart(); };
+      box.onchange = () => { box.checked ? selected.add(au) : selected.delete(au); buildCharts(); };
       picker.append(el("label", { style: "margin-right:.6rem" }, box, " " + au));
     });
   }
 
-  function buildChart() {
+  // Small multiples: one chart per chosen AU, the patient's left and right drawn over each other
+  // in the two side colours, so that where the sides part is what the eye sees.
+  function chartWidth() {
     const holder = $("curves");
-    if (chart) { chart.destroy(); chart = null; }
-    const series = [{ label: "time (s)" }];
-    aus.forEach((au, i) => {
-      if (!selected.has(au)) return;
-      series.push({ label: `${au} L`, stroke: COLOURS[i % COLOURS.length], width: 2 });
-      series.push({ label: `${au} R`, stroke: COLOURS[i % COLOURS.length], width: 2, dash: [6, 4] });
-    });
-    const width = Math.max(320, holder.clientWidth || 600);
-    chart = new uPlot({ width, height: 260, series, scales: { x: { time: false }, y: { range: [0, 5] } },
-                        axes: [{ label: "session time (s)" }, { label: "intensity" }] }, chartData(), holder);
+    return Math.max(220, Math.floor(((holder.clientWidth || 600) - 12) / 2));
   }
 
-  function chartData() {
-    const rows = [...points.values()].sort((a, b) => a.seq - b.seq);
-    const data = [rows.map((r) => r.t)];
+  function buildCharts() {
+    const holder = $("curves");
+    charts.forEach((chart) => chart.destroy());
+    charts = new Map();
+    holder.textContent = "";
     aus.forEach((au, i) => {
       if (!selected.has(au)) return;
-      data.push(rows.map((r) => r.left[i]));
-      data.push(rows.map((r) => r.right[i]));
+      const box = el("figure", { class: "au-chart", "data-au": au }, el("figcaption", { text: au }));
+      holder.append(box);
+      const series = [{ label: "time (s)" },
+        { label: "left", stroke: SIDE.left, width: 2 }, { label: "right", stroke: SIDE.right, width: 2 }];
+      charts.set(au, new uPlot({ width: chartWidth(), height: 150, series, legend: { show: false },
+        scales: { x: { time: false }, y: { range: [0, 5] } }, axes: [{ size: 30 }, { size: 30 }] }, chartData(i), box));
     });
-    return data;
   }
 
-  function mergeSeries(s) {
-    s.seq.forEach((seq, k) => points.set(seq, { seq, t: s.time_s[k], left: s.left[k], right: s.right[k] }));
+  function chartData(i) {
+    const rows = [...points.values()].sort((a, b) => a.t - b.t);
+    return [rows.map((r) => r.t), rows.map((r) => r.left[i]), rows.map((r) => r.right[i])];
+  }
+
+  function redrawCharts() {
+    charts.forEach((chart, au) => chart.setData(chartData(aus.indexOf(au))));
+  }
+
+  const key = (t) => Math.round(t * 1000);  // a keyframe's session time, in ms, names it
+  function addPoint(t, left, right) {
+    if (t === null || t === undefined) return;
+    points.set(key(t), { t, left, right });
+  }
+
+  function trimPoints() {
     if (points.size > MAX_POINTS) {
       const keys = [...points.keys()].sort((a, b) => a - b);
       keys.slice(0, points.size - MAX_POINTS).forEach((k) => points.delete(k));
     }
+  }
+
+  function mergeSeries(s) {
+    s.time_s.forEach((t, k) => addPoint(t, s.left[k], s.right[k]));
+    trimPoints();
+  }
+
+  // The whole stored series, once: the snapshots carry only the latest keyframes.
+  async function loadStoredSeries() {
+    const response = await fetch(`/api/s/${encodeURIComponent(sessionId)}/au_series.csv`,
+                                 { headers: { Authorization: `Bearer ${token}` } });
+    if (!response.ok) return;
+    const [header, ...lines] = (await response.text()).trim().split("\n");
+    const names = header.split(",");
+    const time = names.indexOf("time_s");
+    const left = aus.map((au) => names.indexOf(`left_${au}`)), right = aus.map((au) => names.indexOf(`right_${au}`));
+    if (time < 0 || left.includes(-1) || right.includes(-1)) return;
+    for (const line of lines) {
+      const cells = line.split(",").map(Number);
+      addPoint(cells[time], left.map((c) => cells[c]), right.map((c) => cells[c]));
+    }
+    trimPoints();
+    redrawCharts();
+    $("curves").dataset.stored = String(lines.length);  // keyframes read from the store (the browser test reads it)
   }
 
   const NOT_YET = "not measured yet";
@@ -281,7 +320,10 @@
   let pending = false;
   function render(snapshot) {
     last = snapshot;
-    if (!aus.length) { aus = snapshot.aus; buildPicker(); buildChart(); }
+    if (!aus.length) {
+      aus = snapshot.aus; buildPicker(); buildCharts();
+      loadStoredSeries().catch(() => {});  // the curves keep the live tail if it cannot be read
+    }
     $("proxy").hidden = !(snapshot.estimator && snapshot.estimator.is_proxy);
     const model = snapshot.estimator && snapshot.estimator.model;
     $("model").hidden = !(model && model.summary);
@@ -291,7 +333,7 @@
     pending = true;
     requestAnimationFrame(() => {  // at most one redraw per animation frame
       pending = false;
-      chart && chart.setData(chartData());
+      redrawCharts();
       renderLatest(last.latest);
       renderExercises(last.statistics.segments);
       renderStatistics(scopeStatistics(last));
@@ -313,6 +355,6 @@
       backoff = Math.min(backoff * 2, 10000);
     };
   }
-  window.addEventListener("resize", () => chart && chart.setSize({ width: Math.max(320, $("curves").clientWidth), height: 260 }));
+  window.addEventListener("resize", () => charts.forEach((chart) => chart.setSize({ width: chartWidth(), height: 150 })));
   connect();
 })();

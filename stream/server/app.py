@@ -427,8 +427,12 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
 
 
 def _render_report(store: Store, session_id: str, kind: str) -> bytes:
-    from stream.report import write_report
+    from stream.report import format_series_csv, write_report
 
+    if kind == "csv":  # the series alone, nothing to compute: each dashboard loads it on opening
+        if store.session(session_id) is None:
+            raise UnknownSessionError(session_id)
+        return format_series_csv(store.series(session_id).series).encode("utf-8")
     report, series = build_session_report(store, session_id)
     with tempfile.TemporaryDirectory(prefix="stream-report-") as tmp:
         paths = write_report(tmp, report, series)
