@@ -19,6 +19,7 @@ import numpy as np
 
 from stream.config import AnalysisConfig
 from stream.decode import VideoFile, prefetched
+from stream.errors import InputError
 from stream.pipeline import Pipeline
 from stream.types import Frame
 
@@ -104,18 +105,20 @@ def format_pipeline(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from stream.cli import config_from_args
-
+def run_bench(args: argparse.Namespace, config: AnalysisConfig) -> int:
+    """``python -m stream bench``: ``args`` from its parser, ``config`` the analysis options (cli.py builds both)."""
     video = Path(args.video) if args.video else DEFAULT_VIDEO
     if not video.exists():
-        raise FileNotFoundError(f"benchmark video {video} not found: pass a video path")
+        raise InputError(f"benchmark video {video} not found: pass a video path")
     size = None
     if args.size != "native":
-        w, h = (int(v) for v in args.size.lower().split("x"))
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            raise InputError(f"--size must be WxH in pixels (e.g. 640x480) or native, got {args.size!r}") from None
         size = (w, h)
     print(f"machine: {machine_line()}\n")
-    result = bench_pipeline(video, config_from_args(args).validate(), size, args.frames)
+    result = bench_pipeline(video, config, size, args.frames)
     print(format_pipeline(result))
     if args.dem:
         from stream.au.dem.bench import bench_dem, format_bench

@@ -1,6 +1,7 @@
 """Command line: ``python -m stream analyze|serve|bench|train|evaluate``.
 
-Exit codes: 0 success, 1 unexpected failure, 2 bad input (file, option, weights), 3 no face found.
+Exit codes: 0 success; otherwise the table ``stream.errors.EXIT_CODES`` (2 bad input, option or weights,
+3 no face found, 1 another named failure); 130 interrupted; an unexpected exception keeps its traceback (1).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from stream.config import AnalysisConfig
-from stream.errors import InputError, NoFaceError, StreamError, WeightsError
+from stream.errors import InputError, StreamError, exit_code
 from stream.symptoms.wording import pair_words, region_words
 
 _DEFAULTS = AnalysisConfig()
@@ -144,7 +145,7 @@ def _store_for_patient(args: argparse.Namespace, result: object) -> None:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from stream.bench import run_bench
 
-    return run_bench(args)
+    return run_bench(args, config_from_args(args).validate())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,15 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except NoFaceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except (InputError, WeightsError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except StreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from stream.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class AnalysisConfig:
@@ -96,5 +98,5 @@ class AnalysisConfig:
         if self.normal_cooccurrence is not None and not Path(self.normal_cooccurrence).is_file():
             problems.append(f"normal co-occurrence file {self.normal_cooccurrence} does not exist")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ConfigError("; ".join(problems))
         return self

@@ -1,4 +1,8 @@
-"""Exception types. Each message names the input and says what to do."""
+"""Exception types and the command line's exit codes. Each message names the input and says what to do.
+
+Everything the package raises on purpose is a ``StreamError``; any other exception is a bug and keeps
+its traceback (exit status 1).
+"""
 
 
 class StreamError(Exception):
@@ -7,6 +11,13 @@ class StreamError(Exception):
 
 class InputError(StreamError):
     """A user-supplied file or value cannot be used (missing, wrong format, corrupt)."""
+
+
+class ConfigError(InputError, ValueError):
+    """An option or configuration value is out of range, unknown or inconsistent with another.
+
+    Also a ``ValueError``, so code that validated values with ``except ValueError`` keeps working.
+    """
 
 
 class VideoDecodeError(InputError):
@@ -31,3 +42,17 @@ class UnknownSessionError(StreamError, LookupError):
     def __init__(self, session_id: str) -> None:
         super().__init__(f"no stored session {session_id!r}: check the link, or list the sessions with the clinic key")
         self.session_id = session_id
+
+
+#: The command line's exit status per error family, most specific first: the first row that matches wins.
+EXIT_CODES: tuple[tuple[type[StreamError], int], ...] = (
+    (NoFaceError, 3),  # the input was read but shows no face
+    (InputError, 2),  # a file, an option or a value the user gave (ConfigError, VideoDecodeError included)
+    (WeightsError, 2),  # weights or checkpoint missing, corrupt or of the wrong model (CheckpointError included)
+    (StreamError, 1),  # any other failure the program names
+)
+
+
+def exit_code(error: StreamError) -> int:
+    """The exit status for ``error`` from ``EXIT_CODES``."""
+    return next(code for kind, code in EXIT_CODES if isinstance(error, kind))

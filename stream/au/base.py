@@ -9,13 +9,14 @@ OVPM features), and the value of the current keyframe i is the mean over m helpe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from stream.au.ensemble import dem_combine
+from stream.registry import Registry
 from stream.types import AUEstimate, Keyframe
 
 
@@ -73,34 +74,17 @@ class AUEstimator(ABC):
         return {"estimator": self.name, "proxy": self.is_proxy, "summary": summary}
 
 
-_REGISTRY: dict[str, Callable[..., AUEstimator]] = {}
+def _load_builtin() -> None:
+    import stream.au.dem  # noqa: F401
+    import stream.au.flow  # noqa: F401
 
 
-def register_estimator(name: str) -> Callable[[Callable[..., AUEstimator]], Callable[..., AUEstimator]]:
-    def wrap(builder: Callable[..., AUEstimator]) -> Callable[..., AUEstimator]:
-        _REGISTRY[name] = builder
-        return builder
-
-    return wrap
-
-
-def available_estimators() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+ESTIMATORS: Registry[AUEstimator] = Registry("AU estimator", _load_builtin)
+register_estimator = ESTIMATORS.register
+available_estimators = ESTIMATORS.names
 
 
 def build_estimator(name: str, **options: Any) -> AUEstimator:
-    """Build an AU estimator by name (``flow`` default, ``dem`` with a trained checkpoint)."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown AU estimator {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**options)
-
-
-def _load_builtin() -> None:
-    import stream.au.flow  # noqa: F401
-
-    try:
-        import stream.au.dem  # noqa: F401
-    except ImportError:  # pragma: no cover - optional while under construction
-        pass
+    """Build an AU estimator by name (``flow`` default, ``dem`` with a trained checkpoint); an option its
+    builder lacks is a ``ConfigError``."""
+    return ESTIMATORS.build(name, **options)

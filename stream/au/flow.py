@@ -322,5 +322,6 @@ class FlowAUEstimator(AUEstimator):
 
 
 @register_estimator("flow")
-def _build(**_: object) -> AUEstimator:
+def _build(device: str | None = None) -> AUEstimator:
+    # The proxy runs on the CPU (OpenCV); ``device`` is taken because it also places the face detector.
     return FlowAUEstimator()

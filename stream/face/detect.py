@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from stream.registry import Registry
 from stream.types import Detection, Face
 
 
@@ -46,35 +46,17 @@ def downscale_for_detection(image: np.ndarray, max_side: int, detector: str) -> 
     return small, np.array([w / small.shape[1], h / small.shape[0]])
 
 
-_REGISTRY: dict[str, Callable[..., FaceDetector]] = {}
+def _load_builtin() -> None:
+    # Imported on first use so that importing the package does not pull in the models.
+    import stream.face.mtcnn  # noqa: F401
+    import stream.face.retinaface  # noqa: F401
 
 
-def register_detector(name: str) -> Callable[[Callable[..., FaceDetector]], Callable[..., FaceDetector]]:
-    def wrap(builder: Callable[..., FaceDetector]) -> Callable[..., FaceDetector]:
-        _REGISTRY[name] = builder
-        return builder
-
-    return wrap
-
-
-def available_detectors() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
+DETECTORS: Registry[FaceDetector] = Registry("face detector", _load_builtin)
+register_detector = DETECTORS.register
+available_detectors = DETECTORS.names
 
 
 def build_detector(name: str, **options: Any) -> FaceDetector:
-    """Build a detector by name (``mtcnn`` or ``retinaface``); options go to its builder."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown face detector {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**options)
-
-
-def _load_builtin() -> None:
-    # Imported lazily so that importing the package does not pull in torch.
-    import stream.face.mtcnn  # noqa: F401
-
-    try:
-        import stream.face.retinaface  # noqa: F401
-    except ImportError:  # pragma: no cover - module is optional while under construction
-        pass
+    """Build a detector by name (``mtcnn`` or ``retinaface``); an option its builder lacks is a ``ConfigError``."""
+    return DETECTORS.build(name, **options)

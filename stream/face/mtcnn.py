@@ -49,5 +49,5 @@ class MTCNNDetector(FaceDetector):
 
 
 @register_detector("mtcnn")
-def _build(device: str | None = None, max_side: int = 320, **_: object) -> FaceDetector:
+def _build(device: str | None = None, max_side: int = 320) -> FaceDetector:
     return MTCNNDetector(device=device, max_side=max_side)

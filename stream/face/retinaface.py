@@ -559,7 +559,6 @@ def _build(
     max_side: int = 640,
     weights_sha256: str | None = None,
     variant: str | None = None,
-    **_: object,
 ) -> FaceDetector:
     return RetinaFaceDetector(
         weights=weights, device=device, max_side=max_side, weights_sha256=weights_sha256, variant=variant

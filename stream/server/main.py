@@ -7,6 +7,7 @@ import os
 import sys
 
 from stream.config import AnalysisConfig
+from stream.errors import ConfigError
 from stream.server.settings import IceServer, ServerSettings
 
 
@@ -66,7 +67,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         settings = settings_from_args(args)
-    except ValueError as exc:
+    except ConfigError as exc:
         print(f"stream serve: {exc}", file=sys.stderr)
         return 2
     _limit_model_threads(settings.model_workers)

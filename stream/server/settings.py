@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stream.config import AnalysisConfig
+from stream.errors import ConfigError
 
 
 MIN_ADMIN_KEY_CHARS = 32  # a guessable clinic key opens every session
@@ -105,7 +106,7 @@ class ServerSettings:
         if self.connect_timeout_s <= 0 or self.max_failed_credentials < 1 or self.failed_credentials_window_s <= 0:
             problems.append("connect timeout, failed-credential limit and its window must be positive")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ConfigError("; ".join(problems))
         self.analysis.validate()
         return self
 

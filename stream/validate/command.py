@@ -39,10 +39,7 @@ def run_validate(args: argparse.Namespace) -> int:
     config = AnalysisConfig().validate()
     out = Path(args.out)
     if not args.rescore:
-        try:
-            clips = find_clips(args.clips or _default_clips())
-        except FileNotFoundError as exc:
-            raise InputError(str(exc)) from None
+        clips = find_clips(args.clips or _default_clips())
         # no_face and still pictures are not validation material
         clips = [c for c in clips if "no_face" not in c.name and "noface" not in c.name]
         if not clips:

@@ -20,6 +20,7 @@ import numpy as np
 
 from stream.config import AnalysisConfig
 from stream.decode import VideoFile
+from stream.errors import InputError
 from stream.types import Frame
 from stream.validate.cases import Case
 
@@ -65,7 +66,7 @@ def find_clips(paths: list[str]) -> list[Path]:
         elif p.is_file():
             clips.append(p)
         else:
-            raise FileNotFoundError(f"validation clip or folder {p} does not exist")
+            raise InputError(f"validation clip or folder {p} does not exist: give video files or folders that hold them")
     return clips
 
 

@@ -120,7 +120,7 @@ def _parse_dtype(name: str | None) -> torch.dtype:
 
 
 @register_estimator("dem")
-def build_dem(checkpoint: str | None = None, device: str | None = None, cache_dtype: str | None = None, **_) -> DemEstimator:
+def build_dem(checkpoint: str | None = None, device: str | None = None, cache_dtype: str | None = None) -> DemEstimator:
     """The DEM estimator from a trained checkpoint; there is no untrained fallback."""
     if not checkpoint:
         raise CheckpointError(f"the dem estimator needs a trained OVPM/DVPM checkpoint (--checkpoint PATH): {ckpt.TRAIN_HINT}")

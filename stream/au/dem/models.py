@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stream.aus import N_AUS
+from stream.errors import ConfigError
 
 OVPM_CLASSES = 6  # intensities 0..5
 DVPM_CLASSES = 11  # differences -5..5
@@ -82,7 +83,7 @@ class DemConfig:
         if self.dvpm_blocks < 0:
             problems.append(f"dvpm_blocks must be >= 0, got {self.dvpm_blocks}")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ConfigError("; ".join(problems))
         return self
 
     def to_dict(self) -> dict[str, Any]:

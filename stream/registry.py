@@ -1,0 +1,76 @@
+"""Things built by name (face detectors, AU estimators): one registry, as timm and torchvision keep one.
+
+A builder is registered under a name. ``build`` checks the name and every option against the builder's
+signature before calling it, so a misspelt name or option fails with the valid ones listed instead of
+being silently ignored. An option given as None means "not set" (the unset fields of ``AnalysisConfig``)
+and is dropped when the builder does not take it; any other value for an option the builder does not
+take is an error.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from stream.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Builders of one kind of thing, by name.
+
+    ``kind`` names the thing in messages ("face detector"); ``load_builtin`` imports the modules that
+    register the built-in builders, on first use, so that importing the registry imports no model code.
+    """
+
+    def __init__(self, kind: str, load_builtin: Callable[[], None] | None = None) -> None:
+        self.kind = kind
+        self._builders: dict[str, Callable[..., T]] = {}
+        self._load_builtin = load_builtin
+        self._loaded = load_builtin is None
+
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator: ``builder`` builds the thing called ``name``."""
+
+        def wrap(builder: Callable[..., T]) -> Callable[..., T]:
+            self._builders[name] = builder
+            return builder
+
+        return wrap
+
+    def names(self) -> list[str]:
+        self._ensure_loaded()
+        return sorted(self._builders)
+
+    def options(self, name: str) -> list[str]:
+        """The options the builder of ``name`` takes (empty when it takes any, through ``**kwargs``)."""
+        params = inspect.signature(self._builder(name)).parameters.values()
+        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    def build(self, name: str, **options: Any) -> T:
+        """The thing called ``name`` built with ``options``; ``ConfigError`` for an unknown name or option."""
+        builder = self._builder(name)
+        params = inspect.signature(builder).parameters.values()
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            valid = self.options(name)
+            options = {k: v for k, v in options.items() if k in valid or v is not None}
+            unknown = sorted(set(options) - set(valid))
+            if unknown:
+                raise ConfigError(
+                    f"{self.kind} {name!r} has no option {', '.join(map(repr, unknown))}; "
+                    f"its options are {', '.join(valid) or 'none'}"
+                )
+        return builder(**options)
+
+    def _builder(self, name: str) -> Callable[..., T]:
+        self._ensure_loaded()
+        if name not in self._builders:
+            raise ConfigError(f"unknown {self.kind} {name!r}; choose one of {', '.join(sorted(self._builders))}")
+        return self._builders[name]
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded and self._load_builtin is not None:
+            self._loaded = True  # first: the modules it imports register into this registry
+            self._load_builtin()
