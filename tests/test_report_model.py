@@ -12,8 +12,7 @@ import pytest
 
 from stream.aus import AU_INDEX, N_AUS
 from stream.config import AnalysisConfig
-from stream.report import Report, render_report_html, write_report
-from stream.report import charts
+from stream.report import Report, charts, render_report_html, write_report
 from stream.report.model import ExerciseReport, SessionInfo
 from stream.report.palette import load_palette, palette_css, parse_palette
 from stream.symptoms.evidence import Findings, RegionFinding, SynkinesisFinding
@@ -39,8 +38,20 @@ def statistics_of(series: AUSeries):
 
 
 def findings() -> Findings:
-    region = RegionFinding("mouth", "weaker_side", "right", 60, 40, 0.5, (0.3, 0.7), 33.0, (18.0, 54.0), 1.2,
-                           (0.8, 1.6), "the interval excludes no difference")
+    region = RegionFinding(
+        "mouth",
+        "weaker_side",
+        "right",
+        60,
+        40,
+        0.5,
+        (0.3, 0.7),
+        33.0,
+        (18.0, 54.0),
+        1.2,
+        (0.8, 1.6),
+        "the interval excludes no difference",
+    )
     pair = SynkinesisFinding("right", "eyes", "AU12", 11, 9, 1, 3, 0.7, 0.1, 0.001, 0.002)
     return Findings("evidence", {"mouth": region}, [pair], 2, ["few keyframes"], {"min_keyframes": 10})
 
@@ -48,10 +59,17 @@ def findings() -> Findings:
 def built_report() -> tuple[Report, AUSeries]:
     series = weak_right_series()
     stats = statistics_of(series)
-    report = Report.build(stats, {"frames": 120, "keyframes": 60, "frames_without_face": 0,
-                                  "frames_with_several_faces": 0, "duration_s": 4.0}, AnalysisConfig(),
-                          source="clip <1>.mp4", estimator_is_proxy=True, findings=findings(),
-                          warnings=["rotated"], mirrored=False, model={"summary": "flow: proxy"})
+    report = Report.build(
+        stats,
+        {"frames": 120, "keyframes": 60, "frames_without_face": 0, "frames_with_several_faces": 0, "duration_s": 4.0},
+        AnalysisConfig(),
+        source="clip <1>.mp4",
+        estimator_is_proxy=True,
+        findings=findings(),
+        warnings=["rotated"],
+        mirrored=False,
+        model={"summary": "flow: proxy"},
+    )
     return report, series
 
 
@@ -61,9 +79,23 @@ def built_report() -> tuple[Report, AUSeries]:
 def test_build_gives_the_documented_report_json_keys_and_warnings_in_order():
     report, _ = built_report()
     data = report.to_json()
-    for key in ("aus", "n_keyframes", "active_mean", "delta_am", "regions", "cooccurrence", "cooccurrence_difference",
-                "cooccurrence_mask", "synkinesis", "findings", "counts", "config", "estimator_is_proxy", "warnings",
-                "model"):
+    for key in (
+        "aus",
+        "n_keyframes",
+        "active_mean",
+        "delta_am",
+        "regions",
+        "cooccurrence",
+        "cooccurrence_difference",
+        "cooccurrence_mask",
+        "synkinesis",
+        "findings",
+        "counts",
+        "config",
+        "estimator_is_proxy",
+        "warnings",
+        "model",
+    ):
         assert key in data, key
     assert data["warnings"] == ["rotated", "few keyframes"]  # the analysis's, then the findings'
     assert data["config"]["video"] == "clip <1>.mp4" and data["config"]["mirrored"] is False
@@ -82,13 +114,19 @@ def test_from_dict_reads_back_what_to_json_wrote():
     assert back.findings is not None and back.findings.regions["mouth"].weaker_percent_interval == (18.0, 54.0)
     assert back.exercises[0].title == "smile #1" and back.session == session
     # the typed report and the file read back render the same page
-    assert render_report_html(back, series).replace(back.date or "", "") == render_report_html(
-        report, series).replace(report.date or "", "")
+    assert render_report_html(back, series).replace(back.date or "", "") == render_report_html(report, series).replace(
+        report.date or "", ""
+    )
 
 
 def test_from_dict_of_an_old_file_without_findings_mask_or_counts():
-    back = Report.from_dict({"delta_am": {"AU1": None}, "regions": {"mouth": {"delta_am": None}},
-                             "synkinesis": {"pairs": [{"matrix": "right-left|left", "row": 3, "col": "AU20", "value": 0.4}]}})
+    back = Report.from_dict(
+        {
+            "delta_am": {"AU1": None},
+            "regions": {"mouth": {"delta_am": None}},
+            "synkinesis": {"pairs": [{"matrix": "right-left|left", "row": 3, "col": "AU20", "value": 0.4}]},
+        }
+    )
     assert back.findings is None and not back.mask_recorded and back.counts.frames is None
     assert math.isnan(back.statistics.regions["mouth"].delta_am)
     [pair] = back.statistics.synkinesis_pairs
@@ -185,3 +223,39 @@ def test_report_page_inlines_the_palette_and_draws_with_it():
     assert f'stroke="{palette.left}"' in page and f'stroke="{palette.right}"' in page
     neutral = charts.diverging(0.0, palette.scale_negative, palette.scale_neutral, palette.scale_positive)
     assert neutral in page  # the legend's middle step
+
+
+# -- a live session's report: the same model and page as a video's ----------------------------------
+
+
+def test_live_session_report_has_the_whole_series_and_each_exercise(tmp_path):
+    """More keyframes than a dashboard snapshot carries (40): the report draws every one of them."""
+    from stream.server.session_report import build_session_report
+    from stream.server.store import Store
+    from stream.session.exercises import Segment
+
+    store = Store(tmp_path / "sessions.sqlite3")
+    try:
+        store.create_session("S", "bed 4", False, {})
+        store.start_segment("S", Segment(0, "smile", 0.0, 12.0))
+        store.start_segment("S", Segment(1, "gentle_eye_closure", 12.0, 24.0))
+        series = weak_right_series(n=120)
+        for i in range(120):
+            t = 0.2 * i
+            store.add_keyframe("S", i, 2 * i, t, 100.0 + t, 0 if t < 12 else 1, 0, series.left[i], series.right[i])
+        store.set_counts("S", {"frames": 240, "frames_without_face": 0})
+        report, stored = build_session_report(store, "S")
+    finally:
+        store.close()
+    assert len(stored) == 120 and report.session is not None and report.session.label == "bed 4"
+    assert [e.title for e in report.exercises] == ["smile #1", "gentle eye closure #2"]
+    assert [e.statistics.n_frames for e in report.exercises] == [60, 60]
+    page = render_report_html(report, stored)
+    assert "Findings per exercise" in page and "gentle eye closure #2" in page
+    au1 = page.split('data-au="AU1"')[1].split("</figure>")[0]
+    for side in ("left", "right"):
+        points = re.search(rf'<polyline class="{side}" points="([^"]*)"', au1).group(1)
+        assert len(points.split()) == 120
+    data = report.to_json()
+    assert [e["exercise"] for e in data["exercises"]] == ["smile", "gentle_eye_closure"]
+    assert data["session"]["id"] == "S" and data["config"]["mirrored"] is False

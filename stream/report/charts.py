@@ -60,8 +60,9 @@ def nice_ticks(extent: float, target: int = 8) -> list[float]:
     return [k * step for k in range(count + 1)]
 
 
-def curve_points(times: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray,
-                 x: Linear, y: Linear) -> list[tuple[float, float]]:
+def curve_points(
+    times: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray, x: Linear, y: Linear
+) -> list[tuple[float, float]]:
     """Chart coordinates of (time, value) in time order, leaving out rows where either is undefined."""
     t = np.asarray(times, dtype=float)
     v = np.asarray(values, dtype=float)

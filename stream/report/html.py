@@ -25,9 +25,18 @@ from stream.types import AUSeries
 
 # Paper, Table 1.
 AU_ACTIONS: dict[str, str] = {
-    "AU1": "inner brow raiser", "AU2": "outer brow raiser", "AU4": "brow lowerer", "AU5": "upper lid raiser",
-    "AU6": "cheek raiser", "AU9": "nose wrinkler", "AU12": "lip corner puller", "AU15": "lip corner depressor",
-    "AU17": "chin raiser", "AU20": "lip stretcher", "AU25": "lips part", "AU26": "jaw drop",
+    "AU1": "inner brow raiser",
+    "AU2": "outer brow raiser",
+    "AU4": "brow lowerer",
+    "AU5": "upper lid raiser",
+    "AU6": "cheek raiser",
+    "AU9": "nose wrinkler",
+    "AU12": "lip corner puller",
+    "AU15": "lip corner depressor",
+    "AU17": "chin raiser",
+    "AU20": "lip stretcher",
+    "AU25": "lips part",
+    "AU26": "jaw drop",
 }
 # The two difference matrices (paper eq. 8-9): key -> (opposite side, same side, conditioning side).
 DIFFERENCE_MATRICES: dict[str, tuple[str, str, str]] = {
@@ -77,9 +86,16 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(fmt=fmt, count=count, seconds=charts.seconds, diverging=_diverging_filter)
     env.globals.update(
-        STATUS_WORDS=STATUS_WORDS, region_words=region_words, pair_words=pair_words, AU_ACTIONS=AU_ACTIONS,
-        DIFFERENCE_MATRICES=DIFFERENCE_MATRICES, DASH=DASH, MASKED_OPACITY=MASKED_OPACITY,
-        weaker_words=weaker_words, synkinesis_sentence=synkinesis_sentence, svg_points=charts.svg_points,
+        STATUS_WORDS=STATUS_WORDS,
+        region_words=region_words,
+        pair_words=pair_words,
+        AU_ACTIONS=AU_ACTIONS,
+        DIFFERENCE_MATRICES=DIFFERENCE_MATRICES,
+        DASH=DASH,
+        MASKED_OPACITY=MASKED_OPACITY,
+        weaker_words=weaker_words,
+        synkinesis_sentence=synkinesis_sentence,
+        svg_points=charts.svg_points,
         finite=charts.finite,
     )
     return env
@@ -118,7 +134,9 @@ def synkinesis_sentence(report: Report) -> str:
     threshold = fmt(stats.cooccurrence_threshold)
     if stats.synkinesis_pairs:
         n = len(stats.synkinesis_pairs)
-        return f"Synkinesis detected: {n} pair{'s' if n != 1 else ''} of action units with |difference| above {threshold}."
+        return (
+            f"Synkinesis detected: {n} pair{'s' if n != 1 else ''} of action units with |difference| above {threshold}."
+        )
     return f"No synkinesis detected: no pair that is independent in normal faces has |difference| above {threshold}."
 
 
@@ -144,8 +162,14 @@ def timeline(times: np.ndarray, duration: float) -> Timeline:
     width, left, right = 720, 10, 14
     x = charts.Linear(0.0, duration, left, width - right)
     finite_times = [float(t) for t in times if np.isfinite(t)]
-    return Timeline(width, 46, left, width - right, [(x(t), charts.seconds(t)) for t in charts.nice_ticks(duration)],
-                    [x(t) for t in finite_times])
+    return Timeline(
+        width,
+        46,
+        left,
+        width - right,
+        [(x(t), charts.seconds(t)) for t in charts.nice_ticks(duration)],
+        [x(t) for t in finite_times],
+    )
 
 
 @dataclass(frozen=True)
@@ -167,13 +191,24 @@ def curve(series: AUSeries, a: int, threshold: float | None, duration: float, pa
     width, height, left, right, top, bottom = 230, 120, 22, 8, 6, 18
     x = charts.Linear(0.0, duration, left, width - right)
     y = charts.Linear(0.0, MAX_INTENSITY, height - bottom, top)
-    sides = [(side, palette.side(side), charts.curve_points(series.time_s, values[:, a], x, y))
-             for side, values in (("left", series.left), ("right", series.right))]
+    sides = [
+        (side, palette.side(side), charts.curve_points(series.time_s, values[:, a], x, y))
+        for side, values in (("left", series.left), ("right", series.right))
+    ]
     au = AU_NAMES[a]
-    return Curve(au, f"{au} {AU_ACTIONS.get(au, '')}".strip(), width, height, left, width - right,
-                 [(level, y(level)) for level in range(int(MAX_INTENSITY) + 1)],
-                 None if threshold is None else y(threshold), sides, charts.seconds(duration),
-                 max(len(p) for _, _, p in sides) <= 60)
+    return Curve(
+        au,
+        f"{au} {AU_ACTIONS.get(au, '')}".strip(),
+        width,
+        height,
+        left,
+        width - right,
+        [(level, y(level)) for level in range(int(MAX_INTENSITY) + 1)],
+        None if threshold is None else y(threshold),
+        sides,
+        charts.seconds(duration),
+        max(len(p) for _, _, p in sides) <= 60,
+    )
 
 
 @dataclass(frozen=True)
@@ -212,13 +247,21 @@ def region_bars(report: Report, palette: Palette) -> RegionBars:
     bars = []
     for r, ((name, region), delta) in enumerate(zip(stats.regions.items(), deltas)):
         end = None if delta is None else x(delta)
-        bars.append(Bar(name, top + r * row_h, None if end is None else min(end, centre),
-                        0.0 if end is None else abs(end - centre),
-                        palette.left if (delta or 0) > 0 else palette.right, delta,
-                        f"{weaker_words(region.weaker_side, delta)} ({fmt(delta, signed=True)})"))
+        bars.append(
+            Bar(
+                name,
+                top + r * row_h,
+                None if end is None else min(end, centre),
+                0.0 if end is None else abs(end - centre),
+                palette.left if (delta or 0) > 0 else palette.right,
+                delta,
+                f"{weaker_words(region.weaker_side, delta)} ({fmt(delta, signed=True)})",
+            )
+        )
     band = (x(-threshold), x(threshold)) if threshold else None
-    return RegionBars(width, top + row_h * len(bars) + 36, row_h, top, label_w, width - verdict_w, centre, band,
-                      threshold, bars)
+    return RegionBars(
+        width, top + row_h * len(bars) + 36, row_h, top, label_w, width - verdict_w, centre, band, threshold, bars
+    )
 
 
 @dataclass(frozen=True)
@@ -247,8 +290,21 @@ def heatmap(report: Report, key: str, uid: int, palette: Palette) -> Heatmap:
     pairs = {(aus.index(p.row), aus.index(p.col)) for p in report.statistics.synkinesis_pairs if p.matrix == key}
     other, same, given = DIFFERENCE_MATRICES[key]
     n = len(aus)
-    return Heatmap(key, uid, other, same, given, aus, cell, left, top, left + n * cell + 6, top + n * cell + 6,
-                   cells, [c for c in cells if (c.row, c.col) in pairs])
+    return Heatmap(
+        key,
+        uid,
+        other,
+        same,
+        given,
+        aus,
+        cell,
+        left,
+        top,
+        left + n * cell + 6,
+        top + n * cell + 6,
+        cells,
+        [c for c in cells if (c.row, c.col) in pairs],
+    )
 
 
 @dataclass(frozen=True)
@@ -284,6 +340,14 @@ class AURow:
 def au_rows(report: Report) -> list[AURow]:
     stats = report.statistics
     region_of = {au: region for region, members in REGIONS.items() for au in members}
-    return [AURow(au, AU_ACTIONS.get(au, ""), region_of.get(au, DASH), charts.finite(stats.active_mean_left[a]),
-                  charts.finite(stats.active_mean_right[a]), charts.finite(stats.delta_am[a]))
-            for a, au in enumerate(report.aus)]
+    return [
+        AURow(
+            au,
+            AU_ACTIONS.get(au, ""),
+            region_of.get(au, DASH),
+            charts.finite(stats.active_mean_left[a]),
+            charts.finite(stats.active_mean_right[a]),
+            charts.finite(stats.delta_am[a]),
+        )
+        for a, au in enumerate(report.aus)
+    ]

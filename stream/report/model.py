@@ -73,8 +73,13 @@ class SessionInfo:
     status: str
 
     def to_json(self) -> dict[str, JSONValue]:
-        return {"id": self.id, "label": self.label, "created_at": self.created_at,
-                "ended_at": self.ended_at, "status": self.status}
+        return {
+            "id": self.id,
+            "label": self.label,
+            "created_at": self.created_at,
+            "ended_at": self.ended_at,
+            "status": self.status,
+        }
 
 
 @dataclass(frozen=True)
@@ -93,9 +98,13 @@ class ExerciseReport:
         return f"{self.exercise.replace('_', ' ')} #{self.segment_id + 1}"
 
     def to_json(self) -> dict[str, JSONValue]:
-        out: dict[str, JSONValue] = {"segment_id": self.segment_id, "exercise": self.exercise,
-                                     "start_s": self.start_s, "end_s": self.end_s,
-                                     "symptoms": self.statistics.to_json()}
+        out: dict[str, JSONValue] = {
+            "segment_id": self.segment_id,
+            "exercise": self.exercise,
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "symptoms": self.statistics.to_json(),
+        }
         if self.findings is not None:
             out["findings"] = self.findings.to_json()
         return out
@@ -140,8 +149,9 @@ class Report:
         from stream import __version__
 
         settings: dict[str, JSONValue] = {
-            **config.as_dict(), "video": source,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            **config.as_dict(),
+            "video": source,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "version": version or __version__,
         }
         if mirrored is not None:
@@ -149,14 +159,24 @@ class Report:
         if estimator is not None:
             settings["estimator"] = estimator
         all_warnings = tuple(warnings) + (tuple(findings.warnings) if findings is not None else ())
-        return cls(statistics, findings, FrameCounts(dict(counts)), settings, estimator_is_proxy,
-                   model=dict(model) if model else None, warnings=all_warnings,
-                   timings_ms=dict(timings) if timings else None)
+        return cls(
+            statistics,
+            findings,
+            FrameCounts(dict(counts)),
+            settings,
+            estimator_is_proxy,
+            model=dict(model) if model else None,
+            warnings=all_warnings,
+            timings_ms=dict(timings) if timings else None,
+        )
 
-    def with_session(self, session: SessionInfo, exercises: Sequence[ExerciseReport],
-                     synkinesis_history: Sequence[Mapping[str, JSONValue]]) -> Report:
-        return replace(self, session=session, exercises=tuple(exercises),
-                       synkinesis_history=tuple(synkinesis_history))
+    def with_session(
+        self,
+        session: SessionInfo,
+        exercises: Sequence[ExerciseReport],
+        synkinesis_history: Sequence[Mapping[str, JSONValue]],
+    ) -> Report:
+        return replace(self, session=session, exercises=tuple(exercises), synkinesis_history=tuple(synkinesis_history))
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -240,24 +260,55 @@ class Report:
         exercises: list[ExerciseReport] = []
         if isinstance(data.get("session"), Mapping):
             s = data["session"]
-            session = SessionInfo(str(s.get("id", "")), str(s.get("label") or ""), _finite(s.get("created_at")),
-                                  _finite(s.get("ended_at")), str(s.get("status") or ""))
+            session = SessionInfo(
+                str(s.get("id", "")),
+                str(s.get("label") or ""),
+                _finite(s.get("created_at")),
+                _finite(s.get("ended_at")),
+                str(s.get("status") or ""),
+            )
         for number, item in enumerate(_list(data.get("exercises"))):
             item = _mapping(item)
             symptoms = _mapping(item.get("symptoms"))
             segment = _finite(item.get("segment_id"))
-            exercises.append(ExerciseReport(
-                int(segment) if segment is not None else number, str(item.get("exercise") or "exercise"),
-                _finite(item.get("start_s")), _finite(item.get("end_s")),
-                _statistics_from_json(symptoms, {}), _findings_from_json(item.get("findings")),
-            ))
+            exercises.append(
+                ExerciseReport(
+                    int(segment) if segment is not None else number,
+                    str(item.get("exercise") or "exercise"),
+                    _finite(item.get("start_s")),
+                    _finite(item.get("end_s")),
+                    _statistics_from_json(symptoms, {}),
+                    _findings_from_json(item.get("findings")),
+                )
+            )
         if exercises and session is None:
             session = SessionInfo("", "", None, None, "")
         history = data.get("synkinesis_history")
-        known = {"aus", "n_keyframes", "active_threshold", "asymmetry_threshold", "cooccurrence_threshold",
-                 "normal_threshold", "active_mean", "delta_am", "regions", "cooccurrence", "cooccurrence_difference",
-                 "synkinesis", "findings", "cooccurrence_mask", "counts", "config", "estimator_is_proxy",
-                 "warnings", "timings_ms", "model", "session", "exercises", "synkinesis_history"}
+        known = {
+            "aus",
+            "n_keyframes",
+            "active_threshold",
+            "asymmetry_threshold",
+            "cooccurrence_threshold",
+            "normal_threshold",
+            "active_mean",
+            "delta_am",
+            "regions",
+            "cooccurrence",
+            "cooccurrence_difference",
+            "synkinesis",
+            "findings",
+            "cooccurrence_mask",
+            "counts",
+            "config",
+            "estimator_is_proxy",
+            "warnings",
+            "timings_ms",
+            "model",
+            "session",
+            "exercises",
+            "synkinesis_history",
+        }
         proxy = data.get("estimator_is_proxy")
         return cls(
             statistics=statistics,
@@ -386,10 +437,18 @@ def _from_fields(cls: type, data: Mapping[str, Any], **fixed: Any) -> Any:
 def _findings_from_json(value: Any) -> Findings | None:
     if not isinstance(value, Mapping):
         return None
-    regions = {str(name): _from_fields(RegionFinding, _mapping(info), region=str(name))
-               for name, info in _mapping(value.get("regions")).items()}
+    regions = {
+        str(name): _from_fields(RegionFinding, _mapping(info), region=str(name))
+        for name, info in _mapping(value.get("regions")).items()
+    }
     syn = _mapping(value.get("synkinesis"))
     pairs = [_from_fields(SynkinesisFinding, _mapping(p)) for p in _list(syn.get("pairs"))]
     tested = _finite(syn.get("n_pairs_tested"))
-    return Findings(str(value.get("rules") or "evidence"), regions, pairs, int(tested or 0),
-                    [str(w) for w in _list(value.get("warnings"))], dict(_mapping(value.get("settings"))))
+    return Findings(
+        str(value.get("rules") or "evidence"),
+        regions,
+        pairs,
+        int(tested or 0),
+        [str(w) for w in _list(value.get("warnings"))],
+        dict(_mapping(value.get("settings"))),
+    )

@@ -52,7 +52,8 @@ def parse_palette(css: str) -> Palette:
     missing = [n for n in names if n not in values]
     if missing:
         raise ValueError(
-            "palette.css lacks the colour(s) " + ", ".join("--" + n.replace("_", "-") for n in missing)
+            "palette.css lacks the colour(s) "
+            + ", ".join("--" + n.replace("_", "-") for n in missing)
             + " (each as '--name: #rrggbb;')"
         )
     return Palette(**{n: values[n] for n in names})
