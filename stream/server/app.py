@@ -298,10 +298,8 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
             return _error(400, "expected {\"action\": \"start\", \"exercise\": key} or {\"action\": \"stop\"}")
         async with sessions.use(sid) as session:
             try:
-                if body["action"] == "start":
-                    segment = session.start_exercise(str(body.get("exercise")))
-                else:
-                    segment = session.stop_exercise()
+                segment = (session.start_exercise(str(body.get("exercise"))) if body["action"] == "start"
+                           else session.stop_exercise())
             except ExerciseError as exc:
                 return _error(422, str(exc))
         return JSONResponse({"segment": segment.to_json() if segment else None})

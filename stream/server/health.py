@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from stream.session.jsonsafe import JSONObject
+
 AlertCode = Literal["stalled", "analysis_stopped", "storage"]
 
 
@@ -22,7 +24,7 @@ class Alert:
     code: AlertCode
     message: str
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> JSONObject:
         return {"code": self.code, "message": self.message}
 
 

@@ -28,9 +28,8 @@ class ModelPool:
         self.settings = settings
         self.executor = executor
         # With a PriorityExecutor a keyframe's analysis never waits behind queued frame ingests.
-        prioritised = isinstance(executor, PriorityExecutor)
-        self.analysis_executor: Executor = executor.at(ANALYSIS) if prioritised else executor
-        self.ingest_executor: Executor = executor.at(INGEST) if prioritised else executor
+        self.analysis_executor: Executor = executor.at(ANALYSIS) if isinstance(executor, PriorityExecutor) else executor
+        self.ingest_executor: Executor = executor.at(INGEST) if isinstance(executor, PriorityExecutor) else executor
         self.normal: np.ndarray = load_normal_cooccurrence(settings.analysis.normal_cooccurrence)
         self._factory = pipeline_factory
         self._detector: FaceDetector | None = None

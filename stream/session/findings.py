@@ -80,15 +80,15 @@ class LiveSeries:
         """
         n = len(self._frames)  # rows appended after this line are not part of this selection
         rows = [i for i in range(n) if segment_id is None or self._segment_ids[i] == segment_id]
-        closure = [self._closure[i] for i in rows]
-        movement = [self._movement[i] for i in rows]
+        closure = [c for c in (self._closure[i] for i in rows) if c is not None]  # complete: every row has it
+        movement = [m for m in (self._movement[i] for i in rows) if m is not None]
         series = AUSeries(
             frames=np.array([self._frames[i] for i in rows], dtype=int),
             time_s=np.array([self._time_s[i] for i in rows], dtype=float),
             left=np.array([self._left[i] for i in rows], dtype=float).reshape(len(rows), -1 if rows else 12),
             right=np.array([self._right[i] for i in rows], dtype=float).reshape(len(rows), -1 if rows else 12),
-            closure=np.stack(closure) if rows and all(c is not None for c in closure) else None,
-            movement=np.stack(movement) if rows and all(m is not None for m in movement) else None,
+            closure=np.stack(closure) if rows and len(closure) == len(rows) else None,
+            movement=np.stack(movement) if rows and len(movement) == len(rows) else None,
         )
         return series, np.array([self._exercises[i] for i in rows], dtype=object)
 
