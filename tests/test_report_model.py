@@ -12,7 +12,7 @@ import pytest
 
 from stream.aus import AU_INDEX, N_AUS
 from stream.config import AnalysisConfig
-from stream.report import Report, charts, render_report_html, write_report
+from stream.report import Report, charts, render_report_html, report_from_dict, write_report
 from stream.report.model import ExerciseReport, SessionInfo
 from stream.report.palette import load_palette, palette_css, parse_palette
 from stream.symptoms.evidence import Findings, RegionFinding, SynkinesisFinding
@@ -103,13 +103,13 @@ def test_build_gives_the_documented_report_json_keys_and_warnings_in_order():
     assert "session" not in data and "exercises" not in data
 
 
-def test_from_dict_reads_back_what_to_json_wrote():
+def test_report_from_dict_reads_back_what_to_json_wrote():
     report, series = built_report()
     session = SessionInfo("S1", "bed 4", 100.0, 160.0, "ended")
     exercise = ExerciseReport(0, "smile", 0.0, 4.0, report.statistics, report.findings)
     report = report.with_session(session, [exercise], [{"scope": "session", "row": "AU5"}])
     written = json.loads(json.dumps(_clean(report.to_json())))
-    back = Report.from_dict(written)
+    back = report_from_dict(written)
     assert json.loads(json.dumps(_clean(back.to_json()))) == written
     assert back.findings is not None and back.findings.regions["mouth"].weaker_percent_interval == (18.0, 54.0)
     assert back.exercises[0].title == "smile #1" and back.session == session
@@ -119,8 +119,8 @@ def test_from_dict_reads_back_what_to_json_wrote():
     )
 
 
-def test_from_dict_of_an_old_file_without_findings_mask_or_counts():
-    back = Report.from_dict(
+def test_report_from_dict_of_an_old_file_without_findings_mask_or_counts():
+    back = report_from_dict(
         {
             "delta_am": {"AU1": None},
             "regions": {"mouth": {"delta_am": None}},

@@ -7,6 +7,7 @@ Formats are described in docs/formats.md.
 
 from stream.report.html import render_report_html
 from stream.report.model import ExerciseReport, FrameCounts, Report, SessionInfo
+from stream.report.reading import report_from_dict
 from stream.report.series import SERIES_COLUMNS, format_series_csv, read_series_csv, write_series_csv
 from stream.report.writer import json_compatible, write_report
 
@@ -20,6 +21,7 @@ __all__ = [
     "json_compatible",
     "read_series_csv",
     "render_report_html",
+    "report_from_dict",
     "write_report",
     "write_series_csv",
 ]

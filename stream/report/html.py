@@ -20,6 +20,7 @@ from stream.aus import AU_NAMES, MAX_INTENSITY, REGIONS
 from stream.report import charts
 from stream.report.model import DIFFERENCE_KEYS, Report
 from stream.report.palette import Palette, load_palette, palette_css
+from stream.report.reading import report_from_dict
 from stream.symptoms.wording import STATUS_WORDS, pair_words, region_words
 from stream.types import AUSeries
 
@@ -50,10 +51,10 @@ DASH = "—"
 def render_report_html(report: Report | Mapping[str, Any], series: AUSeries) -> str:
     """The whole report page as one HTML string (UTF-8, self-contained, printable).
 
-    A mapping is read as a ``report.json`` (:meth:`Report.from_dict`), for files already written.
+    A mapping is read as a ``report.json`` (:func:`report_from_dict`), for files already written.
     """
     if not isinstance(report, Report):
-        report = Report.from_dict(report)
+        report = report_from_dict(report)
     palette = load_palette()
     duration = charts.duration_of(series.time_s, report.counts.duration_s)
     threshold = charts.finite(report.statistics.active_threshold)

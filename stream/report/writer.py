@@ -32,7 +32,7 @@ def write_report(out_dir: str | Path, report: Report | Mapping[str, Any], series
 
     Returns ``{"json": ..., "csv": ..., "html": ...}``, the paths written. NaN and infinities
     become JSON ``null``; numpy scalars and arrays become plain numbers and lists. A mapping (a
-    ``report.json`` read back) is written as given and rendered through ``Report.from_dict``.
+    ``report.json`` read back) is written as given and rendered through ``report_from_dict``.
     """
     clean = json_compatible(report.to_json() if isinstance(report, Report) else report)
     texts = {
