@@ -139,7 +139,7 @@ async def ingest(seconds: float, window: float, serve_args: tuple[str, ...] = ()
         "every_keyframe_to_dashboard_ms": {"p50": pct([ms for _, ms in every], 50),
                                            "p95": pct([ms for _, ms in every], 95), "n": len(every)},
         # the server's own figures over its last 300 keyframes: receipt -> snapshot offered to the
-        # viewers, and where that time went ([p50, p95] ms per stage, see worker.KeyframeTrace)
+        # viewers, and where that time went ([p50, p95] ms per stage, see server.latency.KeyframeTrace)
         "server_latency_ms": {"p50": last.get("latency_ms_p50"), "p95": last.get("latency_ms_p95")},
         "server_stages_ms": last.get("latency_stages_ms"),
         "per_window": per_window,

@@ -60,11 +60,11 @@ def analyze_video(
     config = (config or AnalysisConfig()).validate()
     with VideoFile(video) as source:  # opens and checks the file before any model is loaded
         pipeline = pipeline or Pipeline(config, mirrored=mirrored)
-        progress = progress or Progress(source.info.n_frames, label=f"{Path(video).name} ")
+        progress = progress or Progress(Path(video).name, source.info.n_frames, unit="frames")
         for frame in prefetched(source.frames()):
             pipeline.process(frame)
-            progress.update(pipeline.counts.frames, pipeline.counts.keyframes)
-        progress.close(pipeline.counts.frames, pipeline.counts.keyframes)
+            progress.update(pipeline.counts.frames, f"{pipeline.counts.keyframes} keyframes")
+        progress.close(f"{pipeline.counts.keyframes} keyframes", done=pipeline.counts.frames)
         info = source.info
     counts = pipeline.counts.as_dict()
     if pipeline.counts.frames and pipeline.counts.frames_without_face == pipeline.counts.frames:
