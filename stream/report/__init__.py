@@ -1,7 +1,8 @@
 """Report files of an analysis: the AU series CSV, ``report.json`` and a self-contained ``report.html``.
 
-:class:`Report` is the typed report (model.py); ``report.html`` is rendered from it by templates
-(html.py, templates/), with the chart geometry in charts.py and the colours in palette.css.
+:class:`Report` is the typed report (model.py; reading.py reads old ``report.json`` files back);
+``report.html`` is rendered from it by templates (html.py, templates/) laying out views.py's chart
+geometry, rows and words (scales in charts.py), in the colours of static/css/palette.css (palette.py).
 Formats are described in docs/formats.md.
 """
 
