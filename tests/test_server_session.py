@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,6 +70,8 @@ def test_a_stream_is_counted_stored_shown_and_ended_and_a_reopened_session_shows
             slot.close()  # the patient's track ends
             await until(lambda: session.idle, "the stream to end")
             await until(lambda: json.loads(session.hub.latest or "{}")["status"] == "ended", "the final snapshot")
+            snapshot = session.snapshot()  # plain data: it can cross a process boundary as it is
+            assert pickle.loads(pickle.dumps(snapshot)).to_json() == snapshot.to_json()
             return json.loads(session.hub.latest or "{}"), session.last_frame_s
 
     async def reopen() -> dict[str, Any]:
