@@ -28,14 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from stream.aus import AU_NAMES, EYE_CLOSURE
+from stream.aus import AU_NAMES
 from stream.session.exercises import Segment
-from stream.types import MOVEMENT_COLUMNS, AUSeries
+from stream.types import AU_COLUMNS, CLOSURE_COLUMNS, MOVE_COLUMNS, AUSeries
 
-_AU_COLUMNS = [f"{side}_{au}" for side in ("left", "right") for au in AU_NAMES]
-_CLOSURE_COLUMNS = [f"{side}_{EYE_CLOSURE}" for side in ("left", "right")]
+_AU_COLUMNS = list(AU_COLUMNS)
+_CLOSURE_COLUMNS = list(CLOSURE_COLUMNS)
 # (2, 3) order of ``AUEstimate.movement``: left brows, eyes, mouth, then right.
-_MOVEMENT_COLUMNS = [f"{side}_{region}" for side in ("left", "right") for region in MOVEMENT_COLUMNS]
+_MOVEMENT_COLUMNS = list(MOVE_COLUMNS)
 _MEASURE_COLUMNS = _CLOSURE_COLUMNS + _MOVEMENT_COLUMNS  # nullable, added by ``_migrate`` to older databases
 
 _SCHEMA = f"""
