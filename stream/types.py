@@ -10,10 +10,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stream.aus import AU_NAMES, EYE_CLOSURE, N_AUS
+from stream.aus import AU_NAMES, EYE_CLOSURE, N_AUS, SIDES
 
 # Names of the region-movement columns (au_series.csv: left_move_eyebrows, ...).
 MOVEMENT_COLUMNS: tuple[str, ...] = ("move_eyebrows", "move_eyes", "move_mouth")
+
+
+def side_columns(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Per-side column names ``{side}_{name}``, the patient's left first: the one place they are built
+    (the series CSV, the SQLite tables, ``AUEstimate.as_row``)."""
+    return tuple(f"{side}_{name}" for side in SIDES for name in names)
+
+
+AU_COLUMNS: tuple[str, ...] = side_columns(AU_NAMES)
+CLOSURE_COLUMNS: tuple[str, ...] = side_columns((EYE_CLOSURE,))
+MOVE_COLUMNS: tuple[str, ...] = side_columns(MOVEMENT_COLUMNS)  # (2, 3) order of ``AUEstimate.movement``
 
 
 @dataclass(frozen=True)
@@ -102,16 +113,11 @@ class AUEstimate:
             raise ValueError(f"AUEstimate eye closure must be (left, right), got shape {np.shape(self.closure)}")
 
     def as_row(self) -> dict[str, float]:
-        row: dict[str, float] = {}
-        for side_name, values in (("left", self.left), ("right", self.right)):
-            for name, v in zip(AU_NAMES, values):
-                row[f"{side_name}_{name}"] = float(v)
+        row = dict(zip(AU_COLUMNS, map(float, np.concatenate([self.left, self.right]))))
         if self.closure is not None:
-            row[f"left_{EYE_CLOSURE}"], row[f"right_{EYE_CLOSURE}"] = (float(v) for v in self.closure)
+            row.update(zip(CLOSURE_COLUMNS, map(float, self.closure)))
         if self.movement is not None:
-            for s, side_name in enumerate(("left", "right")):
-                for k, region in enumerate(MOVEMENT_COLUMNS):
-                    row[f"{side_name}_{region}"] = float(self.movement[s, k])
+            row.update(zip(MOVE_COLUMNS, map(float, np.asarray(self.movement).reshape(-1))))
         return row
 
 

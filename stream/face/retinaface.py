@@ -9,14 +9,7 @@ are data: a file path, an http(s) URL (downloaded once into a cache, checksummed
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
-import sys
-import tempfile
-import time
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +22,7 @@ from torch import nn
 from stream.errors import WeightsError
 from stream.face.detect import FaceDetector, downscale_for_detection, register_detector
 from stream.types import Face
+from stream.weights import WeightsSpec, cache_dir, resolve, sha256_of
 
 # --------------------------------------------------------------------------------------------------
 # Configuration and known weights (data, not code)
@@ -63,47 +57,38 @@ CONFIGS: dict[str, RetinaFaceConfig] = {
 }
 
 
-@dataclass(frozen=True)
-class KnownWeights:
-    """A weights file whose origin (and, where published or measured, sha256) we know."""
+# The original pre-processing: BGR pixels as floats minus this mean, no scaling.
+PREPROCESSING: Mapping[str, object] = {"colour_order": "BGR", "mean": (104.0, 117.0, 123.0), "scale": 1.0}
 
-    name: str  # what ``--weights`` accepts; also the file name in the cache (plus ".pth")
-    url: str
-    sha256: str | None  # None: no checksum is published for this file
-    config: str  # key of CONFIGS
-
-    @property
-    def filename(self) -> str:
-        return f"{self.name}.pth"
-
-
-# Preference order when no weights are named: the first one found in the cache is used.
-KNOWN_WEIGHTS: tuple[KnownWeights, ...] = (
+# Preference order when no weights are named: the first one found in the cache is used. ``config`` is
+# the key of CONFIGS the file was trained with.
+KNOWN_WEIGHTS: tuple[WeightsSpec, ...] = (
     # biubug6 publishes his files on Google Drive only, without checksums; facexlib mirrors them as
     # GitHub release assets. Pass ``weights_sha256`` to pin the copy you trust.
-    KnownWeights(
+    WeightsSpec(
         name="retinaface-mobilenet0.25",
         url="https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_mobilenet0.25_Final.pth",
         sha256=None,
         config="mobilenet0.25",
+        preprocessing=PREPROCESSING,
     ),
-    KnownWeights(
+    WeightsSpec(
         name="retinaface-resnet50",
         url="https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth",
         sha256=None,
         config="resnet50",
+        preprocessing=PREPROCESSING,
     ),
     # The checksum was measured on the copy in the project's shared test data (MIT licence).
-    KnownWeights(
+    WeightsSpec(
         name="retinaface-mobilenet0.25-1mb",
         url="https://github.com/biubug6/Face-Detector-1MB-with-landmark/raw/"
         "2b075657aef954b9426f938ac7fce100b6910fe6/weights/mobilenet0.25_Final.pth",
         sha256="ed6fa7d45a5179f03cb5ce82c73b0c6711372968e53782e88395acee88d319e1",
         config="mobilenet0.25-1mb",
+        preprocessing=PREPROCESSING,
     ),
 )
-
-DOWNLOAD_TIMEOUT_S = 15.0  # per socket operation; this tool often runs offline, so fail fast
 
 
 # --------------------------------------------------------------------------------------------------
@@ -299,20 +284,6 @@ def decode_landmarks(pre: torch.Tensor, priors: torch.Tensor, variance: tuple[fl
 # Weights: resolve (path / URL / known name / cache), download, verify, load
 
 
-def cache_dir() -> Path:
-    """Where downloaded weights live: ``$STREAM_CACHE_DIR`` or ``~/.cache/stream-fp/weights``."""
-    configured = os.environ.get("STREAM_CACHE_DIR")
-    return Path(configured) if configured else Path.home() / ".cache" / "stream-fp" / "weights"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _how_to_get_weights() -> str:
     known = "; ".join(f"--weights {k.name} downloads {k.url}" for k in KNOWN_WEIGHTS)
     return (
@@ -322,96 +293,10 @@ def _how_to_get_weights() -> str:
     )
 
 
-def resolve_weights(
-    spec: str | os.PathLike[str] | None, sha256: str | None = None, timeout: float = DOWNLOAD_TIMEOUT_S
-) -> Path:
-    """The local file for a weights ``spec``: a file path, an http(s) URL, a name from ``KNOWN_WEIGHTS``,
-    or None (a known file already in the cache). URLs are downloaded into ``cache_dir()``.
-
-    ``sha256``: the checksum the file must have; a known file's own checksum is used when not given.
-    Raises ``WeightsError`` for a missing file, a failed download or a checksum mismatch.
-    """
-    if spec is None:
-        for known in KNOWN_WEIGHTS:
-            cached = cache_dir() / known.filename
-            if cached.is_file():
-                return _verified_cached(cached, sha256 or known.sha256, known.url, timeout)
-        raise WeightsError(f"no RetinaFace weights given and none found in {cache_dir()}: {_how_to_get_weights()}")
-
-    text = os.fspath(spec)
-    known = next((k for k in KNOWN_WEIGHTS if text in (k.name, k.url)), None)
-    url = known.url if known else text
-    if urllib.parse.urlparse(url).scheme in ("http", "https"):
-        expected = sha256 or (known.sha256 if known else None)
-        filename = known.filename if known else _cache_name(url)
-        return _verified_cached(cache_dir() / filename, expected, url, timeout)
-
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"RetinaFace weights file {path} does not exist: {_how_to_get_weights()}")
-    if sha256 and (actual := sha256_of(path)) != sha256.lower():
-        raise WeightsError(
-            f"RetinaFace weights {path} have sha256 {actual}, expected {sha256.lower()}: wrong or corrupt file"
-        )
-    return path
-
-
-def _cache_name(url: str) -> str:
-    # Prefixed with a hash of the URL: different sites publish different files under the same name.
-    name = Path(urllib.parse.urlparse(url).path).name or "weights.pth"
-    return f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
-
-
-def _verified_cached(path: Path, sha256: str | None, url: str, timeout: float) -> Path:
-    """``path`` if it exists with the right checksum, else a fresh download of ``url`` into it."""
-    if path.is_file():
-        if sha256 is None or sha256_of(path) == sha256.lower():
-            return path
-        path.unlink()  # corrupt or replaced: download again rather than trust it
-    _download(url, path, sha256, timeout)
-    return path
-
-
-def _download(url: str, dest: Path, sha256: str | None, timeout: float) -> None:
-    """Download ``url`` to ``dest`` via a temporary file in the same folder, renamed only once complete and verified."""
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    except OSError as exc:
-        raise WeightsError(
-            f"cannot write to the weights cache {dest.parent} ({exc}): set STREAM_CACHE_DIR to a writable folder"
-        ) from exc
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0)
-            done, shown = 0, 0.0
-            while chunk := response.read(1 << 16):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if time.monotonic() - shown > 0.25:
-                    shown = time.monotonic()
-                    _progress(url, done, total)
-            _progress(url, done, total, end="\n")
-        if total and done != total:
-            raise WeightsError(f"download of {url} stopped after {done} of {total} bytes: try again")
-        if sha256 is not None and (actual := digest.hexdigest()) != sha256.lower():
-            raise WeightsError(
-                f"download of {url} has sha256 {actual}, expected {sha256.lower()}: the file was deleted; "
-                "check the URL (or the checksum you gave)"
-            )
-        os.replace(tmp, dest)
-    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError and timeouts are OSErrors
-        raise WeightsError(f"cannot download RetinaFace weights from {url} ({exc}): {_how_to_get_weights()}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _progress(url: str, done: int, total: int, end: str = "") -> None:
-    amount = f"{done / 1e6:.1f} / {total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
-    print(f"\rdownloading {url}: {amount}", end=end, file=sys.stderr, flush=True)
+def resolve_weights(spec: str | os.PathLike[str] | None, sha256: str | None = None) -> Path:
+    """The local file for RetinaFace weights: a file path, a URL, a name from ``KNOWN_WEIGHTS``, or None
+    (a known file already in the cache); see ``stream.weights.resolve``."""
+    return resolve(spec, known=KNOWN_WEIGHTS, sha256=sha256, what="RetinaFace weights", how_to_get=_how_to_get_weights())
 
 
 # Keys that tell the two backbones apart.
@@ -500,7 +385,7 @@ class RetinaFaceDetector(FaceDetector):
     """
 
     name = "retinaface"
-    MEAN_BGR = (104.0, 117.0, 123.0)
+    MEAN_BGR = PREPROCESSING["mean"]
 
     def __init__(
         self,

@@ -15,15 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.aus import AU_NAMES, EYE_CLOSURE, MAX_INTENSITY, N_AUS, SIDES
+from stream.aus import AU_NAMES, MAX_INTENSITY, N_AUS
 from stream.errors import InputError
-from stream.types import MOVEMENT_COLUMNS, AUSeries
+from stream.types import AU_COLUMNS, CLOSURE_COLUMNS, MOVE_COLUMNS, AUSeries
 
-AU_COLUMNS: tuple[str, ...] = tuple(f"{side}_{au}" for side in SIDES for au in AU_NAMES)
 SERIES_COLUMNS: tuple[str, ...] = ("frame", "time_s", *AU_COLUMNS)
-# Optional, written when the estimator measures eye closure (the flow estimator does).
-CLOSURE_COLUMNS: tuple[str, ...] = tuple(f"{side}_{EYE_CLOSURE}" for side in SIDES)
-MOVE_COLUMNS: tuple[str, ...] = tuple(f"{side}_{name}" for side in SIDES for name in MOVEMENT_COLUMNS)
+# CLOSURE_COLUMNS are optional, written when the estimator measures eye closure (the flow estimator does).
 
 DEFAULT_FPS = 30.0
 """Frame rate assumed by :func:`read_series_csv` when a file has ``frame`` but no ``time_s``."""

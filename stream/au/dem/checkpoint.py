@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from stream.au.dem.models import DVPM, OVPM, DemConfig, build_pair
+from stream import weights
+from stream.au.dem.models import DVPM, IMAGENET_MEAN, IMAGENET_STD, OVPM, DemConfig, build_pair
 from stream.errors import CheckpointError
 
 FORMAT = "stream-dem/2"
@@ -256,9 +257,27 @@ def save(path: str | Path, config: DemConfig, ovpm: OVPM, dvpm: DVPM | None, **k
 # Reading: every part verified, every refusal names the file and the part
 
 
-def resolve(path: str | Path) -> Path:
-    path = Path(path)
-    return path / "dem.pt" if path.is_dir() else path
+def resolve(given: str | os.PathLike[str], sha256: str | None = None) -> Path:
+    """The checkpoint file for what was given: a run folder (its ``dem.pt``), a file, or a URL (http, https,
+    file) downloaded once into the weights cache (``stream.weights``). ``sha256`` pins the file's bytes."""
+    text = os.fspath(given)
+    if weights.is_url(text):
+        return weights.resolve(text, sha256=sha256, what="DEM checkpoint", how_to_get=TRAIN_HINT)
+    path = Path(text)
+    path = path / "dem.pt" if path.is_dir() else path
+    if sha256 is not None and path.is_file():
+        weights.verify(path, sha256, what="DEM checkpoint")
+    return path
+
+
+def weights_spec(path: Path, config: DemConfig, sha256: str | None = None) -> weights.WeightsSpec:
+    """What a loaded checkpoint is, as weights data: where it lies, its pinned checksum (if any), its
+    configuration and the preprocessing of its half-face input (``models.to_input``)."""
+    return weights.WeightsSpec(
+        name=path.stem, url=path.resolve().as_uri(), sha256=sha256, config=config, suffix=path.suffix,
+        preprocessing={"colour_order": "RGB", "size_hw": config.input_size, "scale": 1 / 255,
+                       "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+    )
 
 
 def read(path: str | Path) -> dict[str, Any]:
@@ -352,6 +371,7 @@ class DemPair:
     ovpm_fingerprint: str
     record: dict[str, Any]
     info: CheckpointInfo
+    weights: weights.WeightsSpec
 
 
 def load_ovpm(path: str | Path) -> tuple[DemConfig, OVPM, dict[str, Any]]:
@@ -364,9 +384,11 @@ def load_ovpm(path: str | Path) -> tuple[DemConfig, OVPM, dict[str, Any]]:
     return config, ovpm.eval(), data["ovpm"]["trained"]
 
 
-def load(path: str | Path, device: str | torch.device | None = None) -> DemPair:
-    """Load a verified, matched OVPM/DVPM pair; refuse a damaged, half-trained or mismatched one."""
-    path = resolve(path)
+def load(path: str | Path, device: str | torch.device | None = None, sha256: str | None = None) -> DemPair:
+    """Load a verified, matched OVPM/DVPM pair; refuse a damaged, half-trained or mismatched one.
+
+    ``path``: a file, a run folder or a URL (see ``resolve``); ``sha256`` pins the file's bytes."""
+    path = resolve(path, sha256)
     data = read(path)
     config = _config(path, data)
     if data["dvpm"] is None:
@@ -394,7 +416,7 @@ def load(path: str | Path, device: str | torch.device | None = None) -> DemPair:
     dvpm.eval()
     record = {"ovpm": data["ovpm"]["trained"], "dvpm": data["dvpm"]["trained"]}
     info = CheckpointInfo(str(path.resolve()), data["sha256"], actual, record["ovpm"], record["dvpm"])
-    return DemPair(config, ovpm, dvpm, actual, record, info)
+    return DemPair(config, ovpm, dvpm, actual, record, info, weights_spec(path, config, sha256))
 
 
 def _config(path: Path, data: dict[str, Any]) -> DemConfig:

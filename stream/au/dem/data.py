@@ -36,6 +36,7 @@ import numpy as np
 from stream.config import AnalysisConfig
 from stream.aus import AU_NAMES, N_AUS
 from stream.errors import InputError
+from stream.progress import Progress
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 LAYOUT_HINT = (
@@ -343,7 +344,6 @@ def load_dataset(
 
     ``say`` receives one line per stale cache entry (default: printed on stderr, bar or no bar).
     """
-    from stream.au.dem.train import Progress
 
     trials = scan_dataset(root)
     cache = Path(cache_dir) if cache_dir else Path(root) / ".stream_cache"

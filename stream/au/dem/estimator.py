@@ -27,6 +27,7 @@ from stream.au.dem.models import DVPM, OVPM, expected_difference, expected_inten
 from stream.au.dem.provenance import constant_output_warning, describe
 from stream.errors import CheckpointError
 from stream.types import HalfFaces, Keyframe
+from stream.weights import is_url
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,15 @@ def _parse_dtype(name: str | None) -> torch.dtype:
 
 
 @register_estimator("dem")
-def build_dem(checkpoint: str | None = None, device: str | None = None, cache_dtype: str | None = None) -> DemEstimator:
-    """The DEM estimator from a trained checkpoint; there is no untrained fallback."""
+def build_dem(
+    checkpoint: str | None = None, device: str | None = None, cache_dtype: str | None = None,
+    checkpoint_sha256: str | None = None,
+) -> DemEstimator:
+    """The DEM estimator from a trained checkpoint (file, run folder or URL); there is no untrained fallback."""
     if not checkpoint:
         raise CheckpointError(f"the dem estimator needs a trained OVPM/DVPM checkpoint (--checkpoint PATH): {ckpt.TRAIN_HINT}")
-    if not Path(checkpoint).exists():
+    if not is_url(checkpoint) and not Path(checkpoint).exists():
         raise CheckpointError(f"DEM checkpoint {checkpoint} does not exist: {ckpt.TRAIN_HINT}")
     dev = default_device(device)
-    pair = ckpt.load(checkpoint, device=dev)
+    pair = ckpt.load(checkpoint, device=dev, sha256=checkpoint_sha256)
     return DemEstimator(pair.ovpm, pair.dvpm, dev, _parse_dtype(cache_dtype), source=pair.info)

@@ -23,6 +23,7 @@ from stream.au.dem import metrics
 from stream.au.dem.data import HalfFaceSet
 from stream.au.dem.estimator import DemEstimator
 from stream.aus import AU_NAMES
+from stream.progress import Progress
 
 FIGURE6_MS = (0, 1, 2, 4, 8)
 
@@ -71,7 +72,6 @@ def _result(pred: np.ndarray, data: HalfFaceSet, timings: list[float]) -> dict[s
 def evaluate(est: DemEstimator, data: HalfFaceSet, ms: Sequence[int] = FIGURE6_MS, seed: int = 0,
              progress: bool = False) -> dict[str, Any]:
     """Encode video by video, evaluate every m, and time a keyframe (OVPM encode + DEM with m helpers)."""
-    from stream.au.dem.train import Progress
 
     preds = {m: np.empty(data.labels.shape) for m in ms}
     dem_s: dict[int, list[float]] = {m: [] for m in ms}

@@ -11,8 +11,6 @@ exactly as the uninterrupted run would have.
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ import torch.nn.functional as F
 from stream.au.dem.checkpoint import load_sealed, save_sealed
 from stream.au.dem.data import HalfFaceSet
 from stream.au.dem.models import DVPM, DVPM_CLASSES, OVPM, expected_difference, expected_intensity, to_input
+from stream.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -35,38 +34,6 @@ class TrainSettings:
     batch_size: int = 64  # paper: 64 for the OVPM, 16 for the DVPM
     seed: int = 0
     weight_decay: float = 0.0
-
-
-class Progress:
-    """A one-line progress bar on stderr (no dependency); silent when disabled."""
-
-    def __init__(self, label: str, total: int, enabled: bool = True, stream=None) -> None:
-        self.label, self.total, self.enabled = label, max(total, 1), enabled
-        self.stream = stream if stream is not None else sys.stderr  # looked up now: tests capture stderr
-        self.t0 = time.perf_counter()
-        self.drawn = False
-
-    def say(self, text: str) -> None:
-        """A line that is printed whether or not the bar is shown (the bar is redrawn below it)."""
-        self.stream.write(("\n" if self.drawn else "") + text + "\n")
-        self.stream.flush()
-        self.drawn = False
-
-    def update(self, done: int, note: str = "") -> None:
-        if not self.enabled:
-            return
-        self.drawn = True
-        frac = min(done / self.total, 1.0)
-        bar = "#" * int(frac * 24)
-        rate = done / max(time.perf_counter() - self.t0, 1e-9)
-        self.stream.write(f"\r{self.label} [{bar:<24}] {done}/{self.total} {rate:.1f}/s {note}   ")
-        self.stream.flush()
-
-    def close(self, note: str = "") -> None:
-        if self.enabled:
-            self.update(self.total, note)
-            self.stream.write("\n")
-            self.drawn = False
 
 
 def _device(device: str | torch.device | None) -> torch.device:
