@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from stream.report import charts
 from stream.report.palette import load_palette
 from test_server_support import ProcessServer, create_session, has_non_loopback_interface
 
@@ -100,13 +101,18 @@ def test_patient_page_streams_and_clinician_page_shows_live_values(browser_env):
             expect(clinician.locator("#paper-regions tbody tr")).to_have_count(3)
             expect(clinician.locator("#exercises tbody tr")).to_have_count(1)
             # AU curves: one small chart per chosen AU, the patient's left and right in the palette's two colours
-            charts = clinician.locator("#curves figure.au-chart")
-            assert charts.count() == 4 and clinician.locator("#curves .u-wrap canvas").count() == 4
+            au_charts = clinician.locator("#curves figure.au-chart")
+            assert au_charts.count() == 4 and clinician.locator("#curves .u-wrap canvas").count() == 4
             sides = clinician.evaluate("""() => { const s = getComputedStyle(document.documentElement);
                 return [s.getPropertyValue('--left').trim(), s.getPropertyValue('--right').trim()]; }""")
             palette = load_palette()
             assert [c.upper() for c in sides] == [palette.left, palette.right]  # the report's colours
             expect(clinician.locator(".scale-legend .scale-bar")).to_be_visible()  # the heatmaps' scale
+            for value in (-0.7, 0.0, 0.45):  # the heatmaps' colours are the report's (stream/report/charts.py)
+                drawn = clinician.evaluate(f"Palette.diverging({value})")
+                expected = charts.hex_rgb(charts.diverging(value, palette.scale_negative, palette.scale_neutral,
+                                                           palette.scale_positive))
+                assert drawn == "rgb({},{},{})".format(*expected)
             patient.screenshot(path=str(tmp / "patient.png"))
             clinician.screenshot(path=str(tmp / "clinician.png"), full_page=True)
             patient.click("#disconnect")

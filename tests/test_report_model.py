@@ -183,6 +183,7 @@ def test_diverging_scale_is_neutral_at_zero_and_the_ends_at_plus_minus_one():
     assert charts.diverging(0.0, neg, mid, pos) == "#f7f7f7"
     assert charts.diverging(1.0, neg, mid, pos) == "#c51b7d"
     assert charts.diverging(-3.0, neg, mid, pos) == "#4d9221"  # clamped
+    assert charts.hex_rgb(charts.diverging(0.45, neg, mid, pos))[0] == 225  # 224.5 rounds up, as in the dashboard
     half = charts.hex_rgb(charts.diverging(0.5, neg, mid, pos))
     assert half == tuple(round((a + b) / 2) for a, b in zip(charts.hex_rgb(mid), charts.hex_rgb(pos)))
 

@@ -108,7 +108,8 @@ def diverging(value: float, negative: str, neutral: str, positive: str) -> str:
     """The colour of ``value`` in [-1, 1]: ``neutral`` at 0, linear in RGB to either end, clamped."""
     v = max(-1.0, min(1.0, value))
     mid, end = hex_rgb(neutral), hex_rgb(positive if v > 0 else negative)
-    rgb = (round(m + (e - m) * abs(v)) for m, e in zip(mid, end))
+    # halves round up, as JavaScript's Math.round does in static/js/heatmap.js (Python's round() goes to even)
+    rgb = (math.floor(m + (e - m) * abs(v) + 0.5) for m, e in zip(mid, end))
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
