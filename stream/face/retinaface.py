@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stream.device import torch_device
 from stream.errors import WeightsError
 from stream.face.detect import FaceDetector, downscale_for_detection, register_detector
 from stream.types import Face
@@ -398,7 +399,7 @@ class RetinaFaceDetector(FaceDetector):
         variant: str | None = None,
     ) -> None:
         self.weights_path = resolve_weights(weights, sha256=weights_sha256)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch_device(device)
         self.model = load_retinaface(self.weights_path, variant).to(self.device)
         self.cfg = self.model.cfg
         self.max_side = max_side

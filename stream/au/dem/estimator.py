@@ -25,6 +25,7 @@ from stream.au.base import AUEstimator, KeyframeCode, register_estimator
 from stream.au.dem import checkpoint as ckpt
 from stream.au.dem.models import DVPM, OVPM, expected_difference, expected_intensity, to_input
 from stream.au.dem.provenance import constant_output_warning, describe
+from stream.device import torch_device
 from stream.errors import CheckpointError
 from stream.types import HalfFaces, Keyframe
 from stream.weights import is_url
@@ -38,9 +39,7 @@ class DemPayload:
 
 
 def default_device(device: str | None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch_device(device)
 
 
 def resize_halves(halves: HalfFaces, size: tuple[int, int]) -> np.ndarray:

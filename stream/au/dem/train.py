@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from stream.au.dem.checkpoint import load_sealed, save_sealed
 from stream.au.dem.data import HalfFaceSet
 from stream.au.dem.models import DVPM, DVPM_CLASSES, OVPM, expected_difference, expected_intensity, to_input
+from stream.device import torch_device
 from stream.progress import Progress
 
 
@@ -34,12 +35,6 @@ class TrainSettings:
     batch_size: int = 64  # paper: 64 for the OVPM, 16 for the DVPM
     seed: int = 0
     weight_decay: float = 0.0
-
-
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _optimiser(model: torch.nn.Module, s: TrainSettings):
@@ -72,7 +67,7 @@ def _save_state(state_path: Path | None, model, opt, sched, epoch: int, history:
 @torch.no_grad()
 def predict_ovpm(ovpm: OVPM, data: HalfFaceSet, batch_size: int = 64, device=None) -> np.ndarray:
     """Expected intensities (N, 2, 12) for every half-face of ``data``."""
-    dev = _device(device)
+    dev = torch_device(device)
     ovpm.to(dev).eval()
     halves = data.images.reshape(-1, *data.images.shape[2:])
     out = []
@@ -93,7 +88,7 @@ def train_ovpm(
     on_epoch: Callable[[dict], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Cross-entropy on both half-faces of every training frame. Returns the per-epoch history."""
-    dev = _device(device)
+    dev = torch_device(device)
     torch.manual_seed(settings.seed)
     ovpm.to(dev)
     opt, sched = _optimiser(ovpm, settings)
@@ -241,7 +236,7 @@ def train_dvpm(
     cache_dtype: torch.dtype = torch.float16,
 ) -> list[dict[str, Any]]:
     """Cross-entropy on ΔY = Y_i - Y_j from ΔF of the frozen OVPM, both sides of each pair."""
-    dev = _device(device)
+    dev = torch_device(device)
     torch.manual_seed(settings.seed)
     ovpm.to(dev).eval()
     for p in ovpm.parameters():
