@@ -8,6 +8,7 @@ health (docs/live.md, "Latency").
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -50,7 +51,8 @@ class LatencyStats:
     publisher calls ``published`` after it offered a snapshot to the viewers.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, observe: Callable[[float], None] | None = None) -> None:
+        self._observe = observe  # each published keyframe's receipt-to-publication seconds (metrics)
         self._pending: deque[KeyframeTrace] = deque()
         self._rows: deque[tuple[float, ...]] = deque(maxlen=WINDOW)  # (total, *LATENCY_STAGES) in ms
         self._summary: dict[str, JSON] = {"latency_ms_p50": None, "latency_ms_p95": None, "latency_stages_ms": {}}
@@ -70,6 +72,8 @@ class LatencyStats:
         """The snapshot showing ``traces`` was built from ``start`` and offered to the viewers at ``published``."""
         for trace in traces:
             self._rows.append(((published - trace.received) * 1000.0, *trace.stages(start, published)))
+            if self._observe is not None:
+                self._observe(published - trace.received)
         if traces:  # the figures of the next snapshots (at most one percentile call per publish)
             p50, p95 = np.percentile(np.asarray(self._rows), [50, 95], axis=0)
             self._summary = {
