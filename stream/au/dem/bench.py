@@ -86,7 +86,7 @@ def bench_dem(light: bool, ms: list[int], repeats: int, device: str | None = Non
     shapes = ovpm.feature_shapes()
     return {
         "configuration": name,
-        "config": config.to_dict(),
+        "config": config.as_dict(),
         "input_size": list(config.input_size),
         "device": str(est.device),
         "torch_threads": torch.get_num_threads(),

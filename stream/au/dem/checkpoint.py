@@ -120,12 +120,12 @@ def _integrity(data: dict[str, Any], hasher: _Hasher) -> dict[str, str | None]:
 
 def fingerprint(model: torch.nn.Module, config: DemConfig) -> str:
     """sha256 of the configuration and every OVPM parameter/buffer (names, dtypes, shapes, bytes)."""
-    return _fingerprint(model.state_dict(), config.to_dict(), _Hasher())
+    return _fingerprint(model.state_dict(), config.as_dict(), _Hasher())
 
 
 def model_sha256(config: DemConfig, ovpm: OVPM, dvpm: DVPM | None) -> str:
     """The model's content hash (config + both state dicts): what a report names as the checkpoint."""
-    return _content_hash(config.to_dict(), ovpm.state_dict(), None if dvpm is None else dvpm.state_dict(), _Hasher())
+    return _content_hash(config.as_dict(), ovpm.state_dict(), None if dvpm is None else dvpm.state_dict(), _Hasher())
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def pack(config: DemConfig, ovpm: OVPM, dvpm: DVPM | None, *, ovpm_record: dict 
          dvpm_record: dict | None = None, ovpm_fingerprint: str | None = None) -> dict[str, Any]:
     """The checkpoint dict. ``ovpm_fingerprint``: the OVPM the DVPM was trained on (default: this one)."""
     hasher = _Hasher()
-    cfg = config.to_dict()
+    cfg = config.as_dict()
     ovpm_state = _cpu(ovpm.state_dict())
     dvpm_state = None if dvpm is None else _cpu(dvpm.state_dict())
     fp = _fingerprint(ovpm_state, cfg, hasher)

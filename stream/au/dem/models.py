@@ -24,7 +24,6 @@ maps (the paper-faithful reading, memory-hungry).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -86,7 +85,7 @@ class DemConfig:
             raise ConfigError("; ".join(problems))
         return self
 
-    def to_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["feature_grid"] = list(self.feature_grid) if self.feature_grid else None
         return d
@@ -102,8 +101,6 @@ class DemConfig:
             d["feature_grid"] = tuple(d["feature_grid"])
         return cls(**d).validate()
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
 
 
 # Named configurations. "default": paper backbone and resolution, light DVPM on pooled features.

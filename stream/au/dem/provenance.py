@@ -117,8 +117,8 @@ def _preset(config: DemConfig, name: Any) -> str | None:
     if not isinstance(name, str) or name not in PRESETS:
         same = [n for n, c in PRESETS.items() if c == config]
         return same[0] if same else None
-    base = PRESETS[name].to_dict()
-    changed = [f"{k} {v}" for k, v in config.to_dict().items() if base.get(k) != v]
+    base = PRESETS[name].as_dict()
+    changed = [f"{k} {v}" for k, v in config.as_dict().items() if base.get(k) != v]
     return name if not changed else f"{name}, {', '.join(changed)}"
 
 
