@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.resources
-import json
 import logging
 import secrets
 import tempfile
@@ -41,12 +40,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from stream.errors import UnknownSessionError
 from stream.pipeline import Pipeline
 from stream.server import logs
+from stream.server.guard import GuardMiddleware, HostileJSON, parse_json_body
 from stream.server.executor import PriorityExecutor
 from stream.server.ingest import SignallingError, parse_offer
 from stream.server.sessions import (
@@ -68,97 +67,12 @@ STATIC_DIR = Path(str(importlib.resources.files("stream.static")))
 _ERROR_TEXT = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
                405: "method not allowed", 409: "conflict", 413: "request too large", 422: "unprocessable",
                429: "too many attempts", 503: "storage unavailable"}
-MAX_JSON_DEPTH = 32  # our bodies nest 2 levels; deeper is hostile (json.loads recurses per level)
-MAX_JSON_INT_DIGITS = 32
 _REPORT_FILES = {"report.json": ("json", "application/json"), "report.html": ("html", "text/html; charset=utf-8"),
                  "au_series.csv": ("csv", "text/csv; charset=utf-8")}
 
 
 def _error(status: int, message: str | None = None) -> JSONResponse:
     return JSONResponse({"error": message or _ERROR_TEXT.get(status, "error")}, status_code=status)
-
-
-class HostileJSON(ValueError):
-    pass
-
-
-def _parse_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
-        raise HostileJSON(f"number with more than {MAX_JSON_INT_DIGITS} digits")
-    return int(text)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise HostileJSON(f"{name} is not JSON")
-
-
-def parse_json_body(body: bytes) -> Any:
-    """``json.loads`` with limits: nesting depth, integer digits, no NaN/Infinity.
-
-    Depth is counted before parsing (brackets outside strings), since the parser itself recurses
-    once per level and a 64 KiB body of ``[`` would exhaust the stack.
-    """
-    depth, deepest, in_string, escaped = 0, 0, False, False
-    for byte in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_JSON_DEPTH:
-                raise HostileJSON(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return json.loads(body, parse_int=_parse_int, parse_constant=_refuse_constant)
-
-
-class GuardMiddleware:
-    """Refuses request bodies above the limit (413, before reading them) and sets privacy headers.
-
-    Links carry tokens in the query string, so pages must not leak it through the Referer header,
-    and nothing the server answers may be cached.
-    """
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            await _error(413)(scope, receive, send)
-            return
-        seen = 0
-        limit = self.max_body_bytes
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise HTTPException(413)
-            return message
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                extra = [(b"referrer-policy", b"no-referrer"), (b"x-content-type-options", b"nosniff"),
-                         (b"cache-control", b"no-store"), (b"x-frame-options", b"DENY")]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
-        await self.app(scope, limited_receive, send_with_headers)
 
 
 def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Callable[[], Pipeline] | None = None) -> Starlette:

@@ -16,10 +16,11 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -44,14 +45,13 @@ class SignallingError(Exception):
 
 @dataclass(frozen=True)
 class ReceivedFrame:
-    frame: Any  # av.VideoFrame, still in the decoder's pixel format
+    frame: av.VideoFrame  # still in the decoder's pixel format
     received_at: float  # wall clock (time.time) when the pump took it off the track
     received_mono: float  # time.perf_counter at the same moment, for latencies
 
     def rgb(self) -> np.ndarray:
         """The frame as H x W x 3 uint8 RGB (a conversion worth a model thread, not the event loop)."""
-        image: np.ndarray = self.frame.to_ndarray(format="rgb24")
-        return image
+        return self.frame.to_ndarray(format="rgb24")
 
 
 class LatestFrame(Generic[T]):
@@ -125,7 +125,8 @@ async def pump(track: MediaStreamTrack, slot: LatestFrame[ReceivedFrame]) -> Non
     try:
         while True:
             frame = await track.recv()
-            slot.put(ReceivedFrame(frame, time.time(), time.perf_counter()))
+            if isinstance(frame, av.VideoFrame):  # a video track yields video frames; anything else is skipped
+                slot.put(ReceivedFrame(frame, time.time(), time.perf_counter()))
     except MediaStreamError:
         pass
     finally:
@@ -204,7 +205,7 @@ class PatientPeer:
             if self.pc.connectionState in ("failed", "closed"):
                 await self.close()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
