@@ -1,27 +1,37 @@
-"""SQLite store: sessions, token hashes, the per-side AU series, statistics snapshots, exercise
-segments and synkinesis findings. Numbers only: no frame or image ever reaches it.
+"""Session store: sessions, token hashes, the per-side AU series, statistics snapshots, exercise
+segments, synkinesis findings, patients and their grades. Numbers only: no frame or image ever
+reaches it.
+
+Two databases behind this one class (``db.py``): an SQLite file (the embedded default, one node) or
+PostgreSQL (``--db postgresql://...``, shared by several nodes, a connection pool). Every query is
+written once here in portable SQL; the schema below is the one definition both are created from,
+and the migration (nullable columns added to databases written by older versions) runs the same
+way on both.
 
 Beside the 24 AU values a keyframe row keeps what the estimator measured besides AUs, where it does:
 eye closure (AU43) and direction-free region movement per side, which the findings' eye and region
 verdicts rest on. Those columns are nullable (an estimator that does not measure them stores NULL)
 and were added after the first databases were written, so opening a database adds them when missing.
 
-Every keyframe row is committed as soon as it is computed (WAL journal, ``synchronous=NORMAL``: a
-crash of the server process loses nothing committed), so a restart or a dropped patient loses
-nothing already computed. One connection shared by the event loop and the model threads, guarded
-by a lock; each call is a few small statements.
+Every keyframe row is committed as soon as it is computed (SQLite: WAL journal,
+``synchronous=NORMAL``, a crash of the server process loses nothing committed; PostgreSQL: each
+statement committed when it returns), so a restart, a dropped patient or a killed node loses nothing
+already computed, and any other node reopens the results. Each call is a few small statements;
+several statements that belong together run in one transaction.
 
-Every SQLite or file-system failure leaves as ``StorageError`` naming the database file, so callers
-can tell "the disk is full or read-only" from a bug and say so instead of dying with a traceback.
+Every database or file-system failure leaves as ``StorageError`` naming the database (a PostgreSQL
+URL without user and password), so callers can tell "the disk is full or read-only" or "the database
+server is unreachable" from a bug and say so instead of dying with a traceback. ``errors`` counts
+them (metrics).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from stream.aus import AU_NAMES
+from stream.server.db import display_name, open_backend
 from stream.session.exercises import Segment
 from stream.types import AU_COLUMNS, CLOSURE_COLUMNS, MOVE_COLUMNS, AUSeries
 
@@ -36,7 +47,7 @@ _AU_COLUMNS = list(AU_COLUMNS)
 _CLOSURE_COLUMNS = list(CLOSURE_COLUMNS)
 # (2, 3) order of ``AUEstimate.movement``: left brows, eyes, mouth, then right.
 _MOVEMENT_COLUMNS = list(MOVE_COLUMNS)
-_MEASURE_COLUMNS = _CLOSURE_COLUMNS + _MOVEMENT_COLUMNS  # nullable, added by ``_migrate`` to older databases
+_MEASURE_COLUMNS = _CLOSURE_COLUMNS + _MOVEMENT_COLUMNS  # nullable, added by ``_MIGRATIONS`` to older databases
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS sessions (
@@ -121,6 +132,23 @@ CREATE TABLE IF NOT EXISTS grades (
     grades_json TEXT NOT NULL
 );
 """
+# Columns added after the first databases were written: (table, column, type), added where missing.
+_MIGRATIONS = [("keyframes", column, "REAL") for column in _MEASURE_COLUMNS]
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    try:
+        import psycopg
+
+        errors += (psycopg.Error,)
+    except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite works without it
+        pass
+    return errors
+
+
+_DATABASE_ERRORS = _database_errors()
+
 
 
 def _complete(parts: list[tuple[Any, ...]]) -> bool:
@@ -174,50 +202,43 @@ class StorageError(Exception):
 
 
 class Store:
+    """``path``: an SQLite file (or ``:memory:``), or a ``postgresql://`` URL."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._lock = threading.Lock()
+        self.name = display_name(self.path)  # as shown in messages: no password
+        self.errors = 0  # database calls that failed (metrics)
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            with self._lock:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute("PRAGMA foreign_keys=ON")
-                self._db.executescript(_SCHEMA)
-                self._migrate()
-                # Take the write lock once: a read-only file or folder fails here, at start, not at
-                # the first keyframe of the first patient.
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("ROLLBACK")
-        except (sqlite3.Error, OSError) as exc:
-            raise StorageError(f"cannot use {self.path} as the session database: {exc}") from exc
-
-    def _migrate(self) -> None:
-        """Bring a database written by an older version up to the current schema (caller holds the lock)."""
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(keyframes)")}
-        for column in _MEASURE_COLUMNS:
-            if column not in have:
-                self._db.execute(f"ALTER TABLE keyframes ADD COLUMN {column} REAL")
+            self._db = open_backend(self.path)
+            # A read-only file or folder, or an unreachable server, fails here, at start, not at the
+            # first keyframe of the first patient.
+            self._db.create_schema(_SCHEMA, _MIGRATIONS)
+        except _DATABASE_ERRORS as exc:
+            raise StorageError(f"cannot use {self.name} as the session database: {exc}") from exc
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
+
+    @contextlib.contextmanager
+    def _failing(self, verb: str) -> Iterator[None]:
+        """Database failures inside leave as ``StorageError`` ("could not <verb> <database>")."""
+        try:
+            yield
+        except _DATABASE_ERRORS as exc:
+            self.errors += 1
+            raise StorageError(f"could not {verb} {self.name}: {exc}") from exc
 
     def _write(self, sql: str, args: Iterable[Any] = ()) -> None:
-        try:
-            with self._lock:
-                self._db.execute(sql, tuple(args))
-        except sqlite3.Error as exc:
-            raise StorageError(f"could not write to {self.path}: {exc}") from exc
+        with self._failing("write to"):
+            self._db.execute(sql, tuple(args))
 
     def _read(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        try:
-            with self._lock:
-                return self._db.execute(sql, tuple(args)).fetchall()
-        except sqlite3.Error as exc:
-            raise StorageError(f"could not read {self.path}: {exc}") from exc
+        with self._failing("read"):
+            return self._db.execute(sql, tuple(args)).rows
+
+    def ping(self) -> None:
+        """One trivial query (``/readyz``); raises ``StorageError`` when the database does not answer."""
+        self._read("SELECT 1")
 
     # -- sessions and tokens ------------------------------------------------------------------
     def create_session(self, session_id: str, label: str, mirrored: bool, config: dict[str, Any]) -> None:
@@ -259,14 +280,10 @@ class Store:
 
     def end_interrupted(self) -> int:
         """Mark sessions left live by a previous server process as ended; returns how many."""
-        try:
-            with self._lock:
-                cur = self._db.execute(
-                    "UPDATE sessions SET status = 'ended', ended_at = ? WHERE status = 'live'", (time.time(),)
-                )
-                return cur.rowcount
-        except sqlite3.Error as exc:
-            raise StorageError(f"could not write to {self.path}: {exc}") from exc
+        with self._failing("write to"):
+            return self._db.execute(
+                "UPDATE sessions SET status = 'ended', ended_at = ? WHERE status = 'live'", (time.time(),)
+            ).rowcount
 
     _SESSION_SELECT = (
         "SELECT s.id, s.label, s.created_at, s.status, s.ended_at, s.mirrored, s.config_json, s.estimator_json,"
@@ -347,22 +364,19 @@ class Store:
 
     def save_statistics(self, session_id: str, scope: str, time_s: float, state: dict[str, Any]) -> None:
         """Latest statistics of a scope, and the synkinesis pairs it reports (first and last seen)."""
-        try:
+        with self._failing("write to"):
             self._save_statistics(session_id, scope, time_s, state)
-        except sqlite3.Error as exc:
-            raise StorageError(f"could not write to {self.path}: {exc}") from exc
 
     def _save_statistics(self, session_id: str, scope: str, time_s: float, state: dict[str, Any]) -> None:
-        with self._lock, self._db:
-            self._db.execute("BEGIN")
-            self._db.execute(
+        with self._db.transaction() as tx:
+            tx.execute(
                 "INSERT INTO statistics (session_id, scope, n_keyframes, time_s, state_json) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (session_id, scope) DO UPDATE SET n_keyframes = excluded.n_keyframes,"
                 " time_s = excluded.time_s, state_json = excluded.state_json",
                 (session_id, scope, int(state.get("n_keyframes", 0)), time_s, json.dumps(state)),
             )
             for pair in state.get("synkinesis", {}).get("pairs", []):
-                self._db.execute(
+                tx.execute(
                     "INSERT INTO findings (session_id, scope, matrix, row_au, col_au, value, first_seen_s, last_seen_s)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, scope, matrix, row_au, col_au)"
                     " DO UPDATE SET value = excluded.value, last_seen_s = excluded.last_seen_s",
@@ -385,16 +399,11 @@ class Store:
     # -- patients (pseudonymous: a clinic code, never a name) -----------------------------------
     def create_patient(self, code: str, label: str) -> bool:
         """A new patient record; False when the code is taken."""
-        try:
-            with self._lock, self._db:
-                self._db.execute("BEGIN")
-                if self._db.execute("SELECT 1 FROM patients WHERE code = ?", (code,)).fetchone():
-                    return False
-                self._db.execute("INSERT INTO patients (code, label, created_at) VALUES (?, ?, ?)",
-                                 (code, label, time.time()))
-                return True
-        except sqlite3.Error as exc:
-            raise StorageError(f"could not write to {self.path}: {exc}") from exc
+        with self._failing("write to"), self._db.transaction() as tx:
+            if tx.execute("SELECT 1 FROM patients WHERE code = ?", (code,)).fetchone():
+                return False
+            tx.execute("INSERT INTO patients (code, label, created_at) VALUES (?, ?, ?)", (code, label, time.time()))
+            return True
 
     _PATIENT_SELECT = (
         "SELECT p.code, p.label, p.created_at, COUNT(ps.session_id), MAX(s.created_at) FROM patients p"
@@ -465,19 +474,15 @@ class Store:
             values += [None] * 6 if series.movement is None else [float(v) for v in np.asarray(series.movement[i]).reshape(6)]
             t = float(series.time_s[i])
             rows.append((session_id, i, int(series.frames[i]), t, created_at + t, None, 0, *values))
-        try:
-            with self._lock, self._db:
-                self._db.execute("BEGIN")
-                self._db.execute(
-                    "INSERT INTO sessions (id, label, created_at, status, ended_at, mirrored, config_json, estimator_json,"
-                    " counts_json) VALUES (?, ?, ?, 'ended', ?, ?, ?, ?, ?)",
-                    (session_id, label, created_at, time.time(), int(bool(config.get("mirrored", False))),
-                     json.dumps(config), json.dumps(estimator), json.dumps(counts)),
-                )
-                self._db.executemany(
-                    f"INSERT INTO keyframes (session_id, seq, frame_index, time_s, received_at, segment_id, n_helpers, {columns})"
-                    f" VALUES (?, ?, ?, ?, ?, ?, ?, {marks})", rows)
-                self._db.execute("INSERT INTO patient_sessions (session_id, patient_code, kind) VALUES (?, ?, 'recorded')",
-                                 (session_id, patient_code))
-        except sqlite3.Error as exc:
-            raise StorageError(f"could not write to {self.path}: {exc}") from exc
+        with self._failing("write to"), self._db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO sessions (id, label, created_at, status, ended_at, mirrored, config_json, estimator_json,"
+                " counts_json) VALUES (?, ?, ?, 'ended', ?, ?, ?, ?, ?)",
+                (session_id, label, created_at, time.time(), int(bool(config.get("mirrored", False))),
+                 json.dumps(config), json.dumps(estimator), json.dumps(counts)),
+            )
+            tx.executemany(
+                f"INSERT INTO keyframes (session_id, seq, frame_index, time_s, received_at, segment_id, n_helpers, {columns})"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, {marks})", rows)
+            tx.execute("INSERT INTO patient_sessions (session_id, patient_code, kind) VALUES (?, ?, 'recorded')",
+                       (session_id, patient_code))
