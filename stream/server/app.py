@@ -19,6 +19,10 @@ clinic key):
     GET  /api/s/{sid}/statistics?scope=     clinician  statistics of "session" or "segment:<id>" with matrices
     GET  /api/s/{sid}/report.json|report.html|au_series.csv   clinician
     WS   /ws/s/{sid}                        clinician  dashboard snapshots
+    GET  /healthz | /readyz | /metrics                 this node: alive, ready (store, Redis), Prometheus metrics
+
+With ``--redis`` several nodes share the sessions (``node.py``): a session request reaching a node
+that does not hold the session is forwarded to the node that does.
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ from stream.server.settings import ServerSettings
 from stream.server.store import StorageError, Store
 from stream.server.session_report import build_session_report
 from stream.server.models import ModelPool
-from stream.server.registry import SessionRegistry
+from stream.server.node import Node
+from stream.server.registry import OwnedElsewhere, SessionRegistry
 from stream.session.exercises import PROTOCOL, ExerciseError
 
 log = logging.getLogger(__name__)
@@ -86,17 +91,22 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
     # Shared by all sessions; a keyframe's analysis runs before any waiting frame ingest.
     executor = PriorityExecutor(settings.model_workers, thread_name_prefix="models")
     models = ModelPool(settings, executor, pipeline_factory)
-    sessions = SessionRegistry(settings, store, models)
+    node = Node(settings, store)  # with --redis, one of several nodes (node.py)
+    sessions = SessionRegistry(settings, store, models, cluster=node.cluster, metrics=node.metrics)
+    node.sessions = sessions
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        interrupted = store.end_interrupted()
-        if interrupted:
-            log.info("%d session(s) were live when the server last stopped; marked ended", interrupted)
+        if node.cluster is None:  # with other nodes, a live session may be theirs (or theirs to take over)
+            interrupted = store.end_interrupted()
+            if interrupted:
+                log.info("%d session(s) were live when the server last stopped; marked ended", interrupted)
+        await node.start()
         try:
             yield
         finally:
             await sessions.close_all()
+            await node.stop()
             executor.shutdown(wait=True, cancel_futures=True)
             store.close()
 
@@ -169,6 +179,8 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         sid = request.path_params["sid"]
         if store.session_status(sid) is None:
             return _error(404)
+        if (moved := await node.route(request, sid)) is not None:
+            return moved
         async with sessions.use(sid) as session:
             session.reopen()
         return JSONResponse({"session_id": sid, "status": "waiting"})
@@ -195,6 +207,8 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
     async def offer(request: Request) -> Response:
         sid = request.path_params["sid"]
         gate.check(request, sid, Role.PATIENT)
+        if (moved := await node.route(request, sid)) is not None:
+            return moved
         try:
             description = parse_offer(await read_json(request))
             # The lease lasts until the answer is out: nothing can drop the session meanwhile.
@@ -207,6 +221,8 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
     async def exercise(request: Request) -> Response:
         sid = request.path_params["sid"]
         gate.check(request, sid, Role.PATIENT)
+        if (moved := await node.route(request, sid)) is not None:
+            return moved
         body = await read_json(request)
         if not isinstance(body, dict) or body.get("action") not in ("start", "stop"):
             return _error(400, "expected {\"action\": \"start\", \"exercise\": key} or {\"action\": \"stop\"}")
@@ -221,6 +237,8 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
     async def hangup(request: Request) -> Response:
         sid = request.path_params["sid"]
         gate.check(request, sid, Role.PATIENT, ended_ok=True)
+        if (moved := await node.route(request, sid)) is not None:
+            return moved
         async with sessions.use(sid) as session:
             await session.hang_up()
         return JSONResponse({"ok": True})
@@ -228,12 +246,16 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
     async def state(request: Request) -> Response:
         sid = request.path_params["sid"]
         gate.check(request, sid, Role.CLINICIAN)
+        if (moved := await node.route(request, sid)) is not None:
+            return moved
         async with sessions.use(sid) as session:
             return Response(session.hub.latest or "{}", media_type="application/json")
 
     async def scope_statistics(request: Request) -> Response:
         sid = request.path_params["sid"]
         gate.check(request, sid, Role.CLINICIAN)
+        if (moved := await node.route(request, sid)) is not None:
+            return moved
         async with sessions.use(sid) as session:
             found = session.statistics(request.query_params.get("scope", "session"))
         return JSONResponse(found) if found is not None else _error(404)
@@ -259,9 +281,10 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
             await _refuse(ws, denied.status)
             return
         expires_at = gate.expires_at(sid, token_from(ws) or "")
-        session = await sessions.open(sid)
+        # The session's snapshots: from this process, or with --redis from whichever node holds it.
+        watching = node.watch(sid)
+        sub = await watching.__aenter__()
         await ws.accept()
-        sub = session.hub.subscribe()
 
         async def send_loop() -> None:
             while True:
@@ -285,10 +308,9 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            session.hub.unsubscribe(sub)
             with contextlib.suppress(Exception):
                 await ws.close(code=1008 if expires_at is not None and time.time() >= expires_at else 1000)
-            await sessions.release(sid)
+            await watching.__aexit__(None, None, None)
 
     async def denied(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AccessDenied)
@@ -321,6 +343,7 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         Route("/api/s/{sid}/statistics", scope_statistics),
         Route("/api/s/{sid}/{name:str}", report_file),
         WebSocketRoute("/ws/s/{sid}", dashboard),
+        *node.routes(),
         *patient_routes(store, gate, admin_key, base_url, link_expiry, read_json, page),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
@@ -328,13 +351,14 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         routes=routes,
         lifespan=lifespan,
         exception_handlers={AccessDenied: denied, HTTPException: http_error, UnknownSessionError: unknown_session,
-                            StorageError: storage_failed},
+                            StorageError: storage_failed, OwnedElsewhere: node.moved},
     )
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.state.settings = settings
     app.state.admin_key = admin_key
     app.state.store = store
     app.state.sessions = sessions
+    app.state.node = node
     return app
 
 

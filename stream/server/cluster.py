@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -349,21 +348,18 @@ class Cluster:
             return False
 
 
-class ClusterHub:
-    """What an owned session publishes into: the same interface as ``Hub`` for the session's code.
+class ClusterHub(Hub):
+    """What an owned session publishes into, in place of its ``Hub``.
 
-    Snapshots go to Redis (and from there to every node's viewers, this node's included);
-    ``len`` is the session's viewers on all nodes, ``dropped`` this node's relay drops.
+    Snapshots go to Redis (and from there to every node's viewers, this node's included, through
+    ``Cluster.subscribe``); ``len`` is the session's viewers on all nodes, ``dropped`` this node's
+    relay drops.
     """
 
-    def __init__(self, cluster: Cluster, sid: str, latest: str | None = None) -> None:
+    def __init__(self, cluster: Cluster, sid: str) -> None:
+        super().__init__(cluster.client_queue)
         self.cluster = cluster
         self.sid = sid
-        self.latest = latest
-        self.published = 0
-        self.published_at = time.time()
-        if latest is not None:
-            cluster.publish(sid, latest)
 
     def __len__(self) -> int:
         return self.cluster.viewers(self.sid)
@@ -375,9 +371,3 @@ class ClusterHub:
 
     def dropped(self) -> int:
         return self.cluster.relay_dropped(self.sid)
-
-    def subscribe(self) -> Subscriber:  # pragma: no cover - viewers subscribe through Cluster.subscribe
-        raise RuntimeError("with --redis, viewers subscribe through the cluster relay")
-
-    def unsubscribe(self, sub: Subscriber) -> None:  # pragma: no cover
-        pass

@@ -15,7 +15,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     d = ServerSettings()
     parser.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host}; 0.0.0.0 for the LAN)")
     parser.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port})")
-    parser.add_argument("--db", default=None, help=f"SQLite file for sessions and results (default $STREAM_DB or {d.db_path})")
+    parser.add_argument("--db", default=None,
+                        help=f"SQLite file for sessions and results, or a PostgreSQL URL postgresql://user:password@host:port/db "
+                             f"shared by several nodes (default $STREAM_DB or {d.db_path})")
+    parser.add_argument("--redis", default=None, metavar="URL",
+                        help="Redis (redis://host:port/0) for several nodes: session placement and dashboards on any node "
+                             "(default $STREAM_REDIS; none: one node). See docs/scale.md")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="node processes on this machine, on ports --port .. --port+N-1 (needs --redis and a PostgreSQL --db)")
+    parser.add_argument("--node-url", default=None, help="where the other nodes reach this one (default http://host:port)")
+    parser.add_argument("--node-id", default=None, help="this node's name in logs and metrics (default random)")
+    parser.add_argument("--lease", type=float, default=d.lease_s, metavar="SECONDS",
+                        help=f"a dead node's sessions are taken over after at most this long (default {d.lease_s:g})")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="json: one JSON object per log line, with node and session ids (never tokens)")
     parser.add_argument("--admin-key", default=None,
                         help="clinic key needed to create and list sessions (default $STREAM_ADMIN_KEY, else a new one is printed)")
     parser.add_argument("--link-ttl", type=float, default=None, metavar="SECONDS",
@@ -55,6 +68,9 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         public_url=args.public_url or os.environ.get("STREAM_PUBLIC_URL"),
         certfile=args.certfile, keyfile=args.keyfile, ice_servers=ice, mirrored=args.mirrored_source,
         model_workers=args.model_workers, dashboard_hz=args.dashboard_hz, link_ttl_s=args.link_ttl,
+        redis_url=getattr(args, "redis", None) or os.environ.get("STREAM_REDIS") or None,
+        node_url=getattr(args, "node_url", None), node_id=getattr(args, "node_id", None),
+        lease_s=getattr(args, "lease", ServerSettings.lease_s),
         analysis=AnalysisConfig(**analysis),
     ).validate()
 
@@ -70,14 +86,34 @@ def run_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"stream serve: {exc}", file=sys.stderr)
         return 2
+    workers = getattr(args, "workers", 1)
+    if workers != 1:
+        from stream.server.workers import check_workers, run_workers
+
+        try:
+            check_workers(workers, settings.db_path, settings.redis_url)
+        except ValueError as exc:
+            print(f"stream serve: {exc}", file=sys.stderr)
+            return 2
+        argv = sys.argv[sys.argv.index("serve") + 1:] if "serve" in sys.argv else []
+        return run_workers(workers, settings.port, settings.host, settings.node_id or "node", argv)
+    log_config = None
+    if getattr(args, "log_format", "text") == "json":
+        from stream.server.logformat import uvicorn_log_config
+
+        log_config = uvicorn_log_config(settings.node_id)
     _limit_model_threads(settings.model_workers)
     try:
         app = create_app(settings)
     except StorageError as exc:  # a read-only file or folder, a folder named like the file, a full disk
-        print(f"stream serve: {exc}; choose a writable file with --db", file=sys.stderr)
+        print(f"stream serve: {exc}; choose a writable file (or a reachable PostgreSQL URL) with --db", file=sys.stderr)
         return 2
     base = settings.public_url or f"{settings.scheme}://{settings.host}:{settings.port}"
-    print(f"stream: serving on {base}  (database {settings.db_path})")
+    from stream.server.db import display_name
+
+    # A PostgreSQL URL is shown without its user and password.
+    print(f"stream: serving on {base}  (database {display_name(settings.db_path)}"
+          + (f", node {app.state.node.id} in a cluster" if settings.redis_url else "") + ")")
     if settings.admin_key is None:  # generated: the only time it is ever shown
         print(f"stream: clinic admin key (new, keep it): {app.state.admin_key}")
         key = app.state.admin_key
@@ -91,7 +127,8 @@ def run_serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     # access_log off: the links carry tokens in their query strings.
     uvicorn.run(app, host=settings.host, port=settings.port, ssl_certfile=settings.certfile,
-                ssl_keyfile=settings.keyfile, access_log=False, log_level="info")
+                ssl_keyfile=settings.keyfile, access_log=False, log_level="info",
+                **({"log_config": log_config} if log_config is not None else {}))
     return 0
 
 

@@ -55,7 +55,15 @@ class ServerSettings:
     # (A patient link needs none: it stops working when its session ends.)
     link_ttl_s: float | None = None
     # --- storage ---
+    # An SQLite file (one node), or a PostgreSQL URL "postgresql://user:password@host:port/db" that
+    # several nodes share (stream/server/db.py).
     db_path: str = "stream-sessions.sqlite3"
+    # --- several nodes (docs/scale.md) ---
+    # Redis for session placement and the dashboards' fan-out; None: one node, in-process hub.
+    redis_url: str | None = None
+    node_url: str | None = None  # where the other nodes reach this one; None: http(s)://host:port
+    node_id: str | None = None  # None: a random id at start
+    lease_s: float = 10.0  # a dead node's sessions are taken over after at most this long
     # --- analysis ---
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     # Browsers send the unmirrored camera track (only the preview is mirrored with CSS), so False.
@@ -105,6 +113,8 @@ class ServerSettings:
             problems.append(f"clinician link lifetime must be a positive number of seconds, got {self.link_ttl_s}")
         if self.connect_timeout_s <= 0 or self.max_failed_credentials < 1 or self.failed_credentials_window_s <= 0:
             problems.append("connect timeout, failed-credential limit and its window must be positive")
+        if not self.lease_s > 0:
+            problems.append(f"lease must be a positive number of seconds, got {self.lease_s}")
         if problems:
             raise ConfigError("; ".join(problems))
         self.analysis.validate()
