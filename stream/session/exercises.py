@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, replace
-from typing import Any
+
+from stream.session.jsonsafe import JSONObject
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Exercise:
     instruction: str
     duration_s: float
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {"key": self.key, "title": self.title, "instruction": self.instruction, "duration_s": self.duration_s}
 
 
@@ -55,7 +56,7 @@ class Segment:
         """The name of this segment's statistics scope (the session's is ``"session"``)."""
         return f"segment:{self.segment_id}"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return {"segment_id": self.segment_id, "exercise": self.exercise, "start_s": self.start_s, "end_s": self.end_s}
 
 
