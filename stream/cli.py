@@ -148,7 +148,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args, config_from_args(args).validate())
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """All subcommands; ``command`` (the one about to run) limits the heavy imports to what it needs:
+    the options of serve (aiortc, Starlette) and train/evaluate (torch) are added only when that
+    command runs or when no command is known (``--help``), so ``analyze`` starts without them."""
     parser = argparse.ArgumentParser(prog="python -m stream", description="Facial-paralysis symptom monitor")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="640x480", help="resize frames to WxH before timing, or 'native' (default: %(default)s)")
     p.add_argument("--dem", action="store_true", help="also time the DEM estimator (OVPM/DVPM, light configuration) for m = 0..8")
     p.add_argument("--dem-paper", action="store_true", help="with --dem: also at the paper's 512x256 resolution (slow on CPU)")
+    p.add_argument("--whole", action="store_true",
+                   help="time the whole `analyze` command in a fresh process (start-up included): wall and CPU seconds, "
+                        "frames per CPU-second, real-time factor, start-up to the first frame, stages")
+    p.add_argument("--repeat", type=int, default=1, help="with --whole: runs (medians reported; default: %(default)s)")
     _add_analysis_options(p)
     p.set_defaults(func=_cmd_bench)
 
@@ -181,31 +188,33 @@ def build_parser() -> argparse.ArgumentParser:
     add_validate_arguments(p)
     p.set_defaults(func=run_validate)
 
-    try:
+    p = sub.add_parser("serve", help="start the live monitor (WebRTC ingest, dashboards)")
+    if command in (None, "serve"):
         from stream.server.main import add_serve_arguments, run_serve
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        p = sub.add_parser("serve", help="start the live monitor (WebRTC ingest, dashboards)")
+
         add_serve_arguments(p)
         p.set_defaults(func=run_serve)
 
-    try:
+    p_train = sub.add_parser("train", help="train the DEM pair (OVPM then DVPM) on DISFA+ or a dataset in that layout")
+    p_eval = sub.add_parser("evaluate", help="evaluate a DEM checkpoint: accuracy, MAE, ICC, PCC, accuracy vs m")
+    if command in (None, "train", "evaluate"):
         from stream.au.dem.commands import add_evaluate_arguments, add_train_arguments, run_evaluate, run_train
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        p = sub.add_parser("train", help="train the DEM pair (OVPM then DVPM) on DISFA+ or a dataset in that layout")
-        add_train_arguments(p)
-        p.set_defaults(func=run_train)
-        p = sub.add_parser("evaluate", help="evaluate a DEM checkpoint: accuracy, MAE, ICC, PCC, accuracy vs m")
-        add_evaluate_arguments(p)
-        p.set_defaults(func=run_evaluate)
+
+        add_train_arguments(p_train)
+        p_train.set_defaults(func=run_train)
+        add_evaluate_arguments(p_eval)
+        p_eval.set_defaults(func=run_evaluate)
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

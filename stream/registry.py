@@ -9,6 +9,7 @@ take is an error.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -25,11 +26,15 @@ class Registry(Generic[T]):
     register the built-in builders, on first use, so that importing the registry imports no model code.
     """
 
-    def __init__(self, kind: str, load_builtin: Callable[[], None] | None = None) -> None:
+    def __init__(self, kind: str, load_builtin: Callable[[], None] | None = None,
+                 modules: dict[str, str] | None = None) -> None:
         self.kind = kind
         self._builders: dict[str, Callable[..., T]] = {}
         self._load_builtin = load_builtin
         self._loaded = load_builtin is None
+        # name -> the module that registers it: building one imports only its module (the default
+        # detector and estimator run without torch; importing the others costs seconds of start-up)
+        self._modules = dict(modules or {})
 
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator: ``builder`` builds the thing called ``name``."""
@@ -65,7 +70,10 @@ class Registry(Generic[T]):
         return builder(**options)
 
     def _builder(self, name: str) -> Callable[..., T]:
-        self._ensure_loaded()
+        if name not in self._builders and name in self._modules:
+            importlib.import_module(self._modules[name])
+        if name not in self._builders:
+            self._ensure_loaded()
         if name not in self._builders:
             raise ConfigError(f"unknown {self.kind} {name!r}; choose one of {', '.join(sorted(self._builders))}")
         return self._builders[name]

@@ -79,7 +79,8 @@ def _load_builtin() -> None:
     import stream.au.flow  # noqa: F401
 
 
-ESTIMATORS: Registry[AUEstimator] = Registry("AU estimator", _load_builtin)
+ESTIMATORS: Registry[AUEstimator] = Registry(
+    "AU estimator", _load_builtin, modules={"flow": "stream.au.flow", "dem": "stream.au.dem"})
 register_estimator = ESTIMATORS.register
 available_estimators = ESTIMATORS.names
 

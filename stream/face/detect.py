@@ -52,7 +52,8 @@ def _load_builtin() -> None:
     import stream.face.retinaface  # noqa: F401
 
 
-DETECTORS: Registry[FaceDetector] = Registry("face detector", _load_builtin)
+DETECTORS: Registry[FaceDetector] = Registry(
+    "face detector", _load_builtin, modules={"mtcnn": "stream.face.mtcnn", "retinaface": "stream.face.retinaface"})
 register_detector = DETECTORS.register
 available_detectors = DETECTORS.names
 

@@ -1,4 +1,9 @@
-"""Embedded default detector: MTCNN from facenet-pytorch 2.5.3, whose weights ship in the wheel (works offline)."""
+"""Embedded default detector: MTCNN with facenet-pytorch 2.5.3's weights, which ship in the wheel (works offline).
+
+On the CPU the cascade runs in NumPy (``stream.face.mtcnn_numpy``: same weights, same steps, same
+results to float32 rounding), so analysing a file does not import torch; ``device="cuda"`` runs
+facenet-pytorch's own torch implementation on the GPU.
+"""
 
 from __future__ import annotations
 
@@ -24,22 +29,31 @@ class MTCNNDetector(FaceDetector):
 
     def __init__(self, device: str | None = None, max_side: int = 320, min_face_size: int = 40,
                  min_score: float = 0.9) -> None:
-        import torch
-        from facenet_pytorch import MTCNN
-
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.max_side = max_side
         self.min_score = min_score
-        self._mtcnn = MTCNN(keep_all=True, device=device, min_face_size=min_face_size, post_process=False)
+        # The nets are small enough that the CPU is the right place even where a GPU exists; torch
+        # (and its 2.5 s import) only for an explicit non-CPU device.
+        self.device = device or "cpu"
+        if self.device == "cpu":
+            from stream.face.mtcnn_numpy import NumpyMTCNN
+
+            self._numpy: NumpyMTCNN | None = NumpyMTCNN(min_face_size=min_face_size)
+        else:
+            from facenet_pytorch import MTCNN
+
+            self._numpy = None
+            self._mtcnn = MTCNN(keep_all=True, device=self.device, min_face_size=min_face_size, post_process=False)
 
     def detect_all(self, image: np.ndarray) -> list[Face]:
-        import torch
-
         small, back = downscale_for_detection(image, self.max_side, "MTCNN")
-        with torch.inference_mode():
-            boxes, probs, points = self._mtcnn.detect(small, landmarks=True)
-        if boxes is None:
+        if self._numpy is not None:
+            boxes, probs, points = self._numpy.detect(small)
+        else:
+            import torch
+
+            with torch.inference_mode():
+                boxes, probs, points = self._mtcnn.detect(small, landmarks=True)
+        if boxes is None or len(boxes) == 0:
             return []
         # facenet-pytorch 2.5.3 returns object-dtype arrays under numpy 2: convert explicitly.
         boxes = np.asarray(boxes, dtype=float).reshape(-1, 4) * np.tile(back, 2)
