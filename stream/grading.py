@@ -238,7 +238,7 @@ def _synkinesis(key: str, title: str, findings: Findings | None, region: str, ba
                      "not graded: the paper's pairs carry no tested effect (use the evidence rules)", basis=basis)
     if region == "eyebrows":
         return Score(key, title, "synkinesis", None, "0-3",
-                     "not graded: the evidence rules test eye-mouth synkinesis only, none during a brow raise",
+                     "not graded: the evidence rules test eye-mouth synkinesis only, none for the eyebrows (brow raise)",
                      basis=basis)
     pairs = [p for p in findings.synkinesis if _signal_region(p.trigger) == region]
     evidence: dict[str, Any] = {"n_pairs_tested": findings.n_pairs_tested, "pairs": [p.to_json() for p in pairs]}

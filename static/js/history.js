@@ -7,7 +7,7 @@
   const code = decodeURIComponent(location.pathname.split("/")[2] || "");
   const base = `/api/p/${encodeURIComponent(code)}`;
   const q = `?token=${encodeURIComponent(token)}`;
-  // the dashboard's AU-curve colours, one per movement
+  // one categorical colour per movement (Tableau 10); the sides use the palette (--left, --right)
   const COLOURS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
   const SVG = "http://www.w3.org/2000/svg";
   const W = 640, H = 230, M = { l: 38, r: 12, t: 10, b: 40 };
@@ -34,7 +34,8 @@
   function plot(container, { labels, yMin, yMax, ticks, limit, series, height = H }) {
     const root = svg("svg", { viewBox: `0 0 ${W} ${height}`, role: "img" });
     const n = labels.length;
-    const x = (i) => M.l + (n <= 1 ? (W - M.l - M.r) / 2 : i * (W - M.l - M.r) / (n - 1));
+    const pad = 34;  // room for the points' side offsets and the date labels at either end
+    const x = (i) => M.l + pad + (n <= 1 ? (W - M.l - M.r - 2 * pad) / 2 : i * (W - M.l - M.r - 2 * pad) / (n - 1));
     const y = (v) => height - M.b - (v - yMin) / (yMax - yMin) * (height - M.t - M.b);
     for (const t of ticks) {
       root.append(svg("line", { class: "axis", x1: M.l, x2: W - M.r, y1: y(t), y2: y(t) }));
@@ -60,6 +61,7 @@
         if (!p.cls && !p.open && s.colour) dot.setAttribute("style", `fill:${s.colour}`);
         dot.append(svg("title", {}, p.title || ""));
         root.append(dot);
+        if (p.tag) root.append(svg("text", { x: cx, y: y(Math.max(p.y, p.hi ?? p.y)) - 7, "text-anchor": "middle" }, p.tag));
       }
     }
     container.textContent = "";
@@ -77,15 +79,22 @@
       reasons.resting = last.grades.resting.reason; reasons.composite = last.grades.composite.reason;
       for (const [name, r] of Object.entries(last.grades.regions || {})) reasons[`region:${name}.weaker_percent`] = r.reason;
     }
-    for (const c of data.changes) {
+    const never = data.changes.filter((c) => c.latest === null && c.previous === null && c.first === null);
+    for (const c of data.changes.filter((c) => !never.includes(c))) {
       const pct = c.key.endsWith("weaker_percent");
-      const better = (d) => (d === null ? "" : (c.key.endsWith(".synkinesis") ? -d : d) > 0 ? "up" : (d === 0 ? "" : "down"));
-      const value = c.latest === null ? el("span", { class: "not-graded", text: "not graded" }) : `${fmt(c.latest, pct ? 0 : 0)}${pct ? " %" : ""}`;
+      const better = (d) => (d === null ? "" : (c.key.endsWith(".synkinesis") || c.key === "resting" ? -d : d) > 0 ? "up" : (d === 0 ? "" : "down"));
+      const value = c.latest === null ? el("span", { class: "not-graded", text: "not graded" }) : `${fmt(c.latest)}${pct ? " %" : ""}`;
       body.append(el("tr", { "data-key": c.key },
         el("td", { text: c.title }), el("td", { class: "num" }, value),
         el("td", { class: `num ${better(c.since_previous)}`, text: signed(c.since_previous) }),
         el("td", { class: `num ${better(c.since_first)}`, text: signed(c.since_first) }),
-        el("td", { class: "how", text: reasons[c.key] || "" })));
+        el("td", { class: "how", text: reasons[c.key] || (c.latest === null && last && last.grades
+          ? `not in the latest session, graded ${last.grades.basis === "exercises" ? "per exercise" : "per region over the whole recording"}`
+          : "") })));
+    }
+    if (never.length) {
+      body.append(el("tr", { class: "never" }, el("td", { text: "Not graded in any session" }),
+        el("td", { colspan: "4", class: "how", text: never.map((c) => `${c.title} (${reasons[c.key] || "not graded"})`).join("; ") })));
     }
   }
 
@@ -116,14 +125,18 @@
         const r = (s.grades.regions || {})[name];
         if (!r || r.weaker_percent === null) return { i, y: null };
         const iv = r.weaker_percent_interval || [null, null];
-        return { i, y: r.weaker_percent, lo: iv[0], hi: iv[1], cls: r.weaker_side || "even",
+        return { i, y: r.weaker_percent, lo: iv[0], hi: iv[1], cls: r.weaker_side || "even", tag: name,
           title: `${name}: ${fmt(r.weaker_percent)} % — ${r.reason}` };
       }),
     }));
     plot(document.getElementById("plot-regions"), { labels, yMin: 0, yMax: 100, ticks: [0, 25, 50, 75, 100], limit: 43, series: regionSeries });
-    const regionPlot = document.querySelector("#plot-regions svg");
-    regions.forEach((name, j) => regionPlot.append(svg("text", { x: W - M.r - 150 + j * 52, y: M.t + 10 }, `${["◀", "●", "▶"][j]} ${name}`)));
-    plot(document.getElementById("plot-composite"), {
+    const composite = document.getElementById("plot-composite");
+    if (!sessions.some((s) => s.grades.composite.value !== null)) {
+      composite.textContent = "";
+      composite.append(el("p", { class: "muted", text: "Not computed in any session: " + (sessions.length ? sessions[sessions.length - 1].grades.composite.reason : "no session") }));
+      return;
+    }
+    plot(composite, {
       labels, yMin: 0, yMax: 100, ticks: [0, 50, 100], height: 150,
       series: [{ line: true, colour: "#444", points: sessions.map((s, i) => {
         const c = s.grades.composite;
