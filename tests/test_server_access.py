@@ -217,6 +217,15 @@ def age_tokens(db_path: str, session_id: str, seconds: float) -> None:
         db.execute("UPDATE tokens SET created_at = created_at - ? WHERE session_id = ?", (seconds, session_id))
 
 
+def expire_in(db_path: str, session_id: str, ttl_s: float, left_s: float) -> None:
+    """Make every token of a session expire ``left_s`` from now (counted from now, not from when it
+    was issued: the steps before may take seconds on a busy machine)."""
+    import sqlite3
+
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE tokens SET created_at = ? WHERE session_id = ?", (time.time() - ttl_s + left_s, session_id))
+
+
 def test_clinician_links_expire_after_link_ttl_and_the_clinic_key_issues_new_ones(tmp_path):
     allow_loopback_ice()
     db = str(tmp_path / "s.sqlite3")
@@ -241,7 +250,7 @@ def test_clinician_links_expire_after_link_ttl_and_the_clinic_key_issues_new_one
         assert ws_status(ws_url(srv.url, renewed)) is None
 
         # a dashboard open when its link's lifetime ends is closed (policy, 1008), not left streaming
-        age_tokens(db, fresh["session_id"], 3599.0)  # one second left
+        expire_in(db, fresh["session_id"], settings.link_ttl_s, 3.0)  # three seconds left from now
 
         async def open_dashboard() -> int | None:
             async with websockets.connect(ws_url(srv.url, fresh)) as ws:
