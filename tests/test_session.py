@@ -174,3 +174,26 @@ def test_exercise_and_pipeline_misuse_is_refused_with_what_to_do(normal):
     with pytest.raises(RuntimeError, match="call attach"):
         session.ingest(np.zeros((48, 64, 3), dtype=np.uint8), 0.0)
     assert session.snapshot().to_json()["estimator"] == {}  # never had a pipeline: no estimator to name
+
+
+def test_findings_schedule_keeps_a_scope_pending_for_keyframes_that_arrive_during_a_computation():
+    from stream.session.findings import COST_FACTOR, MIN_INTERVAL_S, FindingsSchedule
+
+    schedule = FindingsSchedule()
+    assert schedule.due(0.0) == []  # nothing analysed: nothing to judge
+    schedule.changed("session")
+    schedule.changed("segment:0")
+    assert schedule.due(0.0) == [("segment:0", 1), ("session", 1)]
+    schedule.changed("session")  # a keyframe arrives while the computation from version 1 runs
+    schedule.done("session", 1, started=0.0, finished=0.5)
+    # pending again, but not before max(1 s, 5 x 0.5 s) after the last start...
+    assert ("session", 2) not in schedule.due(COST_FACTOR * 0.5 - 0.01)
+    assert ("session", 2) in schedule.due(COST_FACTOR * 0.5)
+    # ... unless forced (the end of a stream); an ended exercise is due at once
+    assert ("session", 2) in schedule.due(0.1, force=True)
+    schedule.done("segment:0", 1, started=0.0, finished=0.01)
+    schedule.changed("segment:0")
+    assert ("segment:0", 2) not in schedule.due(MIN_INTERVAL_S / 2)
+    assert ("segment:0", 2) in schedule.due(MIN_INTERVAL_S / 2, closed={"segment:0"})
+    schedule.done("segment:0", 2, started=1.0, finished=1.01)
+    assert all(scope != "segment:0" for scope, _ in schedule.due(100.0))  # up to date: not due again
