@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stream.device import torch_device
-from stream.errors import WeightsError
+from stream.errors import ConfigError, WeightsError
 from stream.face.detect import FaceDetector, downscale_for_detection, register_detector
 from stream.types import Face
 from stream.weights import WeightsSpec, cache_dir, resolve, sha256_of
@@ -239,7 +239,7 @@ class RetinaFace(nn.Module):
 def build_retinaface(variant: str) -> RetinaFace:
     """A randomly initialised RetinaFace of a variant named in ``CONFIGS``."""
     if variant not in CONFIGS:
-        raise ValueError(f"unknown RetinaFace variant {variant!r}; choose one of {', '.join(CONFIGS)}")
+        raise ConfigError(f"unknown RetinaFace variant {variant!r}; choose one of {', '.join(CONFIGS)}")
     return RetinaFace(CONFIGS[variant])
 
 

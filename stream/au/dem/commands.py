@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import StreamError
+from stream.errors import StreamError, exit_code
 from stream.config import AnalysisConfig
 
 
@@ -92,7 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
         return _train(args)
     except StreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -180,7 +180,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return _evaluate(args)
     except StreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ import numpy as np
 
 from stream.config import AnalysisConfig
 from stream.aus import AU_NAMES, N_AUS
-from stream.errors import InputError
+from stream.errors import ConfigError, InputError
 from stream.progress import Progress
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -101,11 +101,11 @@ class HalfFaceSet:
             cut = int(round(fraction * len(self)))
             return self.subset(np.sort(order[:cut])), self.subset(np.sort(order[cut:]))
         if by not in ("subject", "video"):
-            raise ValueError(f"split must be 'frame', 'subject' or 'video', got {by!r}")
+            raise ConfigError(f"split must be 'frame', 'subject' or 'video', got {by!r}")
         keys = self.subject if by == "subject" else self.video
         groups = np.unique(keys)
         if len(groups) < 2:
-            raise ValueError(f"a split by {by} needs at least 2 {by}s, found {len(groups)}")
+            raise InputError(f"a split by {by} needs at least 2 {by}s, found {len(groups)}: use another --split or more data")
         groups = groups[rng.permutation(len(groups))]
         n_train = min(max(1, int(round(fraction * len(groups)))), len(groups) - 1)
         train_mask = np.isin(keys, groups[:n_train])
@@ -115,7 +115,7 @@ class HalfFaceSet:
     def concatenate(parts: list["HalfFaceSet"]) -> "HalfFaceSet":
         parts = [p for p in parts if len(p)]
         if not parts:
-            raise ValueError("no keyframes to concatenate")
+            raise InputError("no keyframes to concatenate: the dataset gave no usable frames")
         return HalfFaceSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("images", "labels", "video", "subject", "frame")))
 
 

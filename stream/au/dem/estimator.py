@@ -26,7 +26,7 @@ from stream.au.dem import checkpoint as ckpt
 from stream.au.dem.models import DVPM, OVPM, expected_difference, expected_intensity, to_input
 from stream.au.dem.provenance import constant_output_warning, describe
 from stream.device import torch_device
-from stream.errors import CheckpointError
+from stream.errors import CheckpointError, ConfigError
 from stream.types import HalfFaces, Keyframe
 from stream.weights import is_url
 
@@ -116,7 +116,7 @@ def _parse_dtype(name: str | None) -> torch.dtype:
         return torch.float16
     if name in ("float32", "fp32", "float"):
         return torch.float32
-    raise ValueError(f"helper cache dtype must be float16 or float32, got {name!r}")
+    raise ConfigError(f"helper cache dtype must be float16 or float32, got {name!r}")
 
 
 @register_estimator("dem")

@@ -95,7 +95,7 @@ class DemConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown DEM configuration keys {sorted(unknown)}")
+            raise ConfigError(f"unknown DEM configuration keys {sorted(unknown)}")
         d = dict(d)
         if d.get("feature_grid") is not None:
             d["feature_grid"] = tuple(d["feature_grid"])
@@ -115,7 +115,7 @@ PRESETS: dict[str, DemConfig] = {
 
 def preset(name: str, **overrides: Any) -> DemConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown DEM preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown DEM preset {name!r}; choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}).validate()
 
 

@@ -24,6 +24,7 @@ from stream.au.dem.checkpoint import load_sealed, save_sealed
 from stream.au.dem.data import HalfFaceSet
 from stream.au.dem.models import DVPM, DVPM_CLASSES, OVPM, expected_difference, expected_intensity, to_input
 from stream.device import torch_device
+from stream.errors import InputError
 from stream.progress import Progress
 
 
@@ -246,7 +247,10 @@ def train_dvpm(
     val_bank = FeatureBank(ovpm, val, dev, cache_dtype) if val is not None and len(val) else None
     pairs = same_video_pairs(train.video, max_pairs, settings.seed)
     if len(pairs) == 0:
-        raise ValueError("no DVPM training pairs: every video of the training set has fewer than 2 keyframes")
+        raise InputError(
+            "no DVPM training pairs: every video of the training set has fewer than 2 keyframes: "
+            "add videos with more frames, or lower the keyframe threshold"
+        )
     val_pairs = same_video_pairs(val.video, max_pairs and max_pairs // 4, settings.seed + 1) if val_bank else None
     opt, sched = _optimiser(dvpm, settings)
     start, history = _resume(Path(state_path) if state_path else None, dvpm, opt, sched)
