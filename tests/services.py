@@ -84,8 +84,9 @@ class PostgresServer:
 
     user = "stream"
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, fsync: bool = False) -> None:
         self.bin = bin_dir
+        self.fsync = fsync  # off for tests (they kill serve nodes, never the database); on for benchmarks
         self.root = Path(tempfile.mkdtemp(prefix="stream-pg-"))
         self.data = self.root / "data"
         self.sockets = self.root / "sock"
@@ -109,10 +110,11 @@ class PostgresServer:
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         with open(self.log, "ab") as log:
-            # fsync off: the tests kill serve nodes, never the database server; commits stay atomic.
+            # fsync off for the tests: they kill serve nodes, never the database server.
             self.proc = subprocess.Popen(
                 _as_unprivileged([str(self.bin / "postgres"), "-D", str(self.data), "-h", "127.0.0.1",
-                                  "-p", str(self.port), "-k", str(self.sockets), "-c", "fsync=off",
+                                  "-p", str(self.port), "-k", str(self.sockets),
+                                  "-c", f"fsync={'on' if self.fsync else 'off'}",
                                   "-c", "max_connections=200"]),
                 stdout=log, stderr=subprocess.STDOUT,
             )
