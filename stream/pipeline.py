@@ -1,7 +1,7 @@
 """One pipeline object shared by offline analysis and the live server; only the frame source differs.
 
 ``ingest`` (per frame: detect, keyframe filter, align + split) is cheap enough for every frame;
-``analyse`` (per keyframe: AU estimation over buffered helpers, incremental statistics) is where the
+``analyze`` (per keyframe: AU estimation over buffered helpers, incremental statistics) is where the
 models run. The live server calls them from different workers; ``process`` chains them for files.
 Neither touches files, the network or asyncio.
 """
@@ -174,7 +174,7 @@ class Pipeline:
         """AU intensities of one keyframe, from its helpers; the statistics are not updated.
 
         A live session keeps its own statistics (per exercise as well), so it calls this;
-        ``analyse`` adds the keyframe to this pipeline's statistics as well.
+        ``analyze`` adds the keyframe to this pipeline's statistics as well.
         """
         if keyframe.new_reference:  # here, not in ingest: the live server runs the two in different threads
             self.estimator.reset()
@@ -187,7 +187,7 @@ class Pipeline:
         self.buffer.add(code)
         return estimate
 
-    def analyse(self, keyframe: Keyframe) -> KeyframeResult:
+    def analyze(self, keyframe: Keyframe) -> KeyframeResult:
         estimate = self.estimate(keyframe)
         with self.timer.stage("statistics"):
             self.statistics.update(estimate.left, estimate.right)
@@ -199,7 +199,7 @@ class Pipeline:
         result = self.ingest(frame)
         if result.keyframe is None:
             return result, None
-        return result, self.analyse(result.keyframe)
+        return result, self.analyze(result.keyframe)
 
     # -- results -----------------------------------------------------------------------------
     def symptoms(self) -> SymptomState:
