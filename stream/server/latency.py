@@ -25,22 +25,22 @@ class KeyframeTrace:
 
     ``received`` (pump) -> ``picked`` (frame loop took it from the slot) -> ``ingest_start/end``
     (model thread) -> ``queued`` (in the keyframe queue) -> ``dequeued`` (analysis loop) ->
-    ``analyse_start`` / ``estimated`` / ``analyse_end`` (model thread: AU estimate, then SQLite and
+    ``analyze_start`` / ``estimated`` / ``analyze_end`` (model thread: AU estimate, then SQLite and
     statistics) -> ``publish_start`` / ``published`` (snapshot built, serialised, offered to viewers).
     """
 
     __slots__ = ("received", "picked", "ingest_start", "ingest_end", "queued", "dequeued",
-                 "analyse_start", "estimated", "analyse_end")
+                 "analyze_start", "estimated", "analyze_end")
 
     def __init__(self, received: float) -> None:
         self.received = received
         self.picked = self.ingest_start = self.ingest_end = self.queued = self.dequeued = received
-        self.analyse_start = self.estimated = self.analyse_end = received
+        self.analyze_start = self.estimated = self.analyze_end = received
 
     def stages(self, publish_start: float, published: float) -> list[float]:
         """Milliseconds spent in each of ``LATENCY_STAGES``."""
         stamps = (self.received, self.picked, self.ingest_start, self.ingest_end, self.queued,
-                  self.dequeued, self.analyse_start, self.estimated, self.analyse_end, publish_start, published)
+                  self.dequeued, self.analyze_start, self.estimated, self.analyze_end, publish_start, published)
         return [(b - a) * 1000.0 for a, b in zip(stamps, stamps[1:])]
 
 

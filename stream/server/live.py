@@ -221,7 +221,7 @@ class LiveSession:
     def _shown(self, trace: KeyframeTrace) -> None:
         """Model thread: a keyframe is stored and in the statistics; the next snapshot shows it."""
         self.health.keyframes += 1
-        trace.analyse_end = time.perf_counter()
+        trace.analyze_end = time.perf_counter()
         self.latency.shown(trace)
 
     def finish(self) -> None:

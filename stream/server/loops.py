@@ -128,7 +128,7 @@ class StreamLoops:
                     break
                 entry[3].dequeued = time.perf_counter()
                 try:
-                    await loop.run_in_executor(session.models.analysis_executor, self._analyse, *entry)
+                    await loop.run_in_executor(session.models.analysis_executor, self._analyze, *entry)
                 except StorageError as exc:
                     if not await self._wait_for_storage(exc, frames):
                         break  # the stream ended while the disk was still full
@@ -140,9 +140,9 @@ class StreamLoops:
         finally:
             await self._end(frames)
 
-    def _analyse(self, keyframe: Keyframe, item: ReceivedFrame, segment: Segment | None, trace: KeyframeTrace) -> None:
+    def _analyze(self, keyframe: Keyframe, item: ReceivedFrame, segment: Segment | None, trace: KeyframeTrace) -> None:
         """Model thread: AU values of a keyframe, then stored, shown and counted (``Recorder``)."""
-        trace.analyse_start = time.perf_counter()
+        trace.analyze_start = time.perf_counter()
         estimate = self.session.analysis.estimate(keyframe)
         trace.estimated = time.perf_counter()
         self.session.recorder.keyframe(AnalysedKeyframe(estimate, item.received_at, segment, trace))
