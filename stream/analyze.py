@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,12 +61,22 @@ def analyze_video(
 ) -> AnalysisResult:
     """Run the whole pipeline over a video file and write report.json, au_series.csv, report.html."""
     config = (config or AnalysisConfig()).validate()
-    with VideoFile(video) as source:  # opens and checks the file before any model is loaded
+    # opens and checks the file before any model is loaded; 4K frames come out scaled to max_frame_side
+    with VideoFile(video, max_side=config.max_frame_side) as source:
         pipeline = pipeline or Pipeline(config, mirrored=mirrored)
         progress = progress or Progress(Path(video).name, source.info.n_frames, unit="frames")
-        for frame in prefetched(source.frames()):
-            pipeline.process(frame)
-            progress.update(pipeline.counts.frames, f"{pipeline.counts.keyframes} keyframes")
+        startup: dict[str, Any] | None = None
+        # Three threads on the cores: decoding (prefetched), per-frame ingest here, and the keyframes'
+        # AU estimation in order in a worker (the live server splits the same two calls the same
+        # way). Most of the work is in FFmpeg, OpenCV and NumPy, which release the GIL.
+        with _InOrderWorker(pipeline.analyze) as analysis:
+            for frame in prefetched(source.frames()):
+                result = pipeline.ingest(frame)
+                if result.keyframe is not None:
+                    analysis.put(result.keyframe)
+                if startup is None:
+                    startup = _startup_timing()
+                progress.update(pipeline.counts.frames, f"{pipeline.counts.keyframes} keyframes")
         progress.close(f"{pipeline.counts.keyframes} keyframes", done=pipeline.counts.frames)
         info = source.info
     counts = pipeline.counts.as_dict()
@@ -86,12 +99,89 @@ def analyze_video(
             warnings.append(flat)
     report = assemble_report(
         pipeline.symptoms(), counts, config, source=str(video),
-        estimator_is_proxy=pipeline.estimator.is_proxy, warnings=warnings, timings=pipeline.timer.summary(),
+        estimator_is_proxy=pipeline.estimator.is_proxy, warnings=warnings,
+        timings={**({"startup": startup} if startup else {}), **pipeline.timer.summary()},
         findings=series_findings(series, counts, config, pipeline.normal),
         mirrored=mirrored, model=pipeline.estimator.model_info(),
     )
     paths = write_report(out_dir, report, series)
     return AnalysisResult(report.to_json(), series, paths)
+
+
+class _InOrderWorker:
+    """Calls ``work`` on each item put, in order, in one background thread (at most ``depth`` waiting).
+
+    Leaving the ``with`` block waits for every item to be done and re-raises the first error the
+    work raised; an error also stops ``put`` at once. On an error inside the block the worker is
+    told to stop and is not waited for beyond the item it is on.
+    """
+
+    _END = object()
+
+    def __init__(self, work: Callable[[Any], Any], depth: int = 8) -> None:
+        self._work = work
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="keyframe-analysis", daemon=True)
+
+    def __enter__(self) -> _InOrderWorker:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is self._END or self._stop.is_set():
+                return
+            try:
+                self._work(item)
+            except BaseException as exc:  # handed to the caller
+                self._error = exc
+                self._stop.set()
+                return
+
+    def put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        if self._error is not None:
+            raise self._error
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.put(self._END, timeout=0.1)
+                break
+            except queue.Full:  # the worker is still busy with earlier items
+                continue
+        self._thread.join()
+        if self._error is not None and exc_type is None:
+            raise self._error
+
+
+def _startup_timing() -> dict[str, Any] | None:
+    """Start-up to the first analysed frame: milliseconds since this process started (interpreter,
+    imports, models, opening the file, decoding and analysing one frame) and the process's CPU
+    milliseconds until then. None where /proc is not there to say when the process started."""
+    import os
+    import resource
+
+    try:
+        with open("/proc/self/stat") as f:
+            started_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime") as f:
+            uptime_s = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    age_ms = (uptime_s - started_ticks / os.sysconf("SC_CLK_TCK")) * 1000.0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"n": 1, "total_ms": age_ms, "cpu_ms": (usage.ru_utime + usage.ru_stime) * 1000.0}
 
 
 def series_symptoms(left: np.ndarray, right: np.ndarray, config: AnalysisConfig, normal: np.ndarray | None = None) -> SymptomState:

@@ -21,6 +21,11 @@ class AnalysisConfig:
     # Run the detector on every k-th frame and track the 5 points with Lucas-Kanade in between
     # (a keyframe is always re-detected before alignment). 1 = detect every frame.
     detect_every: int = 10
+    # Frames whose longer side exceeds this are scaled down (area averaging) while they are decoded,
+    # before detection, tracking, the keyframe filter and alignment: a 4K frame holds far more pixels
+    # than the 512x512 aligned face or the 320 px detector input use, and converting, tracking and
+    # warping them cost more than real time. 1280 leaves every shipped clip (up to 720x1280) untouched.
+    max_frame_side: int = 1280
     # --- keyframe filter (paper 2.2) ---
     # Mean absolute difference, in grey levels (0..255), between the 48x48 anchored face crop of a
     # frame and that of the last keyframe; a frame is kept when the difference is above it.
@@ -81,6 +86,8 @@ class AnalysisConfig:
             problems.append(f"--rules must be evidence or paper, got {self.rules!r}")
         if self.keyframe_threshold < 0:
             problems.append(f"keyframe threshold must be >= 0 grey levels, got {self.keyframe_threshold}")
+        if self.max_frame_side < 320:
+            problems.append(f"max_frame_side must be at least 320 (the detector's input), got {self.max_frame_side}")
         if not self.max_yaw > 0:
             problems.append(f"max_yaw must be > 0 (inter-ocular distances), got {self.max_yaw}")
         if self.detect_every < 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,10 +39,13 @@ def _rotate_upright(image: np.ndarray, rotation: int) -> np.ndarray:
 class VideoFile:
     """Iterate a video file's frames. Use as a context manager or call ``close``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, max_side: int | None = None) -> None:
+        """``max_side``: frames whose longer side is larger are scaled down to it (area averaging, in
+        the decoder's colour conversion, so a 4K frame is never converted to RGB at full size)."""
         import av
 
         self.path = Path(path)
+        self.max_side = max_side
         if not self.path.exists():
             raise VideoDecodeError(f"video file {self.path} does not exist")
         if not self.path.is_file():
@@ -70,7 +74,7 @@ class VideoFile:
             duration = self._container.duration / 1_000_000
         self.info = VideoInfo(
             path=str(self.path),
-            width=stream.codec_context.width,
+            width=stream.codec_context.width,  # as stored; frames may be scaled down (max_side)
             height=stream.codec_context.height,
             fps=fps,
             n_frames=int(stream.frames) if stream.frames else None,
@@ -86,6 +90,14 @@ class VideoFile:
 
     def close(self) -> None:
         self._container.close()
+
+    def _rgb(self, vf: Any) -> np.ndarray:  # an av.VideoFrame
+        w, h = vf.width, vf.height
+        if self.max_side is None or max(w, h) <= self.max_side:
+            return vf.to_ndarray(format="rgb24")
+        scale = self.max_side / max(w, h)
+        size = (max(2, round(w * scale)), max(2, round(h * scale)))
+        return vf.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
 
     def frames(self) -> Iterator[Frame]:
         import av
@@ -108,7 +120,7 @@ class VideoFile:
                 if t <= last_time:  # broken or repeated timestamps: keep time strictly increasing
                     t = last_time + 1e-3
                 last_time = t
-                image = _rotate_upright(vf.to_ndarray(format="rgb24"), rotation)
+                image = _rotate_upright(self._rgb(vf), rotation)
                 yield Frame(index=index, time_s=float(t), image=image)
                 index += 1
         except av.error.FFmpegError as exc:
