@@ -1,0 +1,286 @@
+"""Patients over weeks (issue 12), end to end on real clips.
+
+Two recordings of the same real face (an excerpt of d9.mp4 with the patient's right side damped to
+15 %, then to 60 % of its motion: stream/validate/construct.py) are analysed by the real command
+``python -m stream analyze --patient --db`` into one SQLite store. The patient's history then shows
+the improvement, the real ``serve`` process answers the patient API, the history link and the
+exports (FHIR checked with the structural validator of test_grading), and headless Chromium renders
+the history page and prints it to one PDF page. A third, live session with exercise segments (stored
+as the live server stores them) is graded per movement beside them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from test_grading import check_fhir_bundle
+from test_server_support import ADMIN_KEY, REPO, ProcessServer
+
+CODE = "P-0042"
+EXCERPT_S = (4.0, 10.0)  # d9's smiles: the mouth moves in several separate movements
+CHROMIUM = Path("/usr/bin/chromium")
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def damped_excerpt(clip: Path, factor: float, out: Path) -> Path:
+    """The excerpt with the patient's right side keeping ``factor`` of its motion, as an mp4 (crf 18)."""
+    from stream.config import AnalysisConfig
+    from stream.decode import VideoFile
+    from stream.face.detect import build_detector
+    from stream.face.track import TrackingDetector
+    from stream.types import Frame
+    from stream.validate.construct import CaseSpec, Constructor
+    from stream.validate.run import _reencode
+
+    config = AnalysisConfig()
+    tracker = TrackingDetector(build_detector(config.detector), detect_every=config.detect_every)
+    with VideoFile(clip) as video:
+        fps = video.info.fps or 30.0
+        frames = [f for f in video.frames() if EXCERPT_S[0] <= f.time_s < EXCERPT_S[1]]
+    constructor = Constructor(CaseSpec("damp", "right", "face", factor), fps=fps, n_frames=len(frames))
+
+    def changed():
+        for i, frame in enumerate(frames):
+            face = tracker.detect(frame.image).face
+            landmarks = None if face is None else np.asarray(face.landmarks, float)
+            yield Frame(i, i / fps, constructor.frame(i, frame.image, landmarks))
+
+    _reencode(changed(), fps, 18, 1.0, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def patient_db(tmp_path_factory, shared_data) -> Path:
+    """One store with two recorded sessions of patient P-0042: strongly damped, then less damped."""
+    tmp = tmp_path_factory.mktemp("patients")
+    db = tmp / "sessions.sqlite3"
+    for factor in (0.15, 0.6):
+        clip = damped_excerpt(shared_data / "d9.mp4", factor, tmp / f"damp{factor}.mp4")
+        run = subprocess.run([sys.executable, "-m", "stream", "analyze", str(clip), "--out", str(tmp / f"out{factor}"),
+                              "--patient", CODE, "--db", str(db), "--label", f"damp {factor}"],
+                             cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert f"of patient {CODE}" in run.stdout
+    return db
+
+
+def test_analyze_refuses_a_bad_patient_code_before_decoding(tmp_path, shared_data) -> None:
+    run = subprocess.run([sys.executable, "-m", "stream", "analyze", str(shared_data / "d9.mp4"), "--out", str(tmp_path / "o"),
+                          "--patient", "Jane Doe", "--db", str(tmp_path / "db.sqlite3")],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "never a name" in run.stderr
+    assert not (tmp_path / "o").exists()  # refused before any output
+    run = subprocess.run([sys.executable, "-m", "stream", "analyze", str(shared_data / "d9.mp4"), "--out", str(tmp_path / "o"),
+                          "--patient", CODE], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "--db" in run.stderr
+
+
+def test_two_recordings_give_a_trend_that_shows_the_improvement(patient_db) -> None:
+    from stream.server.patients import history
+    from stream.server.store import Store
+
+    store = Store(patient_db)
+    try:
+        data = history(store, CODE)
+        # numbers only: the stored sessions hold an AU series, no frame and no video file name
+        assert all("damp" not in json.dumps(r.config) for r, _ in store.patient_sessions(CODE))
+    finally:
+        store.close()
+    sessions = data["sessions"]
+    assert [s["kind"] for s in sessions] == ["recorded", "recorded"]
+    assert [s["label"] for s in sessions] == ["damp 0.15", "damp 0.6"]
+    first, second = (s["grades"] for s in sessions)
+    assert first["basis"] == second["basis"] == "whole_recording"
+    mouth1, mouth2 = first["regions"]["mouth"], second["regions"]["mouth"]
+    # strongly damped: the right side is named weaker, far below the healthy range, and graded low
+    assert mouth1["status"] == "weaker_side" and mouth1["weaker_side"] == "right"
+    assert mouth1["weaker_percent"] < 30
+    grade1 = next(m for m in first["movements"] if m["key"] == "region:mouth")["voluntary"]
+    grade2 = next(m for m in second["movements"] if m["key"] == "region:mouth")["voluntary"]
+    assert grade1["value"] is not None and grade1["value"] <= 3 and "right side weaker" in grade1["reason"]
+    # less damped: more movement on the weak side, a better grade
+    assert mouth2["weaker_percent"] > mouth1["weaker_percent"] + 15
+    assert mouth2["status"] != "weaker_side" or mouth2["weaker_percent"] > 43
+    assert grade2["value"] > grade1["value"]
+    changes = {c["key"]: c for c in data["changes"]}
+    assert changes["region:mouth.voluntary"]["since_previous"] == grade2["value"] - grade1["value"] > 0
+    assert changes["region:mouth.weaker_percent"]["since_first"] > 15
+    assert first["composite"]["value"] is None and "whole recording" in first["composite"]["reason"]
+
+
+def add_live_session(db: Path, recording: int, sid: str) -> None:
+    """A live session of the patient from a recording's stored numbers, its keyframes in exercise
+    segments (rest for the first six keyframes, then smile), as the live server stores them."""
+    from stream.server.store import Store
+    from stream.session.exercises import Segment
+
+    store = Store(db)
+    try:
+        recorded = store.patient_sessions(CODE)[recording][0]
+        stored = store.series(recorded.id).series
+        store.create_session(sid, "week 3", False, recorded.config)
+        store.attach_session(sid, CODE, "live")
+        store.set_estimator(sid, recorded.estimator)
+        store.set_counts(sid, recorded.counts)
+        rest_end = float(stored.time_s[5])
+        store.start_segment(sid, Segment(0, "rest", 0.0, rest_end))
+        store.start_segment(sid, Segment(1, "smile", rest_end, float(stored.time_s[-1]) + 1.0))
+        for i in range(len(stored)):
+            store.add_keyframe(sid, i, int(stored.frames[i]), float(stored.time_s[i]), 0.0,
+                               0 if stored.time_s[i] < rest_end else 1, 0, stored.left[i], stored.right[i],
+                               stored.closure[i], stored.movement[i])
+        store.set_status(sid, "ended")
+    finally:
+        store.close()
+
+
+def test_a_live_session_with_exercises_is_graded_per_movement(patient_db, tmp_path) -> None:
+    """A live session of the patient whose keyframes carry exercise segments is graded per movement
+    from its segments' findings, beside the recorded sessions."""
+    from stream.server.patients import history
+    from stream.server.store import Store
+
+    db = tmp_path / "sessions.sqlite3"
+    shutil.copy(patient_db, db)
+    add_live_session(db, 0, "live-1")  # the strongly damped recording's numbers
+    store = Store(db)
+    try:
+        data = history(store, CODE)
+    finally:
+        store.close()
+    live = data["sessions"][-1]
+    assert live["kind"] == "live" and live["grades"]["basis"] == "exercises"
+    moves = {m["key"]: m for m in live["grades"]["movements"]}
+    smile = moves["smile"]["voluntary"]
+    assert smile["basis"] == "exercise segment 1" and smile["value"] is not None and smile["value"] <= 3
+    assert moves["smile"]["weaker_side"] == "right"
+    assert moves["brow_raise"]["voluntary"]["value"] is None and "not recorded" in moves["brow_raise"]["voluntary"]["reason"]
+    assert live["grades"]["resting"]["value"] is None and "first frame" in live["grades"]["resting"]["reason"]
+    assert live["grades"]["composite"]["value"] is None
+    assert not any("still image" in w for w in live["grades"]["warnings"])
+
+
+@pytest.fixture(scope="module")
+def server(patient_db, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    db = tmp / "sessions.sqlite3"
+    shutil.copy(patient_db, db)
+    add_live_session(db, 1, "live-2")  # a third session, live with exercises (the less damped numbers)
+    proc = ProcessServer(db, tmp / "serve.log").start()
+    yield proc
+    proc.stop()
+    log = (tmp / "serve.log").read_text()
+    assert ADMIN_KEY not in log and "token=" not in log.replace("token=<redacted>", "")
+
+
+def test_patient_api_links_and_exports(server) -> None:
+    url = server.url
+    # patients: create, duplicates and names refused, listed
+    r = httpx.post(url + "/api/patients", json={"code": "P-0043", "label": "ward 3"}, headers=AUTH)
+    assert r.status_code == 201 and r.json()["history_url"].startswith(f"{url}/p/P-0043/history?token=")
+    other_token = r.json()["history_token"]
+    assert httpx.post(url + "/api/patients", json={"code": "P-0043"}, headers=AUTH).status_code == 409
+    assert httpx.post(url + "/api/patients", json={"code": "Jane Doe"}, headers=AUTH).status_code == 422
+    assert httpx.post(url + "/api/patients", json={"code": "P-9"}).status_code == 401
+    listed = {p["code"]: p for p in httpx.get(url + "/api/patients", headers=AUTH).json()["patients"]}
+    assert listed[CODE]["n_sessions"] == 3 and listed["P-0043"]["label"] == "ward 3"
+    # a live session attached to a patient at creation; an unknown code is refused
+    r = httpx.post(url + "/api/sessions", json={"label": "week 3", "patient": "P-0043"}, headers=AUTH)
+    assert r.status_code == 201 and r.json()["patient"] == "P-0043"
+    assert httpx.post(url + "/api/sessions", json={"patient": "P-0099"}, headers=AUTH).status_code == 422
+    # the per-patient clinician link opens that patient's history only
+    link = httpx.post(url + f"/api/patients/{CODE}/link", headers=AUTH).json()
+    token = link["history_token"]
+    assert httpx.get(link["history_url"]).status_code == 200
+    assert httpx.get(url + f"/p/{CODE}/history?token={other_token}").status_code == 403
+    assert httpx.get(url + f"/api/p/{CODE}/history").status_code == 401
+    assert httpx.get(url + f"/api/p/{CODE}/history?token={token}x").status_code == 403
+    assert httpx.get(url + f"/api/p/P-0043/history?token={token}").status_code == 403
+    data = httpx.get(url + f"/api/p/{CODE}/history?token={token}").json()
+    assert len(data["sessions"]) == 3 and data["label"] == "estimate, not a clinical grade"
+    attached = httpx.get(url + f"/api/p/P-0043/history?token={other_token}").json()
+    assert [s["label"] for s in attached["sessions"]] == ["week 3"] and attached["sessions"][0]["grades"] is None
+    # exports: JSON, CSV, FHIR R4 Bundle of Observations; per patient and per session
+    as_json = httpx.get(url + f"/api/p/{CODE}/export.json?token={token}").json()
+    assert as_json["patient"] == CODE and len(as_json["sessions"]) == 3
+    rows = list(csv.DictReader(io.StringIO(httpx.get(url + f"/api/p/{CODE}/export.csv?token={token}").text)))
+    mouth = [r for r in rows if r["key"] == "region:mouth.weaker_percent"]
+    assert len(mouth) == 3 and float(mouth[1]["value"]) > float(mouth[0]["value"])
+    assert {r["basis"] for r in rows} == {"whole_recording", "exercises"}
+    r = httpx.get(url + f"/api/p/{CODE}/export.fhir.json?token={token}")
+    assert r.headers["content-type"].startswith("application/fhir+json")
+    resources = check_fhir_bundle(r.json())
+    assert len(resources) == len(rows)
+    assert {o["subject"]["reference"] for o in resources} == {f"Patient/{CODE}"}
+    assert len({o["effectiveDateTime"] for o in resources}) == 3
+    sid = data["sessions"][1]["session_id"]
+    one = check_fhir_bundle(httpx.get(url + f"/api/p/{CODE}/s/{sid}/export.fhir.json?token={token}").json())
+    assert len(one) == sum(r["session_id"] == sid for r in rows) and {o["identifier"][0]["value"].split("/")[0] for o in one} == {sid}
+    assert httpx.get(url + f"/api/p/{CODE}/s/nope/export.json?token={token}").status_code == 404
+    assert httpx.get(url + f"/api/p/{CODE}/export.xml?token={token}").status_code == 404
+
+
+@pytest.mark.browser
+def test_history_page_renders_and_prints_on_one_page(server, tmp_path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("system Chromium not installed at /usr/bin/chromium (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api")
+    from playwright.sync_api import expect, sync_playwright
+
+    link = httpx.post(server.url + f"/api/patients/{CODE}/link", headers=AUTH).json()["history_url"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=["--disable-background-networking", "--disable-component-update", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page.goto(link)
+            page.wait_for_selector("body[data-loaded='1']", timeout=60_000)
+            expect(page.locator("#patient-code")).to_have_text(CODE)
+            row = page.locator("#summary tr[data-key='region:mouth.weaker_percent']")
+            expect(row.locator("td").nth(3)).to_have_text(re.compile(r"^\+\d"))  # since the first: an improvement
+            expect(page.locator("#summary tr[data-key='smile.voluntary'] td").nth(1)).to_have_text(re.compile(r"^[1-5]$"))
+            # SVG trends: one point per session and region with a figure, in the weaker side's colour
+            assert page.locator("#plot-regions svg circle.point-right").count() >= 1
+            assert page.locator("#plot-scores svg polyline").count() >= 1
+            right = page.evaluate("getComputedStyle(document.querySelector('#plot-regions circle.point-right')).fill")
+            side = page.evaluate("getComputedStyle(document.querySelector('.right')).color")
+            assert right == side  # the dashboard's side colour
+            expect(page.locator("#sessions tbody tr")).to_have_count(3)
+            expect(page.locator("#evidence details")).to_have_count(3)
+            assert "estimate, not a clinical grade" in page.locator("#estimate-note").inner_text()
+            pdf = page.pdf(format="A4", print_background=True)
+            assert pdf.startswith(b"%PDF") and _pdf_pages(pdf) == 1  # the printable summary is one page
+            (tmp_path / "history.pdf").write_bytes(pdf)
+            # the index page: create a patient, then a session of that patient, with the clinic key
+            index = browser.new_page(viewport={"width": 1300, "height": 1000})
+            index.goto(server.url + "/")
+            index.fill("#admin-key", ADMIN_KEY)
+            index.click("#load")
+            expect(index.locator("#patients tbody")).to_contain_text(CODE)
+            index.fill("#patient-code-new", "P-0050")
+            index.click("#create-patient")
+            expect(index.locator("#links")).to_contain_text("History of P-0050")
+            expect(index.locator("#session-patient option[value='P-0050']")).to_have_count(1)
+            index.select_option("#session-patient", "P-0050")
+            index.fill("#label", "first visit")
+            index.click("#create")
+            expect(index.locator("#links")).to_contain_text("Patient link")
+        finally:
+            browser.close()
+    listed = {p["code"]: p for p in httpx.get(server.url + "/api/patients", headers=AUTH).json()["patients"]}
+    assert listed["P-0050"]["n_sessions"] == 1
+
+
+def _pdf_pages(pdf: bytes) -> int:
+    return len(re.findall(rb"/Type\s*/Page(?!s)", pdf))
