@@ -75,6 +75,46 @@ def patient_db(tmp_path_factory, shared_data) -> Path:
     return db
 
 
+def test_store_keeps_patients_links_sessions_and_grades(tmp_path) -> None:
+    """The patient tables on a real SQLite file: codes unique, sessions attached in time order,
+    link hashes with their issue time, grades kept per session; an older database gains the tables."""
+    import sqlite3
+
+    from stream.server.patients import PatientCodeError, check_code
+    from stream.server.store import Store
+
+    old = tmp_path / "old.sqlite3"
+    with sqlite3.connect(old) as db:  # a database from before patients existed: sessions only
+        db.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, label TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL,"
+                   " status TEXT NOT NULL, ended_at REAL, mirrored INTEGER NOT NULL DEFAULT 0,"
+                   " config_json TEXT NOT NULL DEFAULT '{}', estimator_json TEXT NOT NULL DEFAULT '{}',"
+                   " counts_json TEXT NOT NULL DEFAULT '{}')")
+        db.execute("INSERT INTO sessions (id, created_at, status) VALUES ('s-old', 1.0, 'ended')")
+    store = Store(old)
+    try:
+        assert store.create_patient("P-1", "ward 3") and not store.create_patient("P-1", "other")
+        assert store.patient("P-1").label == "ward 3" and store.patient("P-2") is None
+        store.create_session("s-new", "", False, {})
+        store.attach_session("s-new", "P-1", "live")
+        store.attach_session("s-old", "P-1", "recorded")
+        assert [(r.id, kind) for r, kind in store.patient_sessions("P-1")] == [("s-old", "recorded"), ("s-new", "live")]
+        assert store.session_patient("s-new") == ("P-1", "live") and store.session_patient("nope") is None
+        listed = store.patients()
+        assert [(p.code, p.n_sessions) for p in listed] == [("P-1", 2)] and listed[0].last_session_at > 1.0
+        issued = store.add_patient_token("P-1", "ab" * 32)
+        assert store.patient_tokens("P-1") == [("ab" * 32, issued)] and store.patient_tokens("P-2") == []
+        assert store.grades("s-new") is None
+        store.save_grades("s-new", 3, "live", {"basis": "exercises"})
+        store.save_grades("s-new", 5, "ended", {"basis": "whole_recording"})
+        assert store.grades("s-new") == (5, "ended", {"basis": "whole_recording"})
+    finally:
+        store.close()
+    for bad in ("", "Jane Doe", "-x", "x" * 65, "P_1", "Müller"):
+        with pytest.raises(PatientCodeError):
+            check_code(bad)
+    assert check_code(" P-0042.a ") == "P-0042.a"
+
+
 def test_analyze_refuses_a_bad_patient_code_before_decoding(tmp_path, shared_data) -> None:
     run = subprocess.run([sys.executable, "-m", "stream", "analyze", str(shared_data / "d9.mp4"), "--out", str(tmp_path / "o"),
                           "--patient", "Jane Doe", "--db", str(tmp_path / "db.sqlite3")],

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import math
 import re
 import time
@@ -35,7 +36,9 @@ from stream.export import (
 )
 from stream.grading import changes, grade_report
 from stream.server.sessions import AccessDenied, Gate, client_address, new_token, token_from, token_hash
-from stream.server.store import SessionRecord, Store
+from stream.server.store import SessionRecord, StorageError, Store
+
+log = logging.getLogger(__name__)
 
 CODE_PATTERN: Final[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,63}")
 # Bumped when the grading changes, so stored grades computed by an older version are recomputed.
@@ -99,9 +102,16 @@ def session_grades(store: Store, record: SessionRecord) -> dict[str, Any]:
 
 
 def session_result(store: Store, record: SessionRecord, kind: str) -> SessionResult:
+    grades = None
+    if record.n_keyframes:
+        try:
+            grades = session_grades(store, record)
+        except StorageError:
+            raise
+        except Exception:  # one session that cannot be graded must not hide the patient's other sessions
+            log.exception("session %s could not be graded", record.id)
     return SessionResult(session_id=record.id, label=record.label, kind=kind, status=record.status,
-                         created_at=record.created_at, n_keyframes=record.n_keyframes,
-                         grades=session_grades(store, record) if record.n_keyframes else None)
+                         created_at=record.created_at, n_keyframes=record.n_keyframes, grades=grades)
 
 
 def patient_results(store: Store, code: str) -> list[SessionResult]:
