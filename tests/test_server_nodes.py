@@ -1,0 +1,144 @@
+"""A node's operational surface (/healthz, /readyz, /metrics), structured logs, and serve --workers,
+on real servers: uvicorn on 127.0.0.1, SQLite, and (where named) real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.server import ServerSettings, create_app
+from stream.server.logformat import JsonFormatter
+from stream.server.workers import node_arguments
+from test_server_support import ADMIN_KEY, REPO, ThreadServer, create_session, free_port
+
+
+def metric_values(text: str) -> dict[str, float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            out[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return out
+
+
+def test_one_node_is_alive_ready_and_exports_prometheus_metrics(tmp_path):
+    app = create_app(ServerSettings(db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY))
+    with ThreadServer(app) as server:
+        assert httpx.get(server.url + "/healthz").json()["ok"] is True
+        ready = httpx.get(server.url + "/readyz")
+        assert ready.status_code == 200 and ready.json()["ready"] and ready.json()["store"] and "redis" not in ready.json()
+        session = create_session(server.url)
+        state = httpx.get(f"{server.url}/api/s/{session['session_id']}/state",
+                          headers={"Authorization": f"Bearer {session['clinician_token']}"})
+        assert state.status_code == 200
+        answer = httpx.get(server.url + "/metrics")
+        assert answer.headers["content-type"].startswith("text/plain")
+        values = metric_values(answer.text)
+        assert values["stream_frames_received_total"] == 0 and values["stream_keyframes_total"] == 0
+        assert values["stream_store_errors_total"] == 0 and values["stream_viewers"] == 0
+        assert values["stream_frame_to_dashboard_seconds_count"] == 0
+        assert "stream_sessions{state=idle}" in values and "stream_redis_up" not in values
+        # a failing database shows in readiness and in the error counter
+        app.state.store.close()
+        assert httpx.get(server.url + "/readyz").status_code == 503
+        assert metric_values(httpx.get(server.url + "/metrics").text)["stream_store_errors_total"] >= 1
+
+
+def test_readiness_follows_redis(tmp_path):
+    from services import RedisServer, redis_bin
+
+    binary = redis_bin()
+    if binary is None:
+        pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
+    redis = RedisServer(binary).start()
+    try:
+        app = create_app(ServerSettings(db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY,
+                                        redis_url=redis.url, node_id="n1"))
+        with ThreadServer(app) as server:
+            assert httpx.get(server.url + "/readyz").json() == {"ready": True, "node": "n1", "store": True, "redis": True}
+            assert metric_values(httpx.get(server.url + "/metrics").text)["stream_redis_up"] == 1
+            redis.stop()
+            answer = httpx.get(server.url + "/readyz")
+            assert answer.status_code == 503 and answer.json()["redis"] is False and answer.json()["store"] is True
+            assert httpx.get(server.url + "/healthz").status_code == 200  # alive, not ready
+    finally:
+        redis.stop()
+
+
+def test_json_log_lines_carry_node_and_session_and_never_a_token():
+    formatter = JsonFormatter(node="n1")
+    record = logging.LogRecord("stream.server.live", logging.WARNING, __file__, 1,
+                               "session %s: GET /ws/s/x?token=%s failed, Bearer %s", ("abc_DEF-1", "SECRET1", "SECRET2"), None)
+    line = json.loads(formatter.format(record))
+    assert (line["node"], line["session"], line["level"], line["logger"]) == ("n1", "abc_DEF-1", "warning", "stream.server.live")
+    assert "SECRET" not in json.dumps(line) and "token=<redacted>" in line["message"]
+    try:
+        raise RuntimeError("token=SECRET3 in an exception")
+    except RuntimeError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "plain line", (), sys.exc_info())
+    line = json.loads(formatter.format(record))
+    assert "session" not in line and line["error"].startswith("RuntimeError") and "SECRET3" not in json.dumps(line)
+
+
+def test_workers_flags_are_set_per_node_and_workers_need_postgresql_and_redis(tmp_path):
+    assert node_arguments(["--workers", "3", "--port=9000", "--db", "postgresql://x", "--node-id", "a", "-v"]) == [
+        "--db", "postgresql://x", "-v"]
+    proc = subprocess.run([sys.executable, "-m", "stream", "serve", "--workers", "2", "--db", str(tmp_path / "s.sqlite3"),
+                           "--admin-key", ADMIN_KEY, "--port", str(free_port())],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--workers above 1 needs --redis" in proc.stderr
+
+
+@pytest.mark.slow
+def test_serve_workers_runs_nodes_that_share_the_sessions(postgres_url, redis_url):
+    port = free_port()
+    while any(not _free(p) for p in (port, port + 1)):
+        port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "stream", "serve", "--workers", "2", "--port", str(port),
+                             "--db", postgres_url, "--redis", redis_url, "--admin-key", ADMIN_KEY, "--model-workers", "1"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    urls = [f"http://127.0.0.1:{port + i}" for i in range(2)]
+    try:
+        deadline = time.monotonic() + 180
+        for url in urls:
+            while True:
+                try:
+                    if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, "nodes did not become ready"
+                time.sleep(0.3)
+        nodes = {httpx.get(url + "/healthz").json()["node"] for url in urls}
+        assert nodes == {"node-0", "node-1"}
+        session = create_session(urls[0], "made on node 0")
+        listed = httpx.get(urls[1] + "/api/sessions", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()["sessions"]
+        assert [s["label"] for s in listed if s["id"] == session["session_id"]] == ["made on node 0"]
+        # a clinician's state request on node 1 is answered for the session (opened there, or forwarded)
+        state = httpx.get(f"{urls[1]}/api/s/{session['session_id']}/state",
+                          headers={"Authorization": f"Bearer {session['clinician_token']}"})
+        assert state.status_code == 200 and state.json()["session"] == session["session_id"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0].decode(errors="replace")
+    assert proc.returncode == 0, output[-3000:]
+    assert ADMIN_KEY not in output
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
