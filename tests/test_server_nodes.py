@@ -65,10 +65,15 @@ def test_readiness_follows_redis(tmp_path):
         with ThreadServer(app) as server:
             assert httpx.get(server.url + "/readyz").json() == {"ready": True, "node": "n1", "store": True, "redis": True}
             assert metric_values(httpx.get(server.url + "/metrics").text)["stream_redis_up"] == 1
+            session = create_session(server.url)
             redis.stop()
             answer = httpx.get(server.url + "/readyz")
             assert answer.status_code == 503 and answer.json()["redis"] is False and answer.json()["store"] is True
             assert httpx.get(server.url + "/healthz").status_code == 200  # alive, not ready
+            # a session request cannot be placed: 503 with Retry-After (the pages retry), not a 500
+            state = httpx.get(f"{server.url}/api/s/{session['session_id']}/state",
+                              headers={"Authorization": f"Bearer {session['clinician_token']}"})
+            assert state.status_code == 503 and state.headers["retry-after"] == "1"
     finally:
         redis.stop()
 

@@ -61,7 +61,7 @@ from stream.server.store import StorageError, Store
 from stream.server.session_report import build_session_report
 from stream.server.models import ModelPool
 from stream.server.node import Node
-from stream.server.registry import OwnedElsewhere, SessionRegistry
+from stream.server.registry import SessionRegistry
 from stream.session.exercises import PROTOCOL, ExerciseError
 
 log = logging.getLogger(__name__)
@@ -351,7 +351,7 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         routes=routes,
         lifespan=lifespan,
         exception_handlers={AccessDenied: denied, HTTPException: http_error, UnknownSessionError: unknown_session,
-                            StorageError: storage_failed, OwnedElsewhere: node.moved},
+                            StorageError: storage_failed, **node.exception_handlers()},
     )
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.state.settings = settings

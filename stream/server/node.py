@@ -125,6 +125,17 @@ class Node:
         assert isinstance(exc, OwnedElsewhere)
         return self._retry_later()
 
+    async def redis_failed(self, request: Request, exc: Exception) -> Response:
+        """Exception handler: Redis did not answer; nothing was done, the client may retry."""
+        log.error("%s %s: redis: %s: %s", request.method, request.url.path, type(exc).__name__, exc)  # no token in a path
+        return JSONResponse({"error": "session placement (Redis) unavailable; retry in a few seconds"},
+                            status_code=503, headers={"retry-after": str(RETRY_AFTER_S)})
+
+    def exception_handlers(self) -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+        from redis.exceptions import RedisError
+
+        return {OwnedElsewhere: self.moved, RedisError: self.redis_failed}
+
     # -- dashboards ---------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def watch(self, sid: str) -> AsyncIterator[Subscriber]:
