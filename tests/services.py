@@ -71,11 +71,13 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
     if proc is not None and proc.poll() is None:
-        proc.send_signal(sig)
+        # The servers run in their own process group: runuser does not pass SIGINT on to postgres, which
+        # then waited out the 30 s below and was left running after runuser was killed.
+        os.killpg(proc.pid, sig)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
 
 
@@ -116,7 +118,7 @@ class PostgresServer:
                                   "-p", str(self.port), "-k", str(self.sockets),
                                   "-c", f"fsync={'on' if self.fsync else 'off'}",
                                   "-c", "max_connections=200"]),
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         _wait_for_port(self.port, self.proc, self.log)
         self._ready()
@@ -175,7 +177,7 @@ class RedisServer:
             self.proc = subprocess.Popen(
                 [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                  "--dir", str(self.root), "--protected-mode", "yes"],
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         _wait_for_port(self.port, self.proc, self.log)
         return self
