@@ -325,3 +325,30 @@ def test_history_page_renders_and_prints_on_one_page(server, tmp_path) -> None:
 
 def _pdf_pages(pdf: bytes) -> int:
     return len(re.findall(rb"/Type\s*/Page(?!s)", pdf))
+
+
+def test_history_links_expire_with_link_ttl_and_the_clinic_key_issues_new_ones(tmp_path) -> None:
+    """``--link-ttl`` bounds a history link as it bounds a session's clinician link: 403 like a wrong token."""
+    import sqlite3
+    import time
+
+    from stream.server import ServerSettings, create_app
+    from test_server_support import ThreadServer, allow_loopback_ice
+
+    allow_loopback_ice()
+    db = str(tmp_path / "s.sqlite3")
+    settings = ServerSettings(db_path=db, admin_key=ADMIN_KEY, max_failed_credentials=10_000, link_ttl_s=3600.0)
+    with ThreadServer(create_app(settings)) as srv:
+        created = httpx.post(srv.url + "/api/patients", json={"code": "P-7"}, headers=AUTH).json()
+        assert created["history_expires_at"] == pytest.approx(time.time() + 3600.0, abs=60.0)
+        token = created["history_token"]
+        assert httpx.get(srv.url + "/api/p/P-7/history", params={"token": token}).status_code == 200
+        with sqlite3.connect(db) as conn:  # issued an hour and a second ago (no waiting)
+            conn.execute("UPDATE patient_tokens SET created_at = created_at - 3601 WHERE patient_code = 'P-7'")
+        for path in ("/p/P-7/history", "/api/p/P-7/history", "/api/p/P-7/export.json"):
+            r = httpx.get(srv.url + path, params={"token": token})
+            assert (r.status_code, r.json()) == (403, {"error": "forbidden"}), path
+        renewed = httpx.post(srv.url + "/api/patients/P-7/link", headers=AUTH).json()["history_token"]
+        assert httpx.get(srv.url + "/api/p/P-7/history", params={"token": renewed}).status_code == 200
+        assert httpx.get(srv.url + "/api/p/P-7/history", headers=AUTH).status_code == 200  # the clinic key
+        assert httpx.get(srv.url + "/api/p/P-8/history", headers=AUTH).status_code == 404
