@@ -186,6 +186,7 @@ def test_presets_and_bad_names():
         preset("huge")
 
 
+@pytest.mark.slow  # times the models over repeated runs
 def test_bench_reports_ovpm_and_dvpm_apart_with_cache_size():
     from stream.au.dem.bench import bench_dem, format_bench
 

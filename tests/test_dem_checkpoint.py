@@ -86,6 +86,10 @@ class Run:
         return self.folder / "dem.pt"
 
 
+# Every test but the last trains on real frames through the commands first (the module's `run`): slow.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Run:
     base = tmp_path_factory.mktemp("dem_run")

@@ -96,6 +96,7 @@ def test_malformed_folder_fails_with_a_precise_message(tmp_path, damage, message
         scan_dataset(root)
 
 
+@pytest.mark.slow  # trains and evaluates a DEM pair through the commands
 def test_train_then_evaluate_commands_on_a_folder(tmp_path, capsys):
     torch.manual_seed(0)
     root = make_disfa_plus(tmp_path / "DISFAPlus", frames=6)

@@ -15,7 +15,8 @@ from stream.decode import VideoFile
 from stream.pipeline import Pipeline
 from stream.types import Frame
 
-pytestmark = pytest.mark.slow
+# Tests that run a whole video through the models are marked slow; the exit-code checks and the
+# one-still check stay in the default run.
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,7 @@ def detector():
     return MTCNNDetector()
 
 
+@pytest.mark.slow
 def test_analyze_writes_the_three_files_for_a_real_face(shared_data, tmp_path: Path, capsys):
     out = tmp_path / "report"
     assert main(["analyze", str(shared_data / "single_face.mp4"), "--out", str(out)]) == 0
@@ -53,6 +55,7 @@ def findings_regions(report: dict) -> set[str]:
     return set(report["findings"]["regions"])
 
 
+@pytest.mark.slow
 def test_au_csv_gives_the_same_statistics_as_the_video_run(shared_data, tmp_path: Path):
     assert main(["analyze", str(shared_data / "single_face.mp4"), "--out", str(tmp_path / "a")]) == 0
     assert main(["analyze", "--au-csv", str(tmp_path / "a" / "au_series.csv"), "--out", str(tmp_path / "b")]) == 0
@@ -72,12 +75,14 @@ def _close(x, y, tol: float = 1e-3) -> bool:
     return x == y
 
 
+@pytest.mark.slow
 def test_video_without_a_face_fails_clearly(shared_data, tmp_path: Path, capsys):
     assert main(["analyze", str(shared_data / "no_face.mp4"), "--out", str(tmp_path / "r")]) == 3
     err = capsys.readouterr().err
     assert re.search(r"no face found in (\d+) of \1 frames", err) and "no_face.mp4" in err
 
 
+@pytest.mark.slow
 def test_face_leaving_the_picture_is_counted(shared_data, detector):
     pipeline = Pipeline(AnalysisConfig(), detector=detector)
     with VideoFile(shared_data / "face_noface.mov") as video:
@@ -151,16 +156,19 @@ def d9_results(d9_frames, detector):
     }
 
 
+@pytest.mark.slow
 def test_frozen_right_half_names_the_right_side_weaker(d9_results):
     for region, (delta, weaker) in d9_results["frozen_right"].items():
         assert weaker == "right" and delta > 0, (region, delta)
 
 
+@pytest.mark.slow
 def test_mirrored_frozen_video_names_the_left_side_weaker(d9_results):
     for region, (delta, weaker) in d9_results["frozen_left"].items():
         assert weaker == "left" and delta < 0, (region, delta)
 
 
+@pytest.mark.slow
 def test_unmodified_face_is_more_symmetric_than_the_frozen_ones(d9_results):
     total = {k: sum(abs(d) for d, _ in v.values()) for k, v in d9_results.items()}
     assert total["original"] < 0.4 * total["frozen_right"]
@@ -170,6 +178,7 @@ def test_unmodified_face_is_more_symmetric_than_the_frozen_ones(d9_results):
         assert orig < abs(d9_results["frozen_right"][region][0]) and orig < abs(d9_results["frozen_left"][region][0])
 
 
+@pytest.mark.slow
 def test_a_real_wink_of_the_right_eye_reads_on_the_patients_right(shared_data, detector):
     """d3.mp4: the woman winks with her own right eye in frames 35-46 (../shared/notes/data.md)."""
     pipeline = Pipeline(AnalysisConfig(helpers=0), detector=detector)
@@ -186,6 +195,7 @@ def test_a_real_wink_of_the_right_eye_reads_on_the_patients_right(shared_data, d
     assert max(au6_right) > 1.0 and max(au6_left) < 0.5
 
 
+@pytest.mark.slow
 def test_bench_command_prints_per_stage_figures(shared_data, capsys):
     assert main(["bench", str(shared_data / "single_face.mp4"), "--frames", "20"]) == 0
     out = capsys.readouterr().out

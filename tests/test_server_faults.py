@@ -309,6 +309,7 @@ def test_short_clinic_keys_are_refused():
 
 
 # -- 8. unusable storage paths -------------------------------------------------------------------------
+@pytest.mark.slow  # starts `serve` once per bad path: several processes
 def test_serve_refuses_an_unusable_database_path_with_exit_2(tmp_path):
     import subprocess
     import sys
@@ -440,6 +441,7 @@ def test_frames_per_second_counts_frames_as_they_arrive_not_as_the_models_take_t
 
 
 # -- 5, 9, 10. the log of a real `serve` process; a SIGKILL and a restart ----------------------------------------
+@pytest.mark.slow  # a real `serve` process, killed and restarted
 def test_serve_logs_no_credential_and_health_counts_survive_a_killed_server(tmp_path, face_frames):
     from test_server_support import ProcessServer
 
