@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from stream.errors import ConfigError
 
 T = TypeVar("T")
+B = TypeVar("B", bound=Callable[..., Any])
 
 
 class Registry(Generic[T]):
@@ -36,10 +37,10 @@ class Registry(Generic[T]):
         # detector and estimator run without torch; importing the others costs seconds of start-up)
         self._modules = dict(modules or {})
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator: ``builder`` builds the thing called ``name``."""
+    def register(self, name: str) -> Callable[[B], B]:
+        """Decorator: ``builder`` builds the thing called ``name`` (and keeps its own type for direct callers)."""
 
-        def wrap(builder: Callable[..., T]) -> Callable[..., T]:
+        def wrap(builder: B) -> B:
             self._builders[name] = builder
             return builder
 

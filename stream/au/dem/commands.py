@@ -18,11 +18,16 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stream.errors import StreamError, exit_code
 from stream.config import AnalysisConfig
+from stream.errors import StreamError, exit_code
+
+if TYPE_CHECKING:
+    from stream.au.dem.data import HalfFaceSet, PrepareSettings
+    from stream.au.dem.models import DVPM, OVPM
 
 
 def _ms(text: str) -> list[int]:
@@ -81,7 +86,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="folder for dem_eval.md/.json and dem_figure6.svg (default: the run folder)")
 
 
-def _prepare_settings(args: argparse.Namespace):
+def _prepare_settings(args: argparse.Namespace) -> PrepareSettings:
     from stream.au.dem.data import PrepareSettings
 
     return PrepareSettings(detector=args.detector, keyframe_threshold=None if args.no_keyframe_filter else args.keyframe_threshold)
@@ -154,14 +159,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset_record(args: argparse.Namespace, data, train, test) -> dict:
+def _dataset_record(args: argparse.Namespace, data: HalfFaceSet, train: HalfFaceSet, test: HalfFaceSet) -> dict:
     """What a report says about the training set: name and size, and how it was split."""
     return {"name": Path(args.data).resolve().name, "keyframes": len(data), "videos": len(set(data.video)),
             "subjects": len(set(data.subject)), "train_keyframes": len(train), "held_out_keyframes": len(test),
             "split": args.split, "train_fraction": args.train_fraction, "seed": args.seed}
 
 
-def _held_out_record(ovpm, dvpm, test, args: argparse.Namespace) -> dict | None:
+def _held_out_record(ovpm: OVPM, dvpm: DVPM, test: HalfFaceSet, args: argparse.Namespace) -> dict | None:
     """The pair's figures on the held-out keyframes at m = 0 and at the analysis default m, kept in dem.pt."""
     from stream.au.dem.estimator import DemEstimator
     from stream.au.dem.evaluate import evaluate

@@ -75,7 +75,8 @@ class HalfFaceSet:
 
     @property
     def size(self) -> tuple[int, int]:
-        return tuple(self.images.shape[2:4])  # type: ignore[return-value]
+        height, width = self.images.shape[2:4]
+        return int(height), int(width)
 
     def subset(self, idx: Iterable[int] | np.ndarray) -> "HalfFaceSet":
         idx = np.asarray(list(idx) if not isinstance(idx, np.ndarray) else idx, dtype=np.int64)

@@ -56,7 +56,7 @@ def evaluate_codes(est: DemEstimator, codes: Sequence[KeyframeCode], data: HalfF
     timings: dict[int, list[float]] = {m: [] for m in ms}
     for v in np.unique(data.video):
         rows = np.flatnonzero(data.video == v)
-        video_codes = [codes[i] for i in rows]
+        video_codes = [codes[int(i)] for i in rows]
         for m in ms:
             rng = np.random.default_rng([seed, m, len(rows)])
             preds[m][rows] = predict_video(est, video_codes, m, rng, timings[m])

@@ -38,12 +38,15 @@ class TrainSettings:
     weight_decay: float = 0.0
 
 
-def _optimiser(model: torch.nn.Module, s: TrainSettings):
+def _optimiser(
+    model: torch.nn.Module, s: TrainSettings
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=s.lr, weight_decay=s.weight_decay)
     return opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma=s.gamma)
 
 
-def _resume(state_path: Path | None, model, opt, sched) -> tuple[int, list[dict]]:
+def _resume(state_path: Path | None, model: torch.nn.Module, opt: torch.optim.Optimizer,
+            sched: torch.optim.lr_scheduler.LRScheduler) -> tuple[int, list[dict]]:
     if state_path is None or not state_path.is_file():
         return 0, []
     state = load_sealed(state_path, "resumable training state",
@@ -54,7 +57,8 @@ def _resume(state_path: Path | None, model, opt, sched) -> tuple[int, list[dict]
     return int(state["epoch"]), list(state["history"])
 
 
-def _save_state(state_path: Path | None, model, opt, sched, epoch: int, history: list[dict]) -> None:
+def _save_state(state_path: Path | None, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                sched: torch.optim.lr_scheduler.LRScheduler, epoch: int, history: list[dict]) -> None:
     if state_path is None:
         return
     save_sealed({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -66,7 +70,8 @@ def _save_state(state_path: Path | None, model, opt, sched, epoch: int, history:
 
 
 @torch.no_grad()
-def predict_ovpm(ovpm: OVPM, data: HalfFaceSet, batch_size: int = 64, device=None) -> np.ndarray:
+def predict_ovpm(ovpm: OVPM, data: HalfFaceSet, batch_size: int = 64,
+                 device: str | torch.device | None = None) -> np.ndarray:
     """Expected intensities (N, 2, 12) for every half-face of ``data``."""
     dev = torch_device(device)
     ovpm.to(dev).eval()
@@ -175,7 +180,8 @@ class FeatureBank:
     Falls back to recomputing per batch when the whole set would exceed ``max_bytes``.
     """
 
-    def __init__(self, ovpm: OVPM, data: HalfFaceSet, device, dtype=torch.float16, max_bytes: int = 4 << 30,
+    def __init__(self, ovpm: OVPM, data: HalfFaceSet, device: torch.device, dtype: torch.dtype = torch.float16,
+                 max_bytes: int = 4 << 30,
                  batch_size: int = 32, progress: bool = False) -> None:
         self.ovpm, self.data, self.device, self.dtype = ovpm.eval(), data, device, dtype
         per_frame = 2 * sum(int(np.prod(s)) for s in ovpm.feature_shapes()) * torch.empty(0, dtype=dtype).element_size()
@@ -203,7 +209,9 @@ class FeatureBank:
         return self._compute(frames)
 
 
-def _dvpm_batch(bank: FeatureBank, data: HalfFaceSet, pairs: np.ndarray, dev) -> tuple[list[torch.Tensor], torch.Tensor]:
+def _dvpm_batch(
+    bank: FeatureBank, data: HalfFaceSet, pairs: np.ndarray, dev: torch.device
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     fi, fj = bank.get(pairs[:, 0]), bank.get(pairs[:, 1])
     deltas = [(a.float() - b.float()).flatten(0, 1) for a, b in zip(fi, fj)]  # (2B, C, H, W)
     dy = data.labels[pairs[:, 0]] - data.labels[pairs[:, 1]]  # (B, 2, 12)
@@ -212,7 +220,8 @@ def _dvpm_batch(bank: FeatureBank, data: HalfFaceSet, pairs: np.ndarray, dev) ->
 
 
 @torch.no_grad()
-def dvpm_accuracy(dvpm: DVPM, bank: FeatureBank, data: HalfFaceSet, pairs: np.ndarray, dev, batch_size: int = 64) -> dict:
+def dvpm_accuracy(dvpm: DVPM, bank: FeatureBank, data: HalfFaceSet, pairs: np.ndarray, dev: torch.device,
+                  batch_size: int = 64) -> dict[str, float]:
     dvpm.eval()
     hits, err, n = 0.0, 0.0, 0
     for a in range(0, len(pairs), batch_size):
@@ -251,7 +260,8 @@ def train_dvpm(
             "no DVPM training pairs: every video of the training set has fewer than 2 keyframes: "
             "add videos with more frames, or lower the keyframe threshold"
         )
-    val_pairs = same_video_pairs(val.video, max_pairs and max_pairs // 4, settings.seed + 1) if val_bank else None
+    val_pairs = (same_video_pairs(val.video, max_pairs and max_pairs // 4, settings.seed + 1)
+                 if val_bank is not None and val is not None else None)
     opt, sched = _optimiser(dvpm, settings)
     start, history = _resume(Path(state_path) if state_path else None, dvpm, opt, sched)
     for epoch in range(start, settings.epochs):
@@ -272,7 +282,7 @@ def train_dvpm(
             bar.update(a + len(batch), f"loss {float(loss.detach()):.3f}")
         sched.step()
         row: dict[str, Any] = {"epoch": epoch + 1, "loss": total / len(pairs), "pairs": int(len(pairs)), "lr": sched.get_last_lr()[0]}
-        if val_bank is not None and val_pairs is not None and len(val_pairs):
+        if val_bank is not None and val is not None and val_pairs is not None and len(val_pairs):
             row.update({f"val_{k}": v for k, v in dvpm_accuracy(dvpm, val_bank, val, val_pairs, dev).items()})
         history.append(row)
         bar.close(" ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
