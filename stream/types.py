@@ -177,8 +177,12 @@ class AUSeries:
             time_s=np.array([e.time_s for e in estimates], dtype=float),
             left=np.stack([e.left for e in estimates]).astype(float),
             right=np.stack([e.right for e in estimates]).astype(float),
-            closure=(np.stack([e.closure for e in estimates]).astype(float)
-                     if all(e.closure is not None for e in estimates) else None),
-            movement=(np.stack([e.movement for e in estimates]).astype(float)
-                      if all(e.movement is not None for e in estimates) else None),
+            closure=_stacked([e.closure for e in estimates]),
+            movement=_stacked([e.movement for e in estimates]),
         )
+
+
+def _stacked(rows: list[np.ndarray | None]) -> np.ndarray | None:
+    """The rows stacked as floats when every one is measured, else None (one missing row: none at all)."""
+    present = [r for r in rows if r is not None]
+    return np.stack(present).astype(float) if len(present) == len(rows) else None

@@ -75,7 +75,7 @@ class _Hasher:
             c = t.detach().to("cpu").contiguous()
             h = hashlib.sha256(f"{c.dtype}|{tuple(c.shape)}|".encode())
             if c.numel():  # native byte order: little-endian on every platform torch ships for
-                h.update(memoryview(c.reshape(-1).view(torch.uint8).numpy()))
+                h.update(c.reshape(-1).view(torch.uint8).numpy().data)
             self._tensors[key] = h.digest()
         return self._tensors[key]
 
