@@ -74,6 +74,7 @@ def test_large_frames_are_scaled_down_while_decoding(tmp_path: Path) -> None:
         AnalysisConfig(max_frame_side=100).validate()
 
 
+@pytest.mark.slow
 def test_bench_whole_times_the_command_in_a_fresh_process() -> None:
     clip = _clip("single_face.mp4")
     out = subprocess.run([sys.executable, "-m", "stream", "bench", str(clip), "--whole"], capture_output=True,

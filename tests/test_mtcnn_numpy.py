@@ -33,7 +33,8 @@ def _frames(name: str, every: int, limit: int) -> list[np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("clip", ["d9.mp4", "WolfgangLanger_Pexels.mp4", "no_face.mp4"])
+@pytest.mark.parametrize("clip", ["d9.mp4", pytest.param("WolfgangLanger_Pexels.mp4", marks=pytest.mark.slow),
+                                  pytest.param("no_face.mp4", marks=pytest.mark.slow)])
 def test_same_faces_as_facenet_pytorch(clip: str) -> None:
     torch = pytest.importorskip("torch")
     facenet = pytest.importorskip("facenet_pytorch")
@@ -41,7 +42,7 @@ def test_same_faces_as_facenet_pytorch(clip: str) -> None:
     reference = facenet.MTCNN(keep_all=True, device="cpu", min_face_size=40, post_process=False)
     ours = NumpyMTCNN(min_face_size=40)
     compared = 0
-    for image in _frames(clip, every=23, limit=12):
+    for image in _frames(clip, every=23, limit=10):
         with torch.inference_mode():
             boxes, probs, points = reference.detect(image, landmarks=True)
         b2, p2, pts2 = ours.detect(image)
@@ -58,7 +59,7 @@ def test_same_faces_as_facenet_pytorch(clip: str) -> None:
         np.testing.assert_allclose(p2[order2], probs[order], atol=1e-4)
         compared += 1
     if clip != "no_face.mp4":
-        assert compared >= 8  # faces were found and compared, not skipped
+        assert compared >= 7  # faces were found and compared, not skipped
 
 
 def test_weights_read_without_torch() -> None:
