@@ -126,6 +126,7 @@ def test_analyze_refuses_a_bad_patient_code_before_decoding(tmp_path, shared_dat
     assert run.returncode == 2 and "--db" in run.stderr
 
 
+@pytest.mark.slow  # patient_db analyses two recordings in `analyze` processes
 def test_two_recordings_give_a_trend_that_shows_the_improvement(patient_db) -> None:
     from stream.server.patients import history
     from stream.server.store import Store
@@ -185,6 +186,7 @@ def add_live_session(db: Path, recording: int, sid: str) -> None:
         store.close()
 
 
+@pytest.mark.slow  # patient_db analyses two recordings in `analyze` processes
 def test_a_live_session_with_exercises_is_graded_per_movement(patient_db, tmp_path) -> None:
     """A live session of the patient whose keyframes carry exercise segments is graded per movement
     from its segments' findings, beside the recorded sessions."""
@@ -224,6 +226,7 @@ def server(patient_db, tmp_path_factory):
     assert ADMIN_KEY not in log and "token=" not in log.replace("token=<redacted>", "")
 
 
+@pytest.mark.slow  # patient_db analyses two recordings in `analyze` processes
 def test_patient_api_links_and_exports(server) -> None:
     url = server.url
     # patients: create, duplicates and names refused, listed
