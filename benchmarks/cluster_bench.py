@@ -2,6 +2,7 @@
 takeover after a node is killed, sessions per node, store write rate.
 
     python benchmarks/cluster_bench.py fanout --clients 100 --nodes 3 --hz 10 --seconds 30
+    python benchmarks/cluster_bench.py fanout --clients 100 --nodes 1 --no-redis   # control: in-process hub
     python benchmarks/cluster_bench.py takeover --runs 3 --lease 10
     python benchmarks/cluster_bench.py sessions --max 3 --seconds 45
     python benchmarks/cluster_bench.py store --rows 3000 --writers 8
@@ -95,7 +96,7 @@ def node(db: str, redis_url: str, name: str, tmp: Path, lease: float = 10.0, ext
 
 
 # -- fan-out -------------------------------------------------------------------------------------
-def _publisher_node(db: str, redis_url: str, port: int, ready: Any, hz: float) -> None:
+def _publisher_node(db: str, redis_url: str | None, port: int, ready: Any, hz: float) -> None:
     import numpy as np
     import uvicorn
 
@@ -128,8 +129,11 @@ def _publisher_node(db: str, redis_url: str, port: int, ready: Any, hz: float) -
     asyncio.run(main())
 
 
-async def fanout(clients: int, nodes: int, hz: float, seconds: float) -> dict[str, Any]:
+async def fanout(clients: int, nodes: int, hz: float, seconds: float, use_redis: bool = True) -> dict[str, Any]:
+    """``use_redis=False`` (one node only): the control, the in-process hub of a single node."""
     import websockets
+
+    assert use_redis or nodes == 1, "without Redis there is one node"
 
     tmp = Path(tempfile.mkdtemp(prefix="cluster-fanout-"))
     with Services() as svc:
@@ -137,7 +141,8 @@ async def fanout(clients: int, nodes: int, hz: float, seconds: float) -> dict[st
         port = free_port()
         ctx = multiprocessing.get_context("spawn")
         ready = ctx.Event()
-        owner = ctx.Process(target=_publisher_node, args=(svc.db, svc.redis.url, port, ready, hz), daemon=True)
+        owner = ctx.Process(target=_publisher_node, args=(svc.db, svc.redis.url if use_redis else None, port, ready, hz),
+                            daemon=True)
         owner.start()
         try:
             if not ready.wait(180):
@@ -168,7 +173,7 @@ async def fanout(clients: int, nodes: int, hz: float, seconds: float) -> dict[st
             await asyncio.gather(*(client(i, start) for i in range(clients)))
             everything = [d for v in delays.values() for d in v]
             return {
-                "clients": clients, "nodes": nodes, "hz": hz, "seconds": seconds,
+                "clients": clients, "nodes": nodes, "redis": use_redis, "hz": hz, "seconds": seconds,
                 "message_bytes": statistics.median(sizes) if sizes else None,
                 "delivered": sum(received), "expected_about": int(clients * hz * seconds),
                 "delay_ms": summary(everything),
@@ -350,6 +355,7 @@ def main() -> int:
     f.add_argument("--nodes", type=int, default=3)
     f.add_argument("--hz", type=float, default=10)
     f.add_argument("--seconds", type=float, default=30)
+    f.add_argument("--no-redis", action="store_true", help="control: one node, its in-process hub (with --nodes 1)")
     t = sub.add_parser("takeover")
     t.add_argument("--runs", type=int, default=3)
     t.add_argument("--lease", type=float, default=10.0)
@@ -363,7 +369,7 @@ def main() -> int:
                    help="PostgreSQL synchronous_commit (off: a database-server crash may lose the last ~0.6 s)")
     args = parser.parse_args()
     if args.command == "fanout":
-        result = asyncio.run(fanout(args.clients, args.nodes, args.hz, args.seconds))
+        result = asyncio.run(fanout(args.clients, args.nodes, args.hz, args.seconds, not args.no_redis))
     elif args.command == "takeover":
         result = asyncio.run(takeover(args.runs, args.lease))
     elif args.command == "sessions":

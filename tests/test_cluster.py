@@ -128,3 +128,26 @@ def test_a_dead_nodes_sessions_are_taken_over_after_its_lease_and_it_learns_it_l
             await c.close()
 
     asyncio.run(story())
+
+
+def test_a_burst_of_viewers_joining_at_once_waits_for_connections_instead_of_failing(redis_url):
+    """150 dashboards opening together (more than the node's Redis connections) all get the newest snapshot."""
+    async def story() -> None:
+        a, b = await nodes(redis_url, 2)
+        try:
+            assert (await a.claim("s1")).is_self
+            ClusterHub(a, "s1").publish(json.dumps({"seq": 7}))
+
+            async def published() -> bool:
+                return await b.latest("s1") is not None
+
+            await until(published)
+            subs = await asyncio.gather(*(b.subscribe("s1") for _ in range(150)))
+            assert all(json.loads(s.queue.get_nowait()) == {"seq": 7} for s in subs)
+            assert b.errors == 0
+            await asyncio.gather(*(b.unsubscribe("s1", s) for s in subs))
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(story())

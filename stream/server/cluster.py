@@ -40,6 +40,7 @@ from stream.server.hub import Hub, Subscriber
 log = logging.getLogger(__name__)
 
 PREFIX = "stream:"
+MAX_CONNECTIONS = 32  # per node: one held by the subscription, the rest shared by calls
 LATEST_TTL_S = 3600  # the newest snapshot of a session stays readable this long after its last update
 
 # KEYS[1] owner key; ARGV: node id, lease ms. Returns the owner after the call (this node if claimed).
@@ -88,13 +89,17 @@ class Cluster:
         self.lease_s = lease_s
         self.client_queue = client_queue
         self.on_lost = on_lost  # called with a session id whose lease another node took (or that expired)
-        self._redis = redis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
+        # A bounded pool that makes a burst wait (100 dashboards opening at once) instead of failing.
+        pool = redis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=10,
+                                                     health_check_interval=30)
+        self._redis = redis.Redis(connection_pool=pool)
         self._pubsub: Any = None
         self._claim = self._redis.register_script(_CLAIM)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
         self._owned: set[str] = set()
         self._relays: dict[str, Hub] = {}  # session -> local hub of this node's viewers
+        self._joining: dict[str, asyncio.Lock] = {}  # session -> lock over its relay's setup and teardown
         self._viewer_totals: dict[str, int] = {}  # session (owned) -> viewers on all live nodes
         self._pending: dict[str, str] = {}  # session -> newest snapshot not yet published
         self._send = asyncio.Event()
@@ -155,7 +160,7 @@ class Cluster:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
         with contextlib.suppress(Exception):
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.errors += 1
@@ -286,27 +291,38 @@ class Cluster:
         self.published += len(pending)
 
     async def subscribe(self, sid: str) -> Subscriber:
-        """A viewer on this node: gets the newest snapshot at once, then every one published."""
-        hub = self._relays.get(sid)
-        if hub is None:
-            hub = self._relays[sid] = Hub(self.client_queue)
-            await self._pubsub.subscribe(self._channel(sid))
-            latest = await self._redis.get(self._latest_key(sid))
-            if latest is not None and hub.latest is None:
-                hub.latest = latest.decode()
-        sub = hub.subscribe()
+        """A viewer on this node: gets the newest snapshot at once, then every one published.
+
+        The first viewer of a session on this node subscribes to its channel, then reads the newest
+        snapshot; viewers joining meanwhile wait for that (one lock per session), so each starts
+        with the newest state. Messages arriving in between go to the hub already.
+        """
+        async with self._joining.setdefault(sid, asyncio.Lock()):
+            hub = self._relays.get(sid)
+            if hub is None:
+                hub = self._relays[sid] = Hub(self.client_queue)
+                try:
+                    await self._pubsub.subscribe(self._channel(sid))
+                    latest = await self._redis.get(self._latest_key(sid))
+                except BaseException:
+                    del self._relays[sid]
+                    raise
+                if latest is not None and hub.latest is None:
+                    hub.latest = latest.decode()
+            sub = hub.subscribe()
         await self._count(sid, hub)
         return sub
 
     async def unsubscribe(self, sid: str, sub: Subscriber) -> None:
-        hub = self._relays.get(sid)
-        if hub is None:
-            return
-        hub.unsubscribe(sub)
-        if len(hub) == 0:
-            del self._relays[sid]
-            with contextlib.suppress(Exception):
-                await self._pubsub.unsubscribe(self._channel(sid))
+        async with self._joining.setdefault(sid, asyncio.Lock()):
+            hub = self._relays.get(sid)
+            if hub is None:
+                return
+            hub.unsubscribe(sub)
+            if len(hub) == 0:
+                del self._relays[sid]  # (its lock stays: a viewer may be waiting on it)
+                with contextlib.suppress(Exception):
+                    await self._pubsub.unsubscribe(self._channel(sid))
         with contextlib.suppress(Exception):
             await self._count(sid, hub)
 
