@@ -17,8 +17,8 @@ from stream.errors import NoFaceError
 from stream.pipeline import Pipeline
 from stream.progress import Progress
 from stream.report import Report, read_series_csv, write_report
-from stream.symptoms.normal import load_normal_cooccurrence
 from stream.symptoms.evidence import EvidenceRules, Findings, assess, material_warnings, paper_findings
+from stream.symptoms.normal import load_normal_cooccurrence
 from stream.symptoms.statistics import SymptomAccumulator, SymptomState
 from stream.types import AUSeries, Counts
 

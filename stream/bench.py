@@ -125,7 +125,8 @@ def format_command(runs: list[dict[str, Any]]) -> str:
         + f"; {r['frames']} frames, {r['keyframes']} keyframes, {r['detector_runs']} detector runs, "
         f"{r['media_s']:.1f} s of video",
         "",
-        "| wall s | CPU s | frames per CPU-second | wall frames/s | x real time | start-up to first frame (wall ms / CPU ms) "
+        "| wall s | CPU s | frames per CPU-second | wall frames/s | x real time "
+        "| start-up to first frame (wall ms / CPU ms) "
         "| peak RSS MiB | load average before / after |",
         "|---|---|---|---|---|---|---|---|",
         f"| {med('wall_s'):.2f} | {med('cpu_s'):.2f} | **{med('frames_per_cpu_s'):.1f}** | {med('frames_per_s'):.1f} "
@@ -137,13 +138,15 @@ def format_command(runs: list[dict[str, Any]]) -> str:
                      f"| {med('load_before'):.1f} / {med('load_after'):.1f} |")
     if r["stages"]:
         lines += ["", "Stages of the median run (analysis thread; CPU ms exclude the decoding thread):", "",
-                  "| stage | calls | wall ms | CPU ms | CPU ms per frame | share of process CPU |", "|---|---|---|---|---|---|"]
+                  "| stage | calls | wall ms | CPU ms | CPU ms per frame | share of process CPU |",
+                  "|---|---|---|---|---|---|"]
         cpu_ms = 1000.0 * r["cpu_s"]
         accounted = 0.0
         for name, s in r["stages"].items():
             accounted += s.get("cpu_ms", 0.0)
-            lines.append(f"| {name} | {s['n']} | {s['total_ms']:.0f} | {s.get('cpu_ms', float('nan')):.0f} "
-                         f"| {s.get('cpu_ms', float('nan')) / max(r['frames'], 1):.2f} | {100 * s.get('cpu_ms', 0.0) / cpu_ms:.0f} % |")
+            stage_cpu = s.get("cpu_ms", float("nan"))
+            lines.append(f"| {name} | {s['n']} | {s['total_ms']:.0f} | {stage_cpu:.0f} "
+                         f"| {stage_cpu / max(r['frames'], 1):.2f} | {100 * s.get('cpu_ms', 0.0) / cpu_ms:.0f} % |")
         if r["startup_cpu_ms"] is not None:
             accounted += r["startup_cpu_ms"]
             lines.append(f"| start-up to first frame | 1 | {r['startup_ms']:.0f} | {r['startup_cpu_ms']:.0f} | - "

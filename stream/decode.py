@@ -82,7 +82,7 @@ class VideoFile:
             rotation=0,
         )
 
-    def __enter__(self) -> "VideoFile":
+    def __enter__(self) -> VideoFile:
         return self
 
     def __exit__(self, *exc: object) -> None:

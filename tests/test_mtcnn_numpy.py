@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from stream.errors import WeightsError
-from stream.face.mtcnn_numpy import NumpyMTCNN, area_resample, integral_image, nms, read_legacy_state_dict, weights_folder
+from stream.face.mtcnn_numpy import (
+    NumpyMTCNN,
+    area_resample,
+    integral_image,
+    nms,
+    read_legacy_state_dict,
+    weights_folder,
+)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

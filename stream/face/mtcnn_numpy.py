@@ -230,7 +230,7 @@ def _area_bins(start: np.ndarray, length: np.ndarray, out: int) -> tuple[np.ndar
     return start[:, None] + lo, start[:, None] + hi
 
 
-def area_resample(integral: np.ndarray, boxes: np.ndarray, oh: int, ow: int) -> np.ndarray:
+def area_resample(integral: np.ndarray, boxes: np.ndarray | list[int], oh: int, ow: int) -> np.ndarray:
     """Windows (n, 4) = (y0, y1, x0, x1), end exclusive, of the image behind ``integral``, each
     resampled to (oh, ow) by area averaging: (n, oh, ow, C) float32."""
     boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
