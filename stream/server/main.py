@@ -96,7 +96,7 @@ def run_serve(args: argparse.Namespace) -> int:
             print(f"stream serve: {exc}", file=sys.stderr)
             return 2
         argv = sys.argv[sys.argv.index("serve") + 1:] if "serve" in sys.argv else []
-        return run_workers(workers, settings.port, settings.host, settings.node_id or "node", argv)
+        return run_workers(workers, settings.port, settings.host, settings.node_id or "node", argv, settings.admin_key)
     log_config = None
     if getattr(args, "log_format", "text") == "json":
         from stream.server.logformat import uvicorn_log_config

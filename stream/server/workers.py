@@ -14,6 +14,8 @@ the in-process hub).
 
 from __future__ import annotations
 
+import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -51,15 +53,31 @@ def node_arguments(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def run_workers(workers: int, port: int, host: str, node_prefix: str, argv: Sequence[str]) -> int:
-    """Start the nodes, keep them running, stop them together. ``argv``: the ``serve`` flags given."""
+def _is_admin_key(args: Sequence[str], i: int) -> bool:
+    """``--admin-key VALUE`` / ``--admin-key=VALUE`` (passed to the nodes in their environment instead)."""
+    return args[i].split("=", 1)[0] == "--admin-key" or (i > 0 and args[i - 1] == "--admin-key")
+
+
+def run_workers(workers: int, port: int, host: str, node_prefix: str, argv: Sequence[str],
+                admin_key: str | None = None) -> int:
+    """Start the nodes, keep them running, stop them together. ``argv``: the ``serve`` flags given.
+
+    Every node needs the same clinic key: without one given, the supervisor generates it, prints it
+    once, and hands it to the nodes in their environment (never on a command line others can read).
+    """
     base = node_arguments(argv)
     advertised = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    env = dict(os.environ)
+    if admin_key is None:
+        admin_key = secrets.token_urlsafe(24)
+        print(f"stream: clinic admin key (new, keep it): {admin_key}", flush=True)
+    env["STREAM_ADMIN_KEY"] = admin_key
+    base = [arg for i, arg in enumerate(base) if not _is_admin_key(base, i)]
 
     def start(i: int) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "stream", "serve", *base, "--port", str(port + i),
                "--node-id", f"{node_prefix}-{i}", "--node-url", f"http://{advertised}:{port + i}"]
-        return subprocess.Popen(cmd)
+        return subprocess.Popen(cmd, env=env)
 
     procs = {i: start(i) for i in range(workers)}
     print(f"stream: {workers} nodes on ports {port}..{port + workers - 1} (ids {node_prefix}-0..{workers - 1})",
