@@ -154,3 +154,46 @@ def _free(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def test_a_node_that_lost_its_lease_to_another_node_stops_holding_the_session(tmp_path, redis_url):
+    """A node paused past its lease: another node took the session; at its next heartbeat the first
+    node closes its copy, so two nodes never both analyse one patient."""
+    import asyncio
+
+    from stream.server.cluster import Cluster
+
+    app = create_app(ServerSettings(db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY,
+                                    redis_url=redis_url, node_id="n1", lease_s=30))
+    with ThreadServer(app) as server:
+        session = create_session(server.url)
+        sid = session["session_id"]
+        sessions, cluster = app.state.sessions, app.state.node.cluster
+        server.call(sessions.open, sid)  # held here (as by a dashboard or a patient)
+        assert sid in sessions and cluster.owns(sid)
+
+        async def steal() -> str:
+            other = Cluster(redis_url, "http://127.0.0.1:9", node_id="n2", lease_s=30)
+            await other.start()
+            try:
+                await other._redis.delete(other._owner_key(sid))  # n1's lease ran out while it was paused
+                return (await other.claim(sid)).node_id
+            finally:
+                for task in other._tasks:  # n2 keeps its lease (it "lives on" after this test's loop)
+                    task.cancel()
+                await other._redis.aclose(close_connection_pool=True)
+
+        assert asyncio.run(steal()) == "n2"
+        server.call(cluster.beat)  # n1's next heartbeat
+
+        async def gone() -> bool:
+            for _ in range(200):
+                if sid not in sessions:
+                    return True
+                await asyncio.sleep(0.05)
+            return False
+
+        assert server.call(gone) and not cluster.owns(sid)
+        # requests for the session now go to n2's address (forwarded; n2 does not answer here: 503)
+        state = httpx.get(f"{server.url}/api/s/{sid}/state", headers={"Authorization": f"Bearer {session['clinician_token']}"})
+        assert state.status_code == 503 and state.headers["retry-after"] == "1"
