@@ -6,6 +6,7 @@ a wheel without them installs a server that answers every page with 404.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -26,10 +27,17 @@ def _source_files(folder: Path, prefix: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    # Built from a copy of what the wheel is made of, so that setuptools' build/ folder is not shared
+    # with another build running in the checkout.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("stream", "static"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
-        check=True, cwd=ROOT, capture_output=True,
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
+        check=True, cwd=source, capture_output=True,
     )
     (wheel,) = out.glob("stream_fp-*.whl")
     with zipfile.ZipFile(wheel) as z:
