@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -55,8 +56,8 @@ def bench_dem(light: bool, ms: list[int], repeats: int, device: str | None = Non
     # Interleaved rounds (every m once per round) so that load from other processes hits all m alike.
     jobs: dict[str, Callable[[], object]] = {"ovpm": lambda: est.encode_halves(halves, 10_000)}
     for m in ms:
-        jobs[f"dvpm{m}"] = (lambda m=m: est.difference(current, helpers[:m])) if m else (lambda: None)
-        jobs[f"total{m}"] = lambda m=m: est.estimate(est.encode_halves(halves, 10_000), helpers[:m])
+        jobs[f"dvpm{m}"] = partial(est.difference, current, helpers[:m]) if m else (lambda: None)
+        jobs[f"total{m}"] = partial(lambda chosen: est.estimate(est.encode_halves(halves, 10_000), chosen), helpers[:m])
     times = _interleaved_ms(jobs, repeats, sync)
     rows = [{"m": m, "ovpm_ms": times["ovpm"], "dvpm_ms": times[f"dvpm{m}"] if m else 0.0, "total_ms": times[f"total{m}"]}
             for m in ms]

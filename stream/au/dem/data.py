@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -37,6 +37,9 @@ from stream.config import AnalysisConfig
 from stream.aus import AU_NAMES, N_AUS
 from stream.errors import ConfigError, InputError
 from stream.progress import Progress
+
+if TYPE_CHECKING:
+    from stream.face.detect import FaceDetector
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 LAYOUT_HINT = (
@@ -254,7 +257,7 @@ def _read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def prepare_trial(trial: Trial, detector, settings: PrepareSettings) -> dict[str, np.ndarray]:
+def prepare_trial(trial: Trial, detector: FaceDetector, settings: PrepareSettings) -> dict[str, np.ndarray]:
     """Half-faces (512x256) of the trial's keyframes: {"left", "right", "frames", "labels"}; counts too."""
     from stream.face.align import align_face, split_halves
     from stream.keyframes import KeyframeFilter
@@ -327,8 +330,8 @@ def _read_entry(file: Path) -> tuple[dict[str, np.ndarray], dict[str, Any] | Non
 def _write_entry(file: Path, prepared: dict[str, np.ndarray], key: dict[str, Any]) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, key=np.array(json.dumps(key, sort_keys=True)),
-                        **{k: prepared[k] for k in ("left", "right", "frames", "no_face")})
+    entries: dict[str, Any] = {k: prepared[k] for k in ("left", "right", "frames", "no_face")}
+    np.savez_compressed(tmp, key=np.array(json.dumps(key, sort_keys=True)), **entries)
     tmp.replace(file)
 
 
@@ -337,7 +340,7 @@ def load_dataset(
     size: tuple[int, int],
     cache_dir: str | Path | None = None,
     settings: PrepareSettings = PrepareSettings(),
-    detector=None,
+    detector: FaceDetector | None = None,
     progress: bool = False,
     say: Callable[[str], None] | None = None,
 ) -> HalfFaceSet:

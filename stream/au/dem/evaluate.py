@@ -12,7 +12,7 @@ earlier keyframes only; the paper draws from the whole video, which is what is d
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 from typing import Any
 
@@ -137,7 +137,7 @@ def figure6_svg(result: dict[str, Any], width: int = 560, height: int = 320) -> 
     def sx(m: float) -> float:
         return left + pw * (m - ms[0]) / max(ms[-1] - ms[0], 1)
 
-    def scale(values: list[float]):
+    def scale(values: list[float]) -> tuple[float, float, Callable[[float], float]]:
         lo, hi = min(values), max(values)
         pad = (hi - lo) * 0.1 or max(abs(hi) * 0.05, 1e-3)
         lo, hi = lo - pad, hi + pad

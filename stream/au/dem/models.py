@@ -223,7 +223,7 @@ def _out_channels(module: nn.Module) -> int:
     return convs[-1].out_channels
 
 
-def _trunk(config: DemConfig, n_out: int) -> nn.Module:
+def _trunk(config: DemConfig, n_out: int) -> _VGGTrunk | _TorchvisionTrunk:
     if config.backbone.startswith("vgg"):
         return _VGGTrunk(config.backbone, config.width, config.batch_norm, config.head, n_out)
     return _TorchvisionTrunk(config.backbone, config.width, n_out)
@@ -239,7 +239,7 @@ class OVPM(nn.Module):
     def __init__(self, config: DemConfig) -> None:
         super().__init__()
         self.config = config.validate()
-        self.trunk = _trunk(config, N_AUS * OVPM_CLASSES)
+        self.trunk: _VGGTrunk | _TorchvisionTrunk = _trunk(config, N_AUS * OVPM_CLASSES)
 
     @property
     def stage_channels(self) -> list[int]:
