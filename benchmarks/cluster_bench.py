@@ -96,7 +96,7 @@ def node(db: str, redis_url: str, name: str, tmp: Path, lease: float = 10.0, ext
 
 
 # -- fan-out -------------------------------------------------------------------------------------
-def _publisher_node(db: str, redis_url: str | None, port: int, ready: Any, hz: float) -> None:
+def _publisher_node(db: str, redis_url: str | None, port: int, ready: Any, hz: float, compression: bool) -> None:
     import numpy as np
     import uvicorn
 
@@ -115,7 +115,8 @@ def _publisher_node(db: str, redis_url: str | None, port: int, ready: Any, hz: f
     store.add_token("bench", "clinician", token_hash("bench-token"))
 
     async def main() -> None:
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                                               ws_per_message_deflate=compression))  # as serve sets it
         task = asyncio.ensure_future(server.serve())
         while not server.started:
             await asyncio.sleep(0.05)
@@ -129,7 +130,8 @@ def _publisher_node(db: str, redis_url: str | None, port: int, ready: Any, hz: f
     asyncio.run(main())
 
 
-async def fanout(clients: int, nodes: int, hz: float, seconds: float, use_redis: bool = True) -> dict[str, Any]:
+async def fanout(clients: int, nodes: int, hz: float, seconds: float, use_redis: bool = True,
+                 compression: bool = False) -> dict[str, Any]:
     """``use_redis=False`` (one node only): the control, the in-process hub of a single node."""
     import websockets
 
@@ -137,12 +139,13 @@ async def fanout(clients: int, nodes: int, hz: float, seconds: float, use_redis:
 
     tmp = Path(tempfile.mkdtemp(prefix="cluster-fanout-"))
     with Services() as svc:
-        others = [node(svc.db, svc.redis.url, chr(ord("b") + i), tmp).start() for i in range(nodes - 1)]
+        extra = ("--ws-compression",) if compression else ()
+        others = [node(svc.db, svc.redis.url, chr(ord("b") + i), tmp, extra=extra).start() for i in range(nodes - 1)]
         port = free_port()
         ctx = multiprocessing.get_context("spawn")
         ready = ctx.Event()
-        owner = ctx.Process(target=_publisher_node, args=(svc.db, svc.redis.url if use_redis else None, port, ready, hz),
-                            daemon=True)
+        owner = ctx.Process(target=_publisher_node,
+                            args=(svc.db, svc.redis.url if use_redis else None, port, ready, hz, compression), daemon=True)
         owner.start()
         try:
             if not ready.wait(180):
@@ -155,7 +158,7 @@ async def fanout(clients: int, nodes: int, hz: float, seconds: float, use_redis:
             async def client(i: int, start: float) -> None:
                 k = i % len(urls)
                 url = f"{urls[k].replace('http', 'ws', 1)}/ws/s/bench?token=bench-token"
-                async with websockets.connect(url, max_size=None) as ws:
+                async with websockets.connect(url, max_size=None) as ws:  # offers permessage-deflate, as browsers do
                     await ws.recv()
                     while time.time() - start < seconds:
                         text = await ws.recv()
@@ -173,7 +176,8 @@ async def fanout(clients: int, nodes: int, hz: float, seconds: float, use_redis:
             await asyncio.gather(*(client(i, start) for i in range(clients)))
             everything = [d for v in delays.values() for d in v]
             return {
-                "clients": clients, "nodes": nodes, "redis": use_redis, "hz": hz, "seconds": seconds,
+                "clients": clients, "nodes": nodes, "redis": use_redis, "compression": compression, "hz": hz,
+                "seconds": seconds,
                 "message_bytes": statistics.median(sizes) if sizes else None,
                 "delivered": sum(received), "expected_about": int(clients * hz * seconds),
                 "delay_ms": summary(everything),
@@ -356,6 +360,8 @@ def main() -> int:
     f.add_argument("--hz", type=float, default=10)
     f.add_argument("--seconds", type=float, default=30)
     f.add_argument("--no-redis", action="store_true", help="control: one node, its in-process hub (with --nodes 1)")
+    f.add_argument("--ws-compression", action="store_true",
+                   help="nodes accept permessage-deflate (serve --ws-compression): every send compressed per viewer")
     t = sub.add_parser("takeover")
     t.add_argument("--runs", type=int, default=3)
     t.add_argument("--lease", type=float, default=10.0)
@@ -369,7 +375,8 @@ def main() -> int:
                    help="PostgreSQL synchronous_commit (off: a database-server crash may lose the last ~0.6 s)")
     args = parser.parse_args()
     if args.command == "fanout":
-        result = asyncio.run(fanout(args.clients, args.nodes, args.hz, args.seconds, not args.no_redis))
+        result = asyncio.run(fanout(args.clients, args.nodes, args.hz, args.seconds, not args.no_redis,
+                                    args.ws_compression))
     elif args.command == "takeover":
         result = asyncio.run(takeover(args.runs, args.lease))
     elif args.command == "sessions":

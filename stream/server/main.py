@@ -45,6 +45,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirrored-source", action="store_true",
                         help="the patient's client sends selfie-mirrored frames (browsers do not)")
     parser.add_argument("--model-workers", type=int, default=d.model_workers, help=f"model threads shared by all sessions (default {d.model_workers})")
+    parser.add_argument("--ws-compression", action="store_true",
+                        help="compress dashboard WebSocket messages (permessage-deflate): ~2.6x less traffic per viewer, "
+                             "~0.8 ms of CPU per viewer and message (default off)")
     parser.add_argument("--dashboard-hz", type=float, default=d.dashboard_hz,
                         help=f"most dashboard updates per second per session (default {d.dashboard_hz:g}); a keyframe "
                              "waits up to 1/rate for the next one, every viewer gets each one")
@@ -68,6 +71,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         public_url=args.public_url or os.environ.get("STREAM_PUBLIC_URL"),
         certfile=args.certfile, keyfile=args.keyfile, ice_servers=ice, mirrored=args.mirrored_source,
         model_workers=args.model_workers, dashboard_hz=args.dashboard_hz, link_ttl_s=args.link_ttl,
+        ws_compression=getattr(args, "ws_compression", False),
         redis_url=getattr(args, "redis", None) or os.environ.get("STREAM_REDIS") or None,
         node_url=getattr(args, "node_url", None), node_id=getattr(args, "node_id", None),
         lease_s=getattr(args, "lease", ServerSettings.lease_s),
@@ -127,6 +131,7 @@ def run_serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     # access_log off: the links carry tokens in their query strings.
     uvicorn.run(app, host=settings.host, port=settings.port, ssl_certfile=settings.certfile,
+                ws_per_message_deflate=settings.ws_compression,
                 ssl_keyfile=settings.keyfile, access_log=False, log_level="info",
                 **({"log_config": log_config} if log_config is not None else {}))
     return 0

@@ -79,6 +79,11 @@ class ServerSettings:
     dashboard_hz: float = 10.0  # snapshots coalesced to at most this rate
     client_queue: int = 4  # per-WebSocket backlog; when full the oldest snapshot is dropped
     send_timeout_s: float = 10.0  # a client whose socket accepts nothing for this long is closed
+    # WebSocket permessage-deflate. Off: compressing a ~15 KB snapshot costs ~0.8 ms of CPU per viewer
+    # and message (each connection compresses its own copy), which at 100 viewers x 10 Hz is most of a
+    # core; with it on, 100 viewers over 3 nodes measured p99 480 ms instead of 25 ms (docs/scale.md).
+    # On: ~2.6x less traffic per viewer (about 65 instead of 170 KB/s) for slow links.
+    ws_compression: bool = False
     # Keyframes of AU curve in every snapshot: a client that skips updates still gets every point
     # unless it falls this far behind (the full series is in the report).
     series_tail: int = 40
