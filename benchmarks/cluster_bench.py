@@ -54,7 +54,14 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from services import PostgresServer, RedisServer, postgres_bin, redis_bin  # noqa: E402
 from test_server_support import (  # noqa: E402
-    ADMIN_KEY, ProcessServer, allow_loopback_ice, create_session, free_port, load_face_frames, looping_track, ws_url,
+    ADMIN_KEY,
+    ProcessServer,
+    allow_loopback_ice,
+    create_session,
+    free_port,
+    load_face_frames,
+    looping_track,
+    ws_url,
 )
 
 DATA = Path(os.environ.get("STREAM_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -69,14 +76,19 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def summary(values: list[float]) -> dict[str, Any]:
-    return {"n": len(values), "p50": pct(values, 50), "p95": pct(values, 95), "p99": pct(values, 99),
-            "max": round(max(values), 1) if values else None}
+    return {
+        "n": len(values),
+        "p50": pct(values, 50),
+        "p95": pct(values, 95),
+        "p99": pct(values, 99),
+        "max": round(max(values), 1) if values else None,
+    }
 
 
 class Services:
     """PostgreSQL (fsync on, as in production) and Redis for one run."""
 
-    def __enter__(self) -> "Services":
+    def __enter__(self) -> Services:
         pg, rd = postgres_bin(), redis_bin()
         if pg is None or rd is None:
             raise SystemExit("needs PostgreSQL and redis-server (apt-get install postgresql redis-server)")
@@ -90,9 +102,14 @@ class Services:
         self.pg.stop()
 
 
-def node(db: str, redis_url: str, name: str, tmp: Path, lease: float = 10.0, extra: tuple[str, ...] = ()) -> ProcessServer:
-    return ProcessServer(db, tmp / f"node-{name}.log", extra_args=("--redis", redis_url, "--node-id", name,
-                                                                   "--lease", str(lease), *extra))
+def node(
+    db: str, redis_url: str, name: str, tmp: Path, lease: float = 10.0, extra: tuple[str, ...] = ()
+) -> ProcessServer:
+    return ProcessServer(
+        db,
+        tmp / f"node-{name}.log",
+        extra_args=("--redis", redis_url, "--node-id", name, "--lease", str(lease), *extra),
+    )
 
 
 # -- fan-out -------------------------------------------------------------------------------------
@@ -115,8 +132,16 @@ def _publisher_node(db: str, redis_url: str | None, port: int, ready: Any, hz: f
     store.add_token("bench", "clinician", token_hash("bench-token"))
 
     async def main() -> None:
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                                               ws_per_message_deflate=compression))  # as serve sets it
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                access_log=False,
+                ws_per_message_deflate=compression,
+            )
+        )  # as serve sets it
         task = asyncio.ensure_future(server.serve())
         while not server.started:
             await asyncio.sleep(0.05)
@@ -130,8 +155,9 @@ def _publisher_node(db: str, redis_url: str | None, port: int, ready: Any, hz: f
     asyncio.run(main())
 
 
-async def fanout(clients: int, nodes: int, hz: float, seconds: float, use_redis: bool = True,
-                 compression: bool = False) -> dict[str, Any]:
+async def fanout(
+    clients: int, nodes: int, hz: float, seconds: float, use_redis: bool = True, compression: bool = False
+) -> dict[str, Any]:
     """``use_redis=False`` (one node only): the control, the in-process hub of a single node."""
     import websockets
 
@@ -144,8 +170,11 @@ async def fanout(clients: int, nodes: int, hz: float, seconds: float, use_redis:
         port = free_port()
         ctx = multiprocessing.get_context("spawn")
         ready = ctx.Event()
-        owner = ctx.Process(target=_publisher_node,
-                            args=(svc.db, svc.redis.url if use_redis else None, port, ready, hz, compression), daemon=True)
+        owner = ctx.Process(
+            target=_publisher_node,
+            args=(svc.db, svc.redis.url if use_redis else None, port, ready, hz, compression),
+            daemon=True,
+        )
         owner.start()
         try:
             if not ready.wait(180):
@@ -176,12 +205,19 @@ async def fanout(clients: int, nodes: int, hz: float, seconds: float, use_redis:
             await asyncio.gather(*(client(i, start) for i in range(clients)))
             everything = [d for v in delays.values() for d in v]
             return {
-                "clients": clients, "nodes": nodes, "redis": use_redis, "compression": compression, "hz": hz,
+                "clients": clients,
+                "nodes": nodes,
+                "redis": use_redis,
+                "compression": compression,
+                "hz": hz,
                 "seconds": seconds,
                 "message_bytes": statistics.median(sizes) if sizes else None,
-                "delivered": sum(received), "expected_about": int(clients * hz * seconds),
+                "delivered": sum(received),
+                "expected_about": int(clients * hz * seconds),
                 "delay_ms": summary(everything),
-                "delay_ms_by_node": {("a (owner)" if k == 0 else chr(ord("a") + k)): summary(v) for k, v in delays.items()},
+                "delay_ms_by_node": {
+                    ("a (owner)" if k == 0 else chr(ord("a") + k)): summary(v) for k, v in delays.items()
+                },
                 "load_avg_1m": os.getloadavg()[0],
             }
         finally:
@@ -208,8 +244,11 @@ async def offer(url: str, session: dict[str, Any], frames: list[Any]) -> tuple[A
     pc.addTransceiver(looping_track(frames), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     async with httpx.AsyncClient(timeout=60) as http:
-        r = await http.post(f"{url}/api/s/{session['session_id']}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"},
-                            headers={"Authorization": f"Bearer {session['patient_token']}"})
+        r = await http.post(
+            f"{url}/api/s/{session['session_id']}/offer",
+            json={"sdp": pc.localDescription.sdp, "type": "offer"},
+            headers={"Authorization": f"Bearer {session['patient_token']}"},
+        )
     if r.status_code != 200:
         await pc.close()
         return None, r.status_code
@@ -247,15 +286,22 @@ async def takeover(runs: int, lease: float) -> dict[str, Any]:
                     answered.append(time.monotonic() - killed)
                     attempts.append(tries)
                     n0 = before["health"]["keyframes"]
-                    await next_snapshot(ws, lambda m: m["live"] and m["health"]["keyframes"] > n0 + 0 and m["latest"]["seq"] >= n0)
+                    await next_snapshot(
+                        ws, lambda m, n0=n0: m["live"] and m["health"]["keyframes"] > n0 and m["latest"]["seq"] >= n0
+                    )
                     shown.append(time.monotonic() - killed)
                     await pc.close()
             finally:
                 for n in (a, b, c):
                     n.stop()
-    return {"runs": runs, "lease_s": lease, "kill_to_answer_s": [round(x, 2) for x in answered],
-            "kill_to_new_keyframe_on_dashboard_s": [round(x, 2) for x in shown], "offers_tried": attempts,
-            "load_avg_1m": os.getloadavg()[0]}
+    return {
+        "runs": runs,
+        "lease_s": lease,
+        "kill_to_answer_s": [round(x, 2) for x in answered],
+        "kill_to_new_keyframe_on_dashboard_s": [round(x, 2) for x in shown],
+        "offers_tried": attempts,
+        "load_avg_1m": os.getloadavg()[0],
+    }
 
 
 # -- sessions per node ---------------------------------------------------------------------------
@@ -276,7 +322,9 @@ async def sessions_per_node(max_sessions: int, seconds: float) -> dict[str, Any]
                 delays: list[float] = []
                 analysed: list[float] = []
 
-                async def one(session: dict[str, Any]) -> None:
+                async def one(
+                    session: dict[str, Any], n: ProcessServer, delays: list[float], analysed: list[float]
+                ) -> None:
                     pc, status = await offer(n.url, session, frames)
                     assert status == 200
                     seen = -1
@@ -297,10 +345,15 @@ async def sessions_per_node(max_sessions: int, seconds: float) -> dict[str, Any]
                             analysed.append(h["frames_analysed"] / max(1e-9, last["session_time_s"]))
                     await pc.close()
 
-                await asyncio.gather(*(one(s) for s in sessions))
-                results.append({"sessions": count, "latency_ms": summary(delays),
-                                "frames_analysed_per_s_per_session": [round(x, 1) for x in analysed],
-                                "load_avg_1m": os.getloadavg()[0]})
+                await asyncio.gather(*(one(s, n, delays, analysed) for s in sessions))
+                results.append(
+                    {
+                        "sessions": count,
+                        "latency_ms": summary(delays),
+                        "frames_analysed_per_s_per_session": [round(x, 1) for x in analysed],
+                        "load_avg_1m": os.getloadavg()[0],
+                    }
+                )
             finally:
                 n.stop()
     return {"seconds": seconds, "runs": results}
@@ -324,17 +377,30 @@ def store_rate(rows: int, writers: int, synchronous_commit: str) -> dict[str, An
             with psycopg.connect(svc.pg.url("postgres"), autocommit=True) as conn:
                 conn.execute(f"ALTER SYSTEM SET synchronous_commit = '{synchronous_commit}'")
                 conn.execute("SELECT pg_reload_conf()")
-        for name, target in (("sqlite", str(Path(tempfile.mkdtemp(prefix="store-rate-")) / "s.sqlite3")),
-                             ("postgresql", svc.db)):
+        for name, target in (
+            ("sqlite", str(Path(tempfile.mkdtemp(prefix="store-rate-")) / "s.sqlite3")),
+            ("postgresql", svc.db),
+        ):
             stores = [Store(target) for _ in range(writers)]
             for k, store in enumerate(stores):
                 store.create_session(f"R{k}", "", False, {})
             left, right = np.random.default_rng(0).uniform(0, 5, (2, N_AUS))
 
-            def write(k: int) -> None:
+            def write(k: int, stores: list[Store] = stores, left: Any = left, right: Any = right) -> None:
                 for i in range(rows // writers):
-                    stores[k].add_keyframe(f"R{k}", i, i, i / 10, 1000.0 + i, None, 2, left, right,
-                                           closure=np.zeros(2), movement=np.zeros((2, 3)))
+                    stores[k].add_keyframe(
+                        f"R{k}",
+                        i,
+                        i,
+                        i / 10,
+                        1000.0 + i,
+                        None,
+                        2,
+                        left,
+                        right,
+                        closure=np.zeros(2),
+                        movement=np.zeros((2, 3)),
+                    )
 
             threads = [threading.Thread(target=write, args=(k,)) for k in range(writers)]
             start = time.perf_counter()
@@ -346,7 +412,11 @@ def store_rate(rows: int, writers: int, synchronous_commit: str) -> dict[str, An
             for store in stores:
                 store.close()
             total = writers * (rows // writers)
-            out[name] = {"rows": total, "rows_per_s": round(total / elapsed), "ms_per_row_per_writer": round(1000 * elapsed * writers / total, 3)}
+            out[name] = {
+                "rows": total,
+                "rows_per_s": round(total / elapsed),
+                "ms_per_row_per_writer": round(1000 * elapsed * writers / total, 3),
+            }
     out["load_avg_1m"] = os.getloadavg()[0]
     return out
 
@@ -360,8 +430,11 @@ def main() -> int:
     f.add_argument("--hz", type=float, default=10)
     f.add_argument("--seconds", type=float, default=30)
     f.add_argument("--no-redis", action="store_true", help="control: one node, its in-process hub (with --nodes 1)")
-    f.add_argument("--ws-compression", action="store_true",
-                   help="nodes accept permessage-deflate (serve --ws-compression): every send compressed per viewer")
+    f.add_argument(
+        "--ws-compression",
+        action="store_true",
+        help="nodes accept permessage-deflate (serve --ws-compression): every send compressed per viewer",
+    )
     t = sub.add_parser("takeover")
     t.add_argument("--runs", type=int, default=3)
     t.add_argument("--lease", type=float, default=10.0)
@@ -371,12 +444,17 @@ def main() -> int:
     r = sub.add_parser("store")
     r.add_argument("--rows", type=int, default=3000)
     r.add_argument("--writers", type=int, default=1, help="threads writing at once, each its own connection")
-    r.add_argument("--synchronous-commit", default="on", choices=("on", "off"),
-                   help="PostgreSQL synchronous_commit (off: a database-server crash may lose the last ~0.6 s)")
+    r.add_argument(
+        "--synchronous-commit",
+        default="on",
+        choices=("on", "off"),
+        help="PostgreSQL synchronous_commit (off: a database-server crash may lose the last ~0.6 s)",
+    )
     args = parser.parse_args()
     if args.command == "fanout":
-        result = asyncio.run(fanout(args.clients, args.nodes, args.hz, args.seconds, not args.no_redis,
-                                    args.ws_compression))
+        result = asyncio.run(
+            fanout(args.clients, args.nodes, args.hz, args.seconds, not args.no_redis, args.ws_compression)
+        )
     elif args.command == "takeover":
         result = asyncio.run(takeover(args.runs, args.lease))
     elif args.command == "sessions":

@@ -64,8 +64,10 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"server did not listen on {port} within {START_TIMEOUT_S:g} s:\n"
-                               f"{log.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(
+                f"server did not listen on {port} within {START_TIMEOUT_S:g} s:\n"
+                f"{log.read_text(errors='replace')[-3000:]}"
+            )
         time.sleep(0.1)
 
 
@@ -97,7 +99,7 @@ class PostgresServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self._databases = 0
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         self.sockets.mkdir()
         if os.geteuid() == 0:
             import pwd
@@ -107,18 +109,45 @@ class PostgresServer:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         os.chmod(self.root, 0o700)
         subprocess.run(
-            _as_unprivileged([str(self.bin / "initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
-                              "--encoding=UTF8", "--no-instructions"]),
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            _as_unprivileged(
+                [
+                    str(self.bin / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         with open(self.log, "ab") as log:
             # fsync off for the tests: they kill serve nodes, never the database server.
             self.proc = subprocess.Popen(
-                _as_unprivileged([str(self.bin / "postgres"), "-D", str(self.data), "-h", "127.0.0.1",
-                                  "-p", str(self.port), "-k", str(self.sockets),
-                                  "-c", f"fsync={'on' if self.fsync else 'off'}",
-                                  "-c", "max_connections=200"]),
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                _as_unprivileged(
+                    [
+                        str(self.bin / "postgres"),
+                        "-D",
+                        str(self.data),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(self.port),
+                        "-k",
+                        str(self.sockets),
+                        "-c",
+                        f"fsync={'on' if self.fsync else 'off'}",
+                        "-c",
+                        "max_connections=200",
+                    ]
+                ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         _wait_for_port(self.port, self.proc, self.log)
         self._ready()
@@ -172,12 +201,27 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(self.root), "--protected-mode", "yes"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    self.binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.root),
+                    "--protected-mode",
+                    "yes",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         _wait_for_port(self.port, self.proc, self.log)
         return self

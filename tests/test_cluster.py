@@ -132,6 +132,7 @@ def test_a_dead_nodes_sessions_are_taken_over_after_its_lease_and_it_learns_it_l
 
 def test_a_burst_of_viewers_joining_at_once_waits_for_connections_instead_of_failing(redis_url):
     """150 dashboards opening together (more than the node's Redis connections) all get the newest snapshot."""
+
     async def story() -> None:
         a, b = await nodes(redis_url, 2)
         try:

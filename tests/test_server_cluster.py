@@ -18,9 +18,16 @@ import httpx
 import numpy as np
 import pytest
 import websockets
+from test_server_support import (
+    ProcessServer,
+    allow_loopback_ice,
+    create_session,
+    load_face_frames,
+    looping_track,
+    ws_url,
+)
 
 from stream.server.store import Store
-from test_server_support import ProcessServer, allow_loopback_ice, create_session, load_face_frames, looping_track, ws_url
 
 pytestmark = pytest.mark.slow
 TIMEOUT_S = 120  # three nodes and a patient on 2 shared cores
@@ -39,8 +46,11 @@ def cluster(tmp_path, postgres_url, redis_url):
     nodes = {}
     try:
         for name in ("a", "b", "c"):
-            nodes[name] = ProcessServer(db, tmp_path / f"node-{name}.log", extra_args=(
-                "--redis", redis_url, "--node-id", name, "--lease", str(LEASE_S), "--log-format", "json")).start()
+            nodes[name] = ProcessServer(
+                db,
+                tmp_path / f"node-{name}.log",
+                extra_args=("--redis", redis_url, "--node-id", name, "--lease", str(LEASE_S), "--log-format", "json"),
+            ).start()
         yield db, nodes
     finally:
         for node in nodes.values():
@@ -70,8 +80,11 @@ async def offer_until_answered(url: str, session: dict[str, Any], frames: list[A
             pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
             pc.addTransceiver(looping_track(frames), direction="sendonly")
             await pc.setLocalDescription(await pc.createOffer())
-            r = await http.post(f"{url}/api/s/{session['session_id']}/offer",
-                                json={"sdp": pc.localDescription.sdp, "type": "offer"}, headers=patient_headers(session))
+            r = await http.post(
+                f"{url}/api/s/{session['session_id']}/offer",
+                json={"sdp": pc.localDescription.sdp, "type": "offer"},
+                headers=patient_headers(session),
+            )
             statuses.append(r.status_code)
             if r.status_code == 200:
                 await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
@@ -100,7 +113,10 @@ def test_three_nodes_share_a_session_and_a_killed_owner_is_taken_over_without_lo
     async def story() -> dict[str, Any]:
         pc = await offer_until_answered(a.url, session, face_frames)
         pc = pc[0]
-        async with websockets.connect(ws_url(b.url, session)) as ws_b, websockets.connect(ws_url(c.url, session)) as ws_c:
+        async with (
+            websockets.connect(ws_url(b.url, session)) as ws_b,
+            websockets.connect(ws_url(c.url, session)) as ws_c,
+        ):
             # the same snapshots, published once by A, reach the dashboards on B and C
             on_b = await next_snapshot(ws_b, lambda m: m["health"]["keyframes"] >= 3 and m["health"]["viewers"] == 2)
             on_c = await next_snapshot(ws_c, lambda m: m["sent_at"] >= on_b["sent_at"])
@@ -108,11 +124,19 @@ def test_three_nodes_share_a_session_and_a_killed_owner_is_taken_over_without_lo
             assert on_b["live"] and on_b["status"] == "live"
             # an exercise event sent to C reaches the session on A (forwarded)
             async with httpx.AsyncClient(timeout=60) as http:
-                r = await http.post(f"{c.url}/api/s/{sid}/exercise", json={"action": "start", "exercise": "smile"},
-                                    headers=patient_headers(session))
+                r = await http.post(
+                    f"{c.url}/api/s/{sid}/exercise",
+                    json={"action": "start", "exercise": "smile"},
+                    headers=patient_headers(session),
+                )
                 assert r.status_code == 200 and r.json()["segment"]["exercise"] == "smile"
-            smiling = await next_snapshot(ws_b, lambda m: (m["exercise"]["current"] or {}).get("exercise") == "smile"
-                                          and m["health"]["keyframes"] >= on_b["health"]["keyframes"] + 2)
+            smiling = await next_snapshot(
+                ws_b,
+                lambda m: (
+                    (m["exercise"]["current"] or {}).get("exercise") == "smile"
+                    and m["health"]["keyframes"] >= on_b["health"]["keyframes"] + 2
+                ),
+            )
 
             a.proc.send_signal(signal.SIGKILL)  # node A dies mid-session, the patient's peer with it
             a.proc.wait(timeout=30)
@@ -123,7 +147,9 @@ def test_three_nodes_share_a_session_and_a_killed_owner_is_taken_over_without_lo
             # the patient reconnects through B: 503 while A's lease runs, then B takes the session over
             pc, statuses = await offer_until_answered(b.url, session, face_frames)
             assert statuses[-1] == 200
-            resumed = await next_snapshot(ws_c, lambda m: m["live"] and m["health"]["keyframes"] >= len(frames_before) + 3)
+            resumed = await next_snapshot(
+                ws_c, lambda m: m["live"] and m["health"]["keyframes"] >= len(frames_before) + 3
+            )
             assert resumed["latest"]["seq"] >= len(frames_before)  # numbering continues after the stored series
             on_b = await next_snapshot(ws_b, lambda m: m["health"]["keyframes"] >= resumed["health"]["keyframes"])
             async with httpx.AsyncClient(timeout=60) as http:
@@ -148,12 +174,13 @@ def test_three_nodes_share_a_session_and_a_killed_owner_is_taken_over_without_lo
     # B's operational surface: ready, and its metrics count the keyframes it analysed
     assert httpx.get(f"{b.url}/readyz").json() == {"ready": True, "node": "b", "store": True, "redis": True}
     metrics = httpx.get(f"{b.url}/metrics").text
-    values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
-              if line and not line.startswith("#")}
+    values = {
+        line.split()[0]: float(line.split()[1]) for line in metrics.splitlines() if line and not line.startswith("#")
+    }
     assert values["stream_keyframes_total"] >= n - len(frames_before) - 1
     assert values["stream_frame_to_dashboard_seconds_count"] >= 1
     # the logs are JSON lines with node and session ids, and no token anywhere
-    for name, node in (("b", b), ("c", c)):
+    for node in (b, c):
         text = node.log.read_text()
         assert session["patient_token"] not in text and session["clinician_token"] not in text
     lines = [json.loads(line) for line in b.log.read_text().splitlines() if line.startswith("{")]

@@ -13,11 +13,11 @@ import time
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from test_server_support import ADMIN_KEY, REPO, ThreadServer, create_session, free_port
 
 from stream.server import ServerSettings, create_app
 from stream.server.logformat import JsonFormatter
 from stream.server.workers import node_arguments
-from test_server_support import ADMIN_KEY, REPO, ThreadServer, create_session, free_port
 
 
 def metric_values(text: str) -> dict[str, float]:
@@ -34,10 +34,14 @@ def test_one_node_is_alive_ready_and_exports_prometheus_metrics(tmp_path):
     with ThreadServer(app) as server:
         assert httpx.get(server.url + "/healthz").json()["ok"] is True
         ready = httpx.get(server.url + "/readyz")
-        assert ready.status_code == 200 and ready.json()["ready"] and ready.json()["store"] and "redis" not in ready.json()
+        assert (
+            ready.status_code == 200 and ready.json()["ready"] and ready.json()["store"] and "redis" not in ready.json()
+        )
         session = create_session(server.url)
-        state = httpx.get(f"{server.url}/api/s/{session['session_id']}/state",
-                          headers={"Authorization": f"Bearer {session['clinician_token']}"})
+        state = httpx.get(
+            f"{server.url}/api/s/{session['session_id']}/state",
+            headers={"Authorization": f"Bearer {session['clinician_token']}"},
+        )
         assert state.status_code == 200
         answer = httpx.get(server.url + "/metrics")
         assert answer.headers["content-type"].startswith("text/plain")
@@ -60,10 +64,16 @@ def test_readiness_follows_redis(tmp_path):
         pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
     redis = RedisServer(binary).start()
     try:
-        app = create_app(ServerSettings(db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY,
-                                        redis_url=redis.url, node_id="n1"))
+        app = create_app(
+            ServerSettings(db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY, redis_url=redis.url, node_id="n1")
+        )
         with ThreadServer(app) as server:
-            assert httpx.get(server.url + "/readyz").json() == {"ready": True, "node": "n1", "store": True, "redis": True}
+            assert httpx.get(server.url + "/readyz").json() == {
+                "ready": True,
+                "node": "n1",
+                "store": True,
+                "redis": True,
+            }
             assert metric_values(httpx.get(server.url + "/metrics").text)["stream_redis_up"] == 1
             session = create_session(server.url)
             redis.stop()
@@ -71,8 +81,10 @@ def test_readiness_follows_redis(tmp_path):
             assert answer.status_code == 503 and answer.json()["redis"] is False and answer.json()["store"] is True
             assert httpx.get(server.url + "/healthz").status_code == 200  # alive, not ready
             # a session request cannot be placed: 503 with Retry-After (the pages retry), not a 500
-            state = httpx.get(f"{server.url}/api/s/{session['session_id']}/state",
-                              headers={"Authorization": f"Bearer {session['clinician_token']}"})
+            state = httpx.get(
+                f"{server.url}/api/s/{session['session_id']}/state",
+                headers={"Authorization": f"Bearer {session['clinician_token']}"},
+            )
             assert state.status_code == 503 and state.headers["retry-after"] == "1"
     finally:
         redis.stop()
@@ -80,10 +92,22 @@ def test_readiness_follows_redis(tmp_path):
 
 def test_json_log_lines_carry_node_and_session_and_never_a_token():
     formatter = JsonFormatter(node="n1")
-    record = logging.LogRecord("stream.server.live", logging.WARNING, __file__, 1,
-                               "session %s: GET /ws/s/x?token=%s failed, Bearer %s", ("abc_DEF-1", "SECRET1", "SECRET2"), None)
+    record = logging.LogRecord(
+        "stream.server.live",
+        logging.WARNING,
+        __file__,
+        1,
+        "session %s: GET /ws/s/x?token=%s failed, Bearer %s",
+        ("abc_DEF-1", "SECRET1", "SECRET2"),
+        None,
+    )
     line = json.loads(formatter.format(record))
-    assert (line["node"], line["session"], line["level"], line["logger"]) == ("n1", "abc_DEF-1", "warning", "stream.server.live")
+    assert (line["node"], line["session"], line["level"], line["logger"]) == (
+        "n1",
+        "abc_DEF-1",
+        "warning",
+        "stream.server.live",
+    )
     assert "SECRET" not in json.dumps(line) and "token=<redacted>" in line["message"]
     try:
         raise RuntimeError("token=SECRET3 in an exception")
@@ -95,10 +119,30 @@ def test_json_log_lines_carry_node_and_session_and_never_a_token():
 
 def test_workers_flags_are_set_per_node_and_workers_need_postgresql_and_redis(tmp_path):
     assert node_arguments(["--workers", "3", "--port=9000", "--db", "postgresql://x", "--node-id", "a", "-v"]) == [
-        "--db", "postgresql://x", "-v"]
-    proc = subprocess.run([sys.executable, "-m", "stream", "serve", "--workers", "2", "--db", str(tmp_path / "s.sqlite3"),
-                           "--admin-key", ADMIN_KEY, "--port", str(free_port())],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+        "--db",
+        "postgresql://x",
+        "-v",
+    ]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream",
+            "serve",
+            "--workers",
+            "2",
+            "--db",
+            str(tmp_path / "s.sqlite3"),
+            "--admin-key",
+            ADMIN_KEY,
+            "--port",
+            str(free_port()),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "--workers above 1 needs --redis" in proc.stderr
 
 
@@ -108,9 +152,27 @@ def test_serve_workers_runs_nodes_that_share_the_sessions(postgres_url, redis_ur
     while any(not _free(p) for p in (port, port + 1)):
         port = free_port()
     # no --admin-key: the supervisor generates one clinic key for all its nodes and prints it once
-    proc = subprocess.Popen([sys.executable, "-m", "stream", "serve", "--workers", "2", "--port", str(port),
-                             "--db", postgres_url, "--redis", redis_url, "--model-workers", "1"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stream",
+            "serve",
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+            "--db",
+            postgres_url,
+            "--redis",
+            redis_url,
+            "--model-workers",
+            "1",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     urls = [f"http://127.0.0.1:{port + i}" for i in range(2)]
     try:
         first = proc.stdout.readline().decode()
@@ -135,8 +197,10 @@ def test_serve_workers_runs_nodes_that_share_the_sessions(postgres_url, redis_ur
         listed = httpx.get(urls[1] + "/api/sessions", headers=admin).json()["sessions"]
         assert [s["label"] for s in listed if s["id"] == session["session_id"]] == ["made on node 0"]
         # a clinician's state request on node 1 is answered for the session (opened there, or forwarded)
-        state = httpx.get(f"{urls[1]}/api/s/{session['session_id']}/state",
-                          headers={"Authorization": f"Bearer {session['clinician_token']}"})
+        state = httpx.get(
+            f"{urls[1]}/api/s/{session['session_id']}/state",
+            headers={"Authorization": f"Bearer {session['clinician_token']}"},
+        )
         assert state.status_code == 200 and state.json()["session"] == session["session_id"]
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -163,8 +227,11 @@ def test_a_node_that_lost_its_lease_to_another_node_stops_holding_the_session(tm
 
     from stream.server.cluster import Cluster
 
-    app = create_app(ServerSettings(db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY,
-                                    redis_url=redis_url, node_id="n1", lease_s=30))
+    app = create_app(
+        ServerSettings(
+            db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY, redis_url=redis_url, node_id="n1", lease_s=30
+        )
+    )
     with ThreadServer(app) as server:
         session = create_session(server.url)
         sid = session["session_id"]
@@ -195,5 +262,7 @@ def test_a_node_that_lost_its_lease_to_another_node_stops_holding_the_session(tm
 
         assert server.call(gone) and not cluster.owns(sid)
         # requests for the session now go to n2's address (forwarded; n2 does not answer here: 503)
-        state = httpx.get(f"{server.url}/api/s/{sid}/state", headers={"Authorization": f"Bearer {session['clinician_token']}"})
+        state = httpx.get(
+            f"{server.url}/api/s/{sid}/state", headers={"Authorization": f"Bearer {session['clinician_token']}"}
+        )
         assert state.status_code == 503 and state.headers["retry-after"] == "1"

@@ -16,12 +16,12 @@ import threading
 
 import numpy as np
 import pytest
+from test_server_support import REPO
 
 from stream.aus import AU_NAMES, N_AUS
 from stream.server.store import StorageError, Store
 from stream.session.exercises import Segment
 from stream.types import AUSeries
-from test_server_support import REPO
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -42,10 +42,24 @@ def test_series_segments_statistics_findings_patients_and_grades_round_trip(targ
     store.start_segment("S", Segment(0, "smile", 1.0, None))
     movement = np.arange(6, dtype=float).reshape(2, 3) / 3
     for i, (left, right) in enumerate(rows):
-        store.add_keyframe("S", i, 10 * i, 0.5 * i, 1000.0 + i, 0 if i >= 2 else None, 2, left, right,
-                           closure=np.array([0.1 * i, 0.2]), movement=movement + i)
+        store.add_keyframe(
+            "S",
+            i,
+            10 * i,
+            0.5 * i,
+            1000.0 + i,
+            0 if i >= 2 else None,
+            2,
+            left,
+            right,
+            closure=np.array([0.1 * i, 0.2]),
+            movement=movement + i,
+        )
     store.end_segment("S", 0, 9.0)
-    state = {"n_keyframes": 5, "synkinesis": {"pairs": [{"matrix": "right-left|left", "row": "AU5", "col": "AU20", "value": 0.4}]}}
+    state = {
+        "n_keyframes": 5,
+        "synkinesis": {"pairs": [{"matrix": "right-left|left", "row": "AU5", "col": "AU20", "value": 0.4}]},
+    }
     store.save_statistics("S", "session", 2.0, state)
     store.save_statistics("S", "session", 3.0, {**state, "n_keyframes": 6})
     store.set_counts("S", {"frames_received": 120})
@@ -70,9 +84,19 @@ def test_series_segments_statistics_findings_patients_and_grades_round_trip(targ
         assert again.segments("S") == [Segment(0, "smile", 1.0, 9.0)]
         assert again.statistics("S")["session"]["n_keyframes"] == 6
         [finding] = again.findings("S")
-        assert (finding["row"], finding["col"], finding["first_seen_s"], finding["last_seen_s"]) == ("AU5", "AU20", 2.0, 3.0)
+        assert (finding["row"], finding["col"], finding["first_seen_s"], finding["last_seen_s"]) == (
+            "AU5",
+            "AU20",
+            2.0,
+            3.0,
+        )
         record = again.session("S")
-        assert (record.n_keyframes, record.status, record.counts, record.label) == (5, "live", {"frames_received": 120}, "label")
+        assert (record.n_keyframes, record.status, record.counts, record.label) == (
+            5,
+            "live",
+            {"frames_received": 120},
+            "label",
+        )
         assert again.tokens("S", "clinician") == [("h" * 64, issued)]
         assert again.end_interrupted() == 1 and again.session_status("S") == "ended"
         [patient] = again.patients()
@@ -139,14 +163,15 @@ def _old_schema(target: str) -> None:
     """A keyframes table as the first versions wrote it: 24 AU columns, no eye closure, no movement."""
     au_columns = ", ".join(f"{side}_{au} DOUBLE PRECISION NOT NULL" for side in ("left", "right") for au in AU_NAMES)
     statements = [
-        "CREATE TABLE sessions (id TEXT PRIMARY KEY, label TEXT NOT NULL DEFAULT '', created_at DOUBLE PRECISION NOT NULL,"
-        " status TEXT NOT NULL, ended_at DOUBLE PRECISION, mirrored INTEGER NOT NULL DEFAULT 0,"
-        " config_json TEXT NOT NULL DEFAULT '{}', estimator_json TEXT NOT NULL DEFAULT '{}', counts_json TEXT NOT NULL DEFAULT '{}')",
+        "CREATE TABLE sessions (id TEXT PRIMARY KEY, label TEXT NOT NULL DEFAULT '',"
+        " created_at DOUBLE PRECISION NOT NULL, status TEXT NOT NULL, ended_at DOUBLE PRECISION,"
+        " mirrored INTEGER NOT NULL DEFAULT 0, config_json TEXT NOT NULL DEFAULT '{}',"
+        " estimator_json TEXT NOT NULL DEFAULT '{}', counts_json TEXT NOT NULL DEFAULT '{}')",
         "CREATE TABLE keyframes (session_id TEXT NOT NULL REFERENCES sessions(id), seq INTEGER NOT NULL,"
         " frame_index INTEGER NOT NULL, time_s DOUBLE PRECISION NOT NULL, received_at DOUBLE PRECISION NOT NULL,"
         f" segment_id INTEGER, n_helpers INTEGER NOT NULL, {au_columns}, PRIMARY KEY (session_id, seq))",
         "INSERT INTO sessions (id, created_at, status) VALUES ('OLD', 0, 'ended')",
-        f"INSERT INTO keyframes VALUES ('OLD', 0, 3, 0.1, 100.0, NULL, 0, {', '.join('1.5' for _ in range(2 * N_AUS))})",
+        f"INSERT INTO keyframes VALUES ('OLD', 0, 3, 0.1, 100.0, NULL, 0, {', '.join(['1.5'] * (2 * N_AUS))})",
     ]
     if target.startswith("postgresql://"):
         import psycopg
@@ -171,8 +196,19 @@ def test_a_database_of_the_old_schema_gains_the_new_columns_on_both_backends(tar
             assert len(old) == 1 and old.left[0, 0] == 1.5 and old.closure is None and old.movement is None
             if not store.session("NEW"):
                 store.create_session("NEW", "", False, {})
-                store.add_keyframe("NEW", 0, 0, 0.0, 100.0, None, 0, np.ones(N_AUS), np.ones(N_AUS),
-                                   closure=np.array([0.5, 4.0]), movement=np.ones((2, 3)))
+                store.add_keyframe(
+                    "NEW",
+                    0,
+                    0,
+                    0.0,
+                    100.0,
+                    None,
+                    0,
+                    np.ones(N_AUS),
+                    np.ones(N_AUS),
+                    closure=np.array([0.5, 4.0]),
+                    movement=np.ones((2, 3)),
+                )
             assert store.series("NEW").series.closure.tolist() == [[0.5, 4.0]]
         finally:
             store.close()
@@ -213,8 +249,13 @@ def test_an_unreachable_postgresql_fails_at_start_and_the_message_hides_the_pass
     assert "s3cret-password" not in message and "stream@" not in message
     assert f"postgresql://127.0.0.1:{url.split(':')[3].split('/')[0]}/nowhere" in message
     # what serve prints on the same failure
-    proc = subprocess.run([sys.executable, "-m", "stream", "serve", "--db", url, "--port", str(free_port()),
-                           "--admin-key", "k" * 32], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream", "serve", "--db", url, "--port", str(free_port()), "--admin-key", "k" * 32],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "s3cret-password" not in proc.stdout + proc.stderr
     assert "cannot use postgresql://127.0.0.1" in proc.stderr, proc.stderr
     json.dumps(message)  # a plain one-line string

@@ -65,6 +65,11 @@ return 0
 """
 
 
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (the client returns bytes; its type hints say bytes or str)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def new_node_id() -> str:
     return secrets.token_hex(6)
 
@@ -79,8 +84,15 @@ class Owner:
 class Cluster:
     """One node's link to Redis: leases of the sessions it owns, its heartbeat, publish and relay."""
 
-    def __init__(self, url: str, node_url: str, node_id: str | None = None, lease_s: float = 10.0,
-                 client_queue: int = 4, on_lost: Callable[[str], Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        node_url: str,
+        node_id: str | None = None,
+        lease_s: float = 10.0,
+        client_queue: int = 4,
+        on_lost: Callable[[str], Any] | None = None,
+    ) -> None:
         import redis.asyncio as redis
 
         self.url = url
@@ -90,8 +102,9 @@ class Cluster:
         self.client_queue = client_queue
         self.on_lost = on_lost  # called with a session id whose lease another node took (or that expired)
         # A bounded pool that makes a burst wait (100 dashboards opening at once) instead of failing.
-        pool = redis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=10,
-                                                     health_check_interval=30)
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=10, health_check_interval=30
+        )
         self._redis = redis.Redis(connection_pool=pool)
         self._pubsub: Any = None
         self._claim = self._redis.register_script(_CLAIM)
@@ -141,8 +154,11 @@ class Cluster:
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         # A channel of its own from the start: the listener has a subscription to wait on.
         await self._pubsub.subscribe(f"{PREFIX}ctl:{self.node_id}")
-        self._tasks = [asyncio.ensure_future(self._heartbeat()), asyncio.ensure_future(self._listen()),
-                       asyncio.ensure_future(self._sender())]
+        self._tasks = [
+            asyncio.ensure_future(self._heartbeat()),
+            asyncio.ensure_future(self._listen()),
+            asyncio.ensure_future(self._sender()),
+        ]
 
     async def close(self) -> None:
         """Release every lease (another node may take the sessions at once) and disconnect."""
@@ -177,7 +193,7 @@ class Cluster:
     async def claim(self, sid: str) -> Owner:
         """Own ``sid`` if nobody does (or this node already does); the owner after the call."""
         found = await self._claim(keys=[self._owner_key(sid)], args=[self.node_id, self._lease_ms])
-        owner = found.decode() if isinstance(found, bytes) else str(found)
+        owner = _text(found)
         if owner == self.node_id:
             self._owned.add(sid)
             return Owner(self.node_id, self.node_url, True)
@@ -188,14 +204,14 @@ class Cluster:
         found = await self._redis.get(self._owner_key(sid))
         if found is None:
             return None
-        owner = found.decode()
+        owner = _text(found)
         if owner == self.node_id:
             return Owner(owner, self.node_url, True)
         return Owner(owner, await self._url_of(owner), False)
 
     async def _url_of(self, node_id: str) -> str | None:
         url = await self._redis.get(self._node_key(node_id))
-        return url.decode() if url is not None else None
+        return _text(url) if url is not None else None
 
     async def release(self, sid: str) -> None:
         self._owned.discard(sid)
@@ -246,12 +262,12 @@ class Cluster:
         if not counts:
             return 0
         nodes = list(counts)
-        alive = await self._redis.exists(*[self._node_key(n.decode()) for n in nodes]) if nodes else 0
+        alive = await self._redis.exists(*[self._node_key(_text(n)) for n in nodes]) if nodes else 0
         if alive == len(nodes):
             return sum(int(v) for v in counts.values())
         total = 0
         for node, value in counts.items():  # a dead node's viewers are gone with it
-            if await self._redis.exists(self._node_key(node.decode())):
+            if await self._redis.exists(self._node_key(_text(node))):
                 total += int(value)
         return total
 
@@ -308,7 +324,7 @@ class Cluster:
                     del self._relays[sid]
                     raise
                 if latest is not None and hub.latest is None:
-                    hub.latest = latest.decode()
+                    hub.latest = _text(latest)
             sub = hub.subscribe()
         await self._count(sid, hub)
         return sub
@@ -348,14 +364,14 @@ class Cluster:
                 continue
             if message is None or message.get("type") != "message":
                 continue
-            channel = message["channel"].decode()
-            hub = self._relays.get(channel[len(PREFIX) + len("snap:"):])
+            channel = _text(message["channel"])
+            hub = self._relays.get(channel[len(PREFIX) + len("snap:") :])
             if hub is not None:
-                hub.publish(message["data"].decode())
+                hub.publish(_text(message["data"]))
 
     async def latest(self, sid: str) -> str | None:
         found = await self._redis.get(self._latest_key(sid))
-        return found.decode() if found is not None else None
+        return _text(found) if found is not None else None
 
     async def ping(self) -> bool:
         try:

@@ -162,14 +162,21 @@ class PostgresBackend:
         from psycopg_pool import ConnectionPool
 
         self.name = display_name(url)
-        self.errors = (psycopg.Error,)
+        self.errors: tuple[type[BaseException], ...] = (psycopg.Error,)
         # One plain connection first: an unreachable server or a wrong database fails at once with
         # the server's own reason, instead of the pool's timeout after retrying.
         psycopg.connect(url, connect_timeout=max(1, int(connect_timeout_s))).close()
         # autocommit: a statement is committed when it returns (the keyframe-row guarantee);
         # transactions are explicit (``transaction``).
-        self._pool = ConnectionPool(url, min_size=1, max_size=max_connections, kwargs={"autocommit": True},
-                                    timeout=connect_timeout_s, open=False, name="stream-store")
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_connections,
+            kwargs={"autocommit": True},
+            timeout=connect_timeout_s,
+            open=False,
+            name="stream-store",
+        )
         self._pool.open(wait=True, timeout=connect_timeout_s)
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Result:

@@ -7,11 +7,11 @@ server sums them over nodes and takes rates (``rate(stream_frames_received_total
 
 | metric | kind | what |
 |---|---|---|
-| ``stream_sessions{state}`` | gauge | sessions this node holds: ``live`` (a patient connected), ``idle`` (open for viewers) |
+| ``stream_sessions{state}`` | gauge | sessions held: ``live`` (a patient connected), ``idle`` (open for viewers) |
 | ``stream_viewers`` | gauge | dashboards connected to this node |
 | ``stream_frames_received_total`` | counter | frames decoded off patients' tracks |
 | ``stream_keyframes_total`` | counter | keyframes analysed and stored |
-| ``stream_frames_dropped_total{reason}`` | counter | ``stale`` (overwritten before the models looked), ``storage`` (database unwritable) |
+| ``stream_frames_dropped_total{reason}`` | counter | ``stale`` (overwritten unseen), ``storage`` (no database) |
 | ``stream_keyframes_dropped_total`` | counter | oldest waiting keyframe dropped (queue full) |
 | ``stream_viewer_updates_dropped_total`` | counter | snapshots a slow viewer skipped |
 | ``stream_frames_per_second``, ``stream_keyframes_per_second`` | gauge | over the time since the previous scrape |
@@ -33,8 +33,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_S = (0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
-_COUNTS = ("frames_received", "keyframes", "frames_stale", "frames_dropped_storage", "keyframes_dropped",
-           "viewer_updates_dropped")
+_COUNTS = (
+    "frames_received",
+    "keyframes",
+    "frames_stale",
+    "frames_dropped_storage",
+    "keyframes_dropped",
+    "viewer_updates_dropped",
+)
 
 
 def session_counts(session: Any) -> dict[str, int]:
@@ -43,8 +49,10 @@ def session_counts(session: Any) -> dict[str, int]:
     stale = health.frames_stale_dropped
     hub = getattr(session, "hub", None)
     return {
-        "frames_received": int(health.frames_received), "keyframes": int(health.keyframes),
-        "frames_stale": int(stale), "frames_dropped_storage": int(health.frames_dropped_storage),
+        "frames_received": int(health.frames_received),
+        "keyframes": int(health.keyframes),
+        "frames_stale": int(stale),
+        "frames_dropped_storage": int(health.frames_dropped_storage),
         "keyframes_dropped": int(health.keyframes_dropped),
         "viewer_updates_dropped": int(hub.dropped()) if hub is not None else 0,
     }
@@ -53,12 +61,20 @@ def session_counts(session: Any) -> dict[str, int]:
 class NodeMetrics:
     """Counts of the sessions this node held: opened (baseline), in memory now, and gone."""
 
-    def __init__(self, sessions: Callable[[], Iterable[Any]], viewers: Callable[[], int],
-                 store_errors: Callable[[], int], cluster: Any = None) -> None:
+    def __init__(
+        self,
+        sessions: Callable[[], Iterable[Any]],
+        viewers: Callable[[], int],
+        store_errors: Callable[[], int],
+        cluster: Any = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.latency = Histogram("stream_frame_to_dashboard_seconds",
-                                 "frame received to snapshot offered to the viewers, per keyframe",
-                                 buckets=LATENCY_BUCKETS_S, registry=self.registry)
+        self.latency = Histogram(
+            "stream_frame_to_dashboard_seconds",
+            "frame received to snapshot offered to the viewers, per keyframe",
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
         self._sessions = sessions
         self._viewers = viewers
         self._store_errors = store_errors
@@ -128,23 +144,31 @@ class _Collector:
             sessions.add_metric([state], n)
         yield sessions
         yield GaugeMetricFamily("stream_viewers", "dashboards connected to this node", value=self.m._viewers())
-        yield CounterMetricFamily("stream_frames_received", "frames decoded off patients' tracks",
-                                  value=totals["frames_received"])
+        yield CounterMetricFamily(
+            "stream_frames_received", "frames decoded off patients' tracks", value=totals["frames_received"]
+        )
         yield CounterMetricFamily("stream_keyframes", "keyframes analysed and stored", value=totals["keyframes"])
         dropped = CounterMetricFamily("stream_frames_dropped", "frames not analysed", labels=["reason"])
         dropped.add_metric(["stale"], totals["frames_stale"])
         dropped.add_metric(["storage"], totals["frames_dropped_storage"])
         yield dropped
-        yield CounterMetricFamily("stream_keyframes_dropped", "oldest waiting keyframe dropped, queue full",
-                                  value=totals["keyframes_dropped"])
-        yield CounterMetricFamily("stream_viewer_updates_dropped", "snapshots slow viewers skipped",
-                                  value=totals["viewer_updates_dropped"])
+        yield CounterMetricFamily(
+            "stream_keyframes_dropped", "oldest waiting keyframe dropped, queue full", value=totals["keyframes_dropped"]
+        )
+        yield CounterMetricFamily(
+            "stream_viewer_updates_dropped", "snapshots slow viewers skipped", value=totals["viewer_updates_dropped"]
+        )
         fps, kps = self.m.rates(totals)
         if fps is not None and kps is not None:
-            yield GaugeMetricFamily("stream_frames_per_second", "frames received per second since the last scrape", value=fps)
-            yield GaugeMetricFamily("stream_keyframes_per_second", "keyframes per second since the last scrape", value=kps)
+            yield GaugeMetricFamily(
+                "stream_frames_per_second", "frames received per second since the last scrape", value=fps
+            )
+            yield GaugeMetricFamily(
+                "stream_keyframes_per_second", "keyframes per second since the last scrape", value=kps
+            )
         yield CounterMetricFamily("stream_store_errors", "database calls that failed", value=self.m._store_errors())
         if self.m.cluster is not None:
             yield CounterMetricFamily("stream_redis_errors", "Redis calls that failed", value=self.m.cluster.errors)
-            yield GaugeMetricFamily("stream_redis_up", "1 if the last heartbeat reached Redis",
-                                    value=1.0 if self.m.cluster.ready else 0.0)
+            yield GaugeMetricFamily(
+                "stream_redis_up", "1 if the last heartbeat reached Redis", value=1.0 if self.m.cluster.ready else 0.0
+            )

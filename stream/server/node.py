@@ -62,12 +62,18 @@ class Node:
         self.url = node_url(settings)
         self.cluster: Cluster | None = None
         if settings.redis_url:
-            self.cluster = Cluster(settings.redis_url, self.url, node_id=self.id, lease_s=settings.lease_s,
-                                   client_queue=settings.client_queue)
+            self.cluster = Cluster(
+                settings.redis_url,
+                self.url,
+                node_id=self.id,
+                lease_s=settings.lease_s,
+                client_queue=settings.client_queue,
+            )
         self.sessions: SessionRegistry | None = None  # set by the app once it exists
         self.viewers = 0  # dashboards connected to this node
-        self.metrics = NodeMetrics(self._held_sessions, lambda: self.viewers,
-                                   lambda: int(getattr(store, "errors", 0)), cluster=self.cluster)
+        self.metrics = NodeMetrics(
+            self._held_sessions, lambda: self.viewers, lambda: int(getattr(store, "errors", 0)), cluster=self.cluster
+        )
         self._http: Any = None
 
     def _held_sessions(self) -> list[Any]:
@@ -107,18 +113,25 @@ class Node:
         headers = {k: v for k, v in request.headers.items() if k in _PASSED_HEADERS}
         headers[FORWARDED_HEADER] = self.id
         try:
-            answer = await self._http.request(request.method, owner.url + request.url.path,
-                                              params=request.query_params, content=body, headers=headers)
+            answer = await self._http.request(
+                request.method, owner.url + request.url.path, params=request.query_params, content=body, headers=headers
+            )
         except Exception as exc:  # the owner died within its lease (or is unreachable): retry shortly
-            log.warning("session %s: node %s holding it does not answer (%s); retry after its lease",
-                        request.path_params.get("sid"), owner.node_id, type(exc).__name__)
+            log.warning(
+                "session %s: node %s holding it does not answer (%s); retry after its lease",
+                request.path_params.get("sid"),
+                owner.node_id,
+                type(exc).__name__,
+            )
             return self._retry_later()
-        return Response(answer.content, status_code=answer.status_code,
-                        media_type=answer.headers.get("content-type"))
+        return Response(answer.content, status_code=answer.status_code, media_type=answer.headers.get("content-type"))
 
     def _retry_later(self) -> Response:
-        return JSONResponse({"error": "the node holding this session does not answer; retry in a few seconds"},
-                            status_code=503, headers={"retry-after": str(RETRY_AFTER_S)})
+        return JSONResponse(
+            {"error": "the node holding this session does not answer; retry in a few seconds"},
+            status_code=503,
+            headers={"retry-after": str(RETRY_AFTER_S)},
+        )
 
     async def moved(self, request: Request, exc: Exception) -> Response:
         """Exception handler: another node claimed the session between ``route`` and the request's own claim."""
@@ -127,9 +140,14 @@ class Node:
 
     async def redis_failed(self, request: Request, exc: Exception) -> Response:
         """Exception handler: Redis did not answer; nothing was done, the client may retry."""
-        log.error("%s %s: redis: %s: %s", request.method, request.url.path, type(exc).__name__, exc)  # no token in a path
-        return JSONResponse({"error": "session placement (Redis) unavailable; retry in a few seconds"},
-                            status_code=503, headers={"retry-after": str(RETRY_AFTER_S)})
+        log.error(
+            "%s %s: redis: %s: %s", request.method, request.url.path, type(exc).__name__, exc
+        )  # no token in a path
+        return JSONResponse(
+            {"error": "session placement (Redis) unavailable; retry in a few seconds"},
+            status_code=503,
+            headers={"retry-after": str(RETRY_AFTER_S)},
+        )
 
     def exception_handlers(self) -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
         from redis.exceptions import RedisError

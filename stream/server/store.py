@@ -311,7 +311,7 @@ class Store:
         closure: np.ndarray | None = None, movement: np.ndarray | None = None,
     ) -> None:
         """One keyframe; ``closure`` (2,) left, right and ``movement`` (2, 3) are NULL when not measured."""
-        values: list[float | None] = [float(v) for v in left] + [float(v) for v in right]
+        values: list[float | None] = [*map(float, left), *map(float, right)]
         values += [None] * 2 if closure is None else [float(v) for v in np.asarray(closure).reshape(2)]
         values += [None] * 6 if movement is None else [float(v) for v in np.asarray(movement).reshape(6)]
         columns = ", ".join(_AU_COLUMNS + _MEASURE_COLUMNS)
@@ -469,7 +469,7 @@ class Store:
         marks = ", ".join("?" * (len(_AU_COLUMNS) + len(_MEASURE_COLUMNS)))
         rows = []
         for i in range(n):
-            values: list[float | None] = [float(v) for v in series.left[i]] + [float(v) for v in series.right[i]]
+            values: list[float | None] = [*map(float, series.left[i]), *map(float, series.right[i])]
             values += [None] * 2 if series.closure is None else [float(v) for v in series.closure[i]]
             values += [None] * 6 if series.movement is None else [float(v) for v in np.asarray(series.movement[i]).reshape(6)]
             t = float(series.time_s[i])

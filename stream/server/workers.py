@@ -32,9 +32,11 @@ def check_workers(workers: int, db: str, redis_url: str | None) -> None:
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     if workers > 1 and (not redis_url or not is_postgres(db)):
-        raise ValueError("--workers above 1 needs --redis redis://... and a PostgreSQL --db postgresql://...: "
-                          "the nodes share sessions through them. Without them run one process (no --workers): "
-                          "SQLite and the in-process hub")
+        raise ValueError(
+            "--workers above 1 needs --redis redis://... and a PostgreSQL --db postgresql://...: "
+            "the nodes share sessions through them. Without them run one process (no --workers): "
+            "SQLite and the in-process hub"
+        )
 
 
 def node_arguments(argv: Sequence[str]) -> list[str]:
@@ -58,8 +60,9 @@ def _is_admin_key(args: Sequence[str], i: int) -> bool:
     return args[i].split("=", 1)[0] == "--admin-key" or (i > 0 and args[i - 1] == "--admin-key")
 
 
-def run_workers(workers: int, port: int, host: str, node_prefix: str, argv: Sequence[str],
-                admin_key: str | None = None) -> int:
+def run_workers(
+    workers: int, port: int, host: str, node_prefix: str, argv: Sequence[str], admin_key: str | None = None
+) -> int:
     """Start the nodes, keep them running, stop them together. ``argv``: the ``serve`` flags given.
 
     Every node needs the same clinic key: without one given, the supervisor generates it, prints it
@@ -75,13 +78,26 @@ def run_workers(workers: int, port: int, host: str, node_prefix: str, argv: Sequ
     base = [arg for i, arg in enumerate(base) if not _is_admin_key(base, i)]
 
     def start(i: int) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "stream", "serve", *base, "--port", str(port + i),
-               "--node-id", f"{node_prefix}-{i}", "--node-url", f"http://{advertised}:{port + i}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "stream",
+            "serve",
+            *base,
+            "--port",
+            str(port + i),
+            "--node-id",
+            f"{node_prefix}-{i}",
+            "--node-url",
+            f"http://{advertised}:{port + i}",
+        ]
         return subprocess.Popen(cmd, env=env)
 
     procs = {i: start(i) for i in range(workers)}
-    print(f"stream: {workers} nodes on ports {port}..{port + workers - 1} (ids {node_prefix}-0..{workers - 1})",
-          flush=True)
+    print(
+        f"stream: {workers} nodes on ports {port}..{port + workers - 1} (ids {node_prefix}-0..{workers - 1})",
+        flush=True,
+    )
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -98,8 +114,11 @@ def run_workers(workers: int, port: int, host: str, node_prefix: str, argv: Sequ
         for i, proc in list(procs.items()):
             code = proc.poll()
             if code is not None and not stopping:
-                print(f"stream: node {node_prefix}-{i} exited with {code}; restarting in {RESTART_DELAY_S:g} s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"stream: node {node_prefix}-{i} exited with {code}; restarting in {RESTART_DELAY_S:g} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 time.sleep(RESTART_DELAY_S)
                 if not stopping:
                     procs[i] = start(i)
