@@ -266,3 +266,59 @@ def test_a_node_that_lost_its_lease_to_another_node_stops_holding_the_session(tm
             f"{server.url}/api/s/{sid}/state", headers={"Authorization": f"Bearer {session['clinician_token']}"}
         )
         assert state.status_code == 503 and state.headers["retry-after"] == "1"
+
+
+def test_a_live_session_whose_node_died_is_ended_when_no_patient_comes_back(tmp_path, redis_url):
+    """Several nodes: a dead node's session stays live for a takeover; if nobody reconnects within
+    stall_end_s after its lease ran out, a node ends it as a stream ends (segment closed at the last
+    stored keyframe, patient link refused). A session another live node holds is left alone."""
+    import asyncio
+
+    import numpy as np
+
+    from stream.aus import N_AUS
+    from stream.server.cluster import Cluster
+    from stream.server.sessions import Role, new_token, token_hash
+    from stream.session.exercises import Segment
+
+    settings = ServerSettings(
+        db_path=str(tmp_path / "s.sqlite3"),
+        admin_key=ADMIN_KEY,
+        redis_url=redis_url,
+        node_id="n1",
+        lease_s=1.0,
+        stall_after_s=0.2,
+        stall_end_s=0.5,
+    )
+    app = create_app(settings)
+    store = app.state.store
+    patient = new_token()
+    for sid in ("ORPHAN", "HELD"):
+        store.create_session(sid, "", False, {})
+        store.set_status(sid, "live")
+    store.add_token("ORPHAN", Role.PATIENT.value, token_hash(patient))
+    store.start_segment("ORPHAN", Segment(0, "smile", 1.0, None))
+    for i, t in enumerate((0.5, 1.5, 2.5)):
+        store.add_keyframe("ORPHAN", i, i, t, 100.0 + t, 0 if t > 1 else None, 0, np.ones(N_AUS), np.ones(N_AUS))
+
+    async def hold() -> None:  # another live node holds HELD
+        other = Cluster(redis_url, "http://127.0.0.1:9", node_id="n2", lease_s=60)
+        await other._redis.set(other._node_key(), other.node_url, px=60_000)
+        assert (await other.claim("HELD")).is_self
+        await other._redis.aclose(close_connection_pool=True)
+
+    asyncio.run(hold())
+    with ThreadServer(app) as server:
+        deadline = time.monotonic() + 30
+        while store.session_status("ORPHAN") != "ended":  # the node's sweeper, every lease/2
+            assert time.monotonic() < deadline, "the orphaned session was not ended"
+            time.sleep(0.1)
+        assert store.segments("ORPHAN") == [Segment(0, "smile", 1.0, 2.5)]
+        assert store.session_status("HELD") == "live"
+        offer = httpx.post(
+            f"{server.url}/api/s/ORPHAN/offer",
+            json={"sdp": "v=0", "type": "offer"},
+            headers={"Authorization": f"Bearer {patient}"},
+        )
+        assert offer.status_code == 403  # the patient link ended with the session
+        assert not app.state.node.cluster.owns("ORPHAN")  # the lease taken to end it was given back

@@ -259,3 +259,23 @@ def test_an_unreachable_postgresql_fails_at_start_and_the_message_hides_the_pass
     assert proc.returncode == 2 and "s3cret-password" not in proc.stdout + proc.stderr
     assert "cannot use postgresql://127.0.0.1" in proc.stderr, proc.stderr
     json.dumps(message)  # a plain one-line string
+
+
+def test_an_orphaned_live_session_ends_at_its_last_stored_keyframe(target):
+    store = Store(target)
+    try:
+        store.create_session("S", "", False, {})
+        store.set_status("S", "live")
+        store.start_segment("S", Segment(0, "smile", 1.0, None))
+        for i, t in enumerate((0.5, 1.5, 2.5)):
+            store.add_keyframe("S", i, i, t, 100.0 + t, None, 0, np.ones(N_AUS), np.ones(N_AUS))
+        store.end_segment("S", 0, 2.0)
+        store.start_segment("S", Segment(1, "snarl", 2.2, None))  # open: ends at the last keyframe
+        store.start_segment("S", Segment(2, "pucker", 9.0, None))  # began after it: ends where it began
+        assert store.live_sessions() == ["S"]
+        assert store.end_orphaned("S") and not store.end_orphaned("S")
+        assert [s.end_s for s in store.segments("S")] == [2.0, 2.5, 9.0]
+        assert store.session_status("S") == "ended" and store.live_sessions() == []
+        assert len(store.series("S").series) == 3  # the stored series as it was
+    finally:
+        store.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -75,6 +76,8 @@ class Node:
             self._held_sessions, lambda: self.viewers, lambda: int(getattr(store, "errors", 0)), cluster=self.cluster
         )
         self._http: Any = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._unowned_since: dict[str, float] = {}  # live session without a lease -> first seen so (monotonic)
 
     def _held_sessions(self) -> list[Any]:
         return self.sessions.sessions() if self.sessions is not None else []
@@ -87,14 +90,71 @@ class Node:
             self.cluster.on_lost = self.sessions.lease_lost
             await self.cluster.start()
             self._http = httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S, follow_redirects=False)
+            self._sweeper = asyncio.ensure_future(self._sweep_orphans())
             log.info("node %s at %s joined the cluster (lease %g s)", self.id, self.url, self.settings.lease_s)
 
     async def stop(self) -> None:
         """After the sessions were closed (their records stored): release the leases, leave."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         if self.cluster is not None:
             await self.cluster.close()
         if self._http is not None:
             await self._http.aclose()
+
+    # -- sessions orphaned by a dead node ---------------------------------------------------------
+    async def _sweep_orphans(self) -> None:
+        """End ``live`` sessions that no node holds and no patient came back to.
+
+        One node alone marks the sessions it finds ``live`` at start as ended; with several, a dead
+        node's sessions stay ``live`` so that another node can take them over when the patient
+        reconnects. If nobody does within ``stall_end_s`` after the lease ran out (the time a
+        stalled patient is given on one node), any node ends the session under its lease, as a
+        stream ends: the open exercise closes at the last stored keyframe, the patient link stops.
+        """
+        assert self.cluster is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.lease_s / 2)
+            try:
+                await self.sweep_once(loop)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store or Redis: next round
+                log.warning("orphaned sessions not checked: %s: %s", type(exc).__name__, exc)
+
+    async def sweep_once(self, loop: asyncio.AbstractEventLoop) -> list[str]:
+        """One round of ``_sweep_orphans``; the sessions it ended."""
+        assert self.cluster is not None
+        live = await loop.run_in_executor(None, self.store.live_sessions)
+        now = time.monotonic()
+        ended = []
+        for sid in set(self._unowned_since) - set(live):
+            del self._unowned_since[sid]
+        for sid in live:
+            if await self.cluster.owner(sid) is not None:
+                self._unowned_since.pop(sid, None)
+                continue
+            first = self._unowned_since.setdefault(sid, now)
+            if now - first < self.settings.stall_end_s:
+                continue
+            owner = await self.cluster.claim(sid)
+            if not owner.is_self:
+                continue
+            try:
+                if await loop.run_in_executor(None, self.store.end_orphaned, sid):
+                    ended.append(sid)
+                    log.info(
+                        "session %s: its node is gone and nobody reconnected within %g s; ended",
+                        sid,
+                        self.settings.stall_end_s,
+                    )
+            finally:
+                if self.sessions is None or sid not in self.sessions:
+                    await self.cluster.release(sid)
+            self._unowned_since.pop(sid, None)
+        return ended
 
     # -- requests for sessions held elsewhere ------------------------------------------------------
     async def route(self, request: Request, sid: str) -> Response | None:

@@ -285,6 +285,34 @@ class Store:
                 "UPDATE sessions SET status = 'ended', ended_at = ? WHERE status = 'live'", (time.time(),)
             ).rowcount
 
+    def live_sessions(self) -> list[str]:
+        """Ids of the sessions stored as ``live`` (with several nodes: held by some node, or orphaned)."""
+        return [r[0] for r in self._read("SELECT id FROM sessions WHERE status = 'live'")]
+
+    def end_orphaned(self, session_id: str) -> bool:
+        """End a ``live`` session whose node died and that no node took over (caller holds its lease).
+
+        The open exercise segment ends at the last stored keyframe (or where it started), as a stream
+        ends at its last frame; the stored series and statistics stay as they are. False if the
+        session was not ``live`` any more.
+        """
+        with self._failing("write to"), self._db.transaction() as tx:
+            if tx.execute("SELECT status FROM sessions WHERE id = ?", (session_id,)).fetchone() != ("live",):
+                return False
+            last = tx.execute("SELECT MAX(time_s) FROM keyframes WHERE session_id = ?", (session_id,)).fetchone()
+            last_s = last[0] if last is not None else None
+            open_segments = tx.execute(
+                "SELECT segment_id, start_s FROM segments WHERE session_id = ? AND end_s IS NULL", (session_id,)
+            ).rows
+            for segment_id, start_s in open_segments:
+                end_s = start_s if last_s is None or last_s < start_s else last_s
+                tx.execute(
+                    "UPDATE segments SET end_s = ? WHERE session_id = ? AND segment_id = ?",
+                    (end_s, session_id, segment_id),
+                )
+            tx.execute("UPDATE sessions SET status = 'ended', ended_at = ? WHERE id = ?", (time.time(), session_id))
+            return True
+
     _SESSION_SELECT = (
         "SELECT s.id, s.label, s.created_at, s.status, s.ended_at, s.mirrored, s.config_json, s.estimator_json,"
         " s.counts_json, (SELECT COUNT(*) FROM keyframes k WHERE k.session_id = s.id) FROM sessions s"
