@@ -91,7 +91,8 @@ class PostgresServer:
     def __init__(self, bin_dir: Path, fsync: bool = False) -> None:
         self.bin = bin_dir
         self.fsync = fsync  # off for tests (they kill serve nodes, never the database); on for benchmarks
-        self.root = Path(tempfile.mkdtemp(prefix="stream-pg-"))
+        # As root the server runs as ``nobody``, who must reach the folder: /tmp, whatever $TMPDIR says.
+        self.root = Path(tempfile.mkdtemp(prefix="stream-pg-", dir="/tmp" if os.geteuid() == 0 else None))
         self.data = self.root / "data"
         self.sockets = self.root / "sock"
         self.log = self.root / "postgres.log"
