@@ -270,7 +270,7 @@ def test_a_node_that_lost_its_lease_to_another_node_stops_holding_the_session(tm
 
 def test_a_live_session_whose_node_died_is_ended_when_no_patient_comes_back(tmp_path, redis_url):
     """Several nodes: a dead node's session stays live for a takeover; if nobody reconnects within
-    stall_end_s after its lease ran out, a node ends it as a stream ends (segment closed at the last
+    orphan_end_s after its lease ran out, a node ends it as a stream ends (segment closed at the last
     stored keyframe, patient link refused). A session another live node holds is left alone."""
     import asyncio
 
@@ -287,8 +287,7 @@ def test_a_live_session_whose_node_died_is_ended_when_no_patient_comes_back(tmp_
         redis_url=redis_url,
         node_id="n1",
         lease_s=1.0,
-        stall_after_s=0.2,
-        stall_end_s=0.5,
+        orphan_end_s=0.5,
     )
     app = create_app(settings)
     store = app.state.store

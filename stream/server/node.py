@@ -109,9 +109,9 @@ class Node:
 
         One node alone marks the sessions it finds ``live`` at start as ended; with several, a dead
         node's sessions stay ``live`` so that another node can take them over when the patient
-        reconnects. If nobody does within ``stall_end_s`` after the lease ran out (the time a
-        stalled patient is given on one node), any node ends the session under its lease, as a
-        stream ends: the open exercise closes at the last stored keyframe, the patient link stops.
+        reconnects. If nobody does within ``orphan_end_s`` (120 s) after the lease ran out, any node
+        ends the session under its lease, as a stream ends: the open exercise closes at the last
+        stored keyframe, the patient link stops.
         """
         assert self.cluster is not None
         loop = asyncio.get_running_loop()
@@ -137,7 +137,7 @@ class Node:
                 self._unowned_since.pop(sid, None)
                 continue
             first = self._unowned_since.setdefault(sid, now)
-            if now - first < self.settings.stall_end_s:
+            if now - first < self.settings.orphan_end_s:
                 continue
             owner = await self.cluster.claim(sid)
             if not owner.is_self:
@@ -148,7 +148,7 @@ class Node:
                     log.info(
                         "session %s: its node is gone and nobody reconnected within %g s; ended",
                         sid,
-                        self.settings.stall_end_s,
+                        self.settings.orphan_end_s,
                     )
             finally:
                 if self.sessions is None or sid not in self.sessions:

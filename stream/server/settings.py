@@ -64,6 +64,9 @@ class ServerSettings:
     node_url: str | None = None  # where the other nodes reach this one; None: http(s)://host:port
     node_id: str | None = None  # None: a random id at start
     lease_s: float = 10.0  # a dead node's sessions are taken over after at most this long
+    # A dead node's live session that no patient reconnected to this long after its lease ran out is
+    # ended (browsers notice a dead peer only after ~30 s, then the patient presses Connect again).
+    orphan_end_s: float = 120.0
     # --- analysis ---
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     # Browsers send the unmirrored camera track (only the preview is mirrored with CSS), so False.
@@ -118,8 +121,8 @@ class ServerSettings:
             problems.append(f"clinician link lifetime must be a positive number of seconds, got {self.link_ttl_s}")
         if self.connect_timeout_s <= 0 or self.max_failed_credentials < 1 or self.failed_credentials_window_s <= 0:
             problems.append("connect timeout, failed-credential limit and its window must be positive")
-        if not self.lease_s > 0:
-            problems.append(f"lease must be a positive number of seconds, got {self.lease_s}")
+        if not self.lease_s > 0 or not self.orphan_end_s > 0:
+            problems.append(f"lease and orphan_end_s must be positive seconds, got {self.lease_s}, {self.orphan_end_s}")
         if problems:
             raise ConfigError("; ".join(problems))
         self.analysis.validate()
