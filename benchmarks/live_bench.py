@@ -168,7 +168,7 @@ def _fanout_server(db: str, port: int, ready: Any, hz: float) -> None:
         session = await app.state.sessions.open("bench")
         ready.set()
         while True:
-            session.publish_now()  # the real snapshot, serialised once, through the real hub
+            session.publisher.publish_now()  # the real snapshot, serialised once, through the real hub
             await asyncio.sleep(1 / hz)
 
     async def main() -> None:
