@@ -231,7 +231,8 @@ def assess(
             regions[name] = _region_from(name, movement[rows, 0, k], movement[rows, 1, k], n, rules, note, rows)
     else:
         regions = {name: _region(name, aus, sig_l, sig_r, n, rules) for name, aus in EVIDENCE_REGIONS.items()}
-    synkinesis, tested = ([], 0)
+    synkinesis: list[SynkinesisFinding] = []
+    tested = 0
     if n >= rules.min_keyframes and raw_movement is not None:
         # Unsmoothed: a held eye closure may span only two or three keyframes (the keyframe filter keeps
         # changes, not stillness), which a running median would erase; the effect is a mean over the
@@ -510,7 +511,8 @@ def _movement_synkinesis(movement: np.ndarray, context: np.ndarray | None, rules
         shift, boot_shift = d_with - d_without, boot_with - boot_without
         a_with = float(_index(x_l[with_t], x_r[with_t]))
         a_without = float(_index(x_l[without_t], x_r[without_t])) if without_t.any() else 0.0
-        for side, sign in (("left", 1.0), ("right", -1.0)):
+        side_signs: tuple[tuple[Side, float], ...] = (("left", 1.0), ("right", -1.0))
+        for side, sign in side_signs:
             other: Side = "right" if side == "left" else "left"
             if regions[name].weaker_side == other:
                 continue  # more movement on this side is the other side's weakness

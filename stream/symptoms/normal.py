@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def _parse_json(text: str, label: str) -> np.ndarray:
 
 
 def _parse_csv(text: str, label: str) -> np.ndarray:
-    rows = []
+    rows: list[tuple[str, list[str]]] = []
     header_allowed = True
     for line_number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
@@ -91,7 +92,7 @@ def _parse_csv(text: str, label: str) -> np.ndarray:
     return _matrix(rows, label)
 
 
-def _matrix(rows: list[tuple[str, list[object]]], label: str) -> np.ndarray:
+def _matrix(rows: Sequence[tuple[str, Sequence[object]]], label: str) -> np.ndarray:
     if len(rows) != N_AUS:
         raise InputError(f"{label}: has {len(rows)} rows of numbers, expected {_EXPECTED}")
     matrix = np.empty((N_AUS, N_AUS))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 
@@ -234,7 +234,7 @@ def compute_symptoms(
     # eq. 7: column j is the distribution of activity on side p1 over frames where AU_j is active on p2.
     cooccurrence = {}
     for key in COOCCURRENCE_KEYS:
-        first, given = key.split("|")
+        first, given = (cast(Side, name) for name in key.split("|"))
         matrix = np.full((N_AUS, N_AUS), np.nan)
         for j in range(N_AUS):
             frames = active[given][:, j]
