@@ -11,10 +11,11 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class CaseResult:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"left": self.left, "right": self.right, "time_s": self.time_s}
+        arrays: dict[str, Any] = {"left": self.left, "right": self.right, "time_s": self.time_s}
         if self.closure is not None:
             arrays["closure"] = self.closure
         if self.movement is not None:
@@ -88,7 +89,7 @@ def clip_landmarks(clip: Path, config: AnalysisConfig) -> tuple[np.ndarray, floa
 
 def _case_frames(clip: Path, case: Case, landmarks: np.ndarray, fps: float) -> Iterator[Frame]:
     constructor = None
-    if case.constructed:
+    if case.kind is not None:  # a constructed case (Case.constructed)
         from stream.validate.construct import CaseSpec, Constructor
 
         spec = CaseSpec(case.kind, case.side or "right", case.region, case.factor)
@@ -189,7 +190,7 @@ def _worker(clip: str, cases: list[Case], config: AnalysisConfig, out: str) -> l
 
 
 def run_all(clips: list[Path], cases: list[Case], out: Path, config: AnalysisConfig, jobs: int = 2,
-            log=print) -> None:
+            log: Callable[[str], object] = print) -> None:
     """Every case of every clip, ``jobs`` processes, results under ``out`` (existing results are kept)."""
     out.mkdir(parents=True, exist_ok=True)
     # One job per (clip, chunk of cases): the landmarks of a clip are computed once and cached.
