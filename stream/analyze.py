@@ -79,7 +79,7 @@ def analyze_video(
                 progress.update(pipeline.counts.frames, f"{pipeline.counts.keyframes} keyframes")
         progress.close(f"{pipeline.counts.keyframes} keyframes", done=pipeline.counts.frames)
         info = source.info
-    counts = pipeline.counts.as_dict()
+    counts: dict[str, Any] = pipeline.counts.as_dict()  # durations and detector runs join the counts
     if pipeline.counts.frames and pipeline.counts.frames_without_face == pipeline.counts.frames:
         raise NoFaceError(
             f"no face found in {counts['frames']} of {counts['frames']} frames of {video}: "
@@ -218,7 +218,7 @@ def analyze_series(csv_path: str | Path, out_dir: str | Path, config: AnalysisCo
     config = (config or AnalysisConfig()).validate()
     series = read_series_csv(csv_path)
     symptoms = series_symptoms(series.left, series.right, config)
-    counts = Counts(frames=len(series), keyframes=len(series)).as_dict()
+    counts: dict[str, Any] = Counts(frames=len(series), keyframes=len(series)).as_dict()
     duration = float(np.nanmax(series.time_s)) if len(series) and np.isfinite(series.time_s).any() else None
     counts["duration_s"] = duration
     report = assemble_report(symptoms, counts, config, source=str(csv_path), estimator_is_proxy=False,

@@ -60,7 +60,7 @@ class VideoFile:
                 "(not a video file, or truncated/corrupt: check that it plays in a media player)"
             ) from exc
         if not self._container.streams.video:
-            kinds = sorted({s.type for s in self._container.streams}) or ["no streams"]
+            kinds: list[str] = sorted({str(s.type) for s in self._container.streams}) or ["no streams"]
             self._container.close()
             raise VideoDecodeError(f"{self.path} has no video stream (it contains: {', '.join(kinds)})")
         stream = self._container.streams.video[0]
