@@ -68,10 +68,11 @@ class TrackingDetector:
     def _track(self, grey: np.ndarray) -> Detection | None:
         assert self._face is not None and self._prev_grey is not None
         p0 = self._face.landmarks.astype(np.float32).reshape(-1, 1, 2)
-        p1, st1, _ = cv2.calcOpticalFlowPyrLK(self._prev_grey, grey, p0, None, **_LK)
+        # nextPts None: allocate (opencv's stubs omit it)
+        p1, st1, _ = cv2.calcOpticalFlowPyrLK(self._prev_grey, grey, p0, None, **_LK)  # type: ignore[call-overload]
         if p1 is None or not st1.all():
             return None
-        back, st2, _ = cv2.calcOpticalFlowPyrLK(grey, self._prev_grey, p1, None, **_LK)
+        back, st2, _ = cv2.calcOpticalFlowPyrLK(grey, self._prev_grey, p1, None, **_LK)  # type: ignore[call-overload]
         if back is None or not st2.all():
             return None
         fb = np.linalg.norm((back - p0).reshape(-1, 2), axis=1)

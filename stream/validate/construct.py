@@ -220,9 +220,9 @@ class FaceGeometry:
         return x0, y0, x1, y1
 
 
-def _smoothstep(t: np.ndarray) -> np.ndarray:
-    t = np.clip(t, 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
+def _smoothstep(t: np.ndarray | float) -> np.ndarray:
+    x = np.clip(np.asarray(t, dtype=float), 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
 
 
 def _inside(distance: np.ndarray, feather: float) -> np.ndarray:
@@ -306,7 +306,8 @@ class Constructor:
         self._reference_points: np.ndarray | None = None
         self._dis: cv2.DISOpticalFlow | None = None
         if not case.is_synkinesis:
-            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+            # DISOpticalFlow_create is missing from opencv's stubs
+            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # type: ignore[attr-defined]
         # Synkinesis follows the trigger wherever it happens, not only in the synthetic episodes: the
         # clip's own smiles (mouth width) and eye closures (lid aperture) drive it too, as a real
         # synkinesis accompanies every movement of the trigger.
@@ -373,7 +374,7 @@ class Constructor:
         # cost no longer grows with the resolution) and brought to full resolution, where they are smooth.
         grey_t = grid.shrink(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
         grey_r = grid.shrink(cv2.cvtColor(warped_ref, cv2.COLOR_RGB2GRAY))
-        flow = self._dis.calc(grey_t, grey_r, None)
+        flow = self._dis.calc(grey_t, grey_r, None)  # type: ignore[call-overload]  # None: allocate (stubs omit it)
         a, b = grid.face_coords()
         # fraction of the flow each pixel keeps: factor on the chosen side/region, 1 elsewhere
         keep = 1.0 - (1.0 - self.case.factor) * side_region_mask(a, b, self.case.side, self.case.region)
@@ -381,8 +382,13 @@ class Constructor:
         # the flow is zero because resizing reproduces a linear field
         full_map = grid.grow_positions(flow)
         damped_map = grid.grow_positions(flow * keep[..., None])
-        full = cv2.remap(warped_ref, full_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        damped = cv2.remap(warped_ref, damped_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # map2 None: map1 holds both coordinates (opencv's stubs omit None)
+        full = cv2.remap(  # type: ignore[call-overload]
+            warped_ref, full_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        damped = cv2.remap(  # type: ignore[call-overload]
+            warped_ref, damped_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         # What the flow cannot explain (teeth appearing, lighting) is kept in proportion to the motion
         # kept: where keep is 1 this is the frame itself, bit for bit, so there is no seam to hide and
         # the untouched side stays untouched; where keep is 0 it is the warped reference exactly.
@@ -424,6 +430,10 @@ class Constructor:
         """The synthetic trigger at weight ``trigger`` (episodes), the synkinetic movement at ``follow``."""
         side = self.case.side
         other = "left" if side == "right" else "right"
+        closing_eyes: tuple[str, ...]
+        rising_corners: tuple[str, ...]
+        eye_weights: tuple[float, ...]
+        corner_weights: tuple[float, ...]
         if self.case.kind == "synkinesis_eye_on_smile":
             closing_eyes, rising_corners = (side,), (side, other)
             eye_weights, corner_weights = (follow,), (trigger, trigger)
