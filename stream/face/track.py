@@ -37,8 +37,10 @@ class TrackingDetector:
         self.last_tracked = False  # True when the last result came from tracking, not the detector
 
     @property
-    def grey(self) -> np.ndarray | None:
+    def grey(self) -> np.ndarray:
         """The grey version of the frame last passed to ``detect`` (reused by the keyframe filter)."""
+        if self._prev_grey is None:
+            raise RuntimeError("no frame yet: call detect() before reading grey")
         return self._prev_grey
 
     def reset(self) -> None:
