@@ -124,7 +124,7 @@ def history(store: Store, code: str) -> dict[str, Any]:
     if patient is None:
         raise KeyError(code)
     results = patient_results(store, code)
-    graded = [r.grades for r in results if r.n_keyframes]
+    graded = [r.grades for r in results if r.n_keyframes and r.grades is not None]
     return {
         "patient": patient.to_json(),
         "sessions": [r.to_json() for r in results],
