@@ -63,7 +63,7 @@ class AUEstimator(ABC):
             n_helpers=len(helpers),
         )
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # noqa: B027 - an optional hook: an estimator without session state keeps this
         """Forget per-session state (a new patient or video starts)."""
 
     def model_info(self) -> dict[str, Any]:
