@@ -72,8 +72,12 @@ def mount_tmpfs(where: Path, size: str) -> str | None:
     """None when mounted, else why not."""
     if os.geteuid() != 0:
         return "not root (mounting a tmpfs needs root)"
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return None if done.returncode == 0 else f"mount failed: {done.stderr.strip() or done.returncode}"
 
 
@@ -99,8 +103,12 @@ def fill(path: Path) -> int:
     return written
 
 
-async def snapshot(ws: Any, until: Callable[[dict[str, Any]], bool], timeout: float,
-                   fail: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+async def snapshot(
+    ws: Any,
+    until: Callable[[dict[str, Any]], bool],
+    timeout: float,
+    fail: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
@@ -136,11 +144,14 @@ async def run(mnt: Path, tmp: Path, args: argparse.Namespace, r: dict[str, Any])
     sid = session["session_id"]
     patient = {"Authorization": f"Bearer {session['patient_token']}"}
     clinician = {"Authorization": f"Bearer {session['clinician_token']}"}
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http, \
-            websockets.connect(ws_url(server.url, session), max_size=None) as ws:
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=30) as http,
+        websockets.connect(ws_url(server.url, session), max_size=None) as ws,
+    ):
         pc = await connect_patient(server.url, session, frames)
-        assert (await http.post(f"/api/s/{sid}/exercise", json={"action": "start", "exercise": "smile"},
-                                headers=patient)).status_code == 200
+        assert (
+            await http.post(f"/api/s/{sid}/exercise", json={"action": "start", "exercise": "smile"}, headers=patient)
+        ).status_code == 200
         first = await snapshot(ws, lambda m: m["health"]["keyframes"] >= 1, args.timeout, fail=ended)
         t_stream = time.monotonic()
         # 1. the tmpfs fills
@@ -153,8 +164,9 @@ async def run(mnt: Path, tmp: Path, args: argparse.Namespace, r: dict[str, Any])
         r["keyframes_before_full"] = paused["health"]["keyframes"] - first["health"]["keyframes"]
         state = (await http.get(f"/api/s/{sid}/state", headers=clinician)).json()
         r["api_state_alert"] = (state.get("alert") or {}).get("code")
-        dropping = await snapshot(ws, lambda m: m["health"]["frames_dropped_storage"] >= args.drop_frames,
-                                  args.timeout, fail=ended)
+        dropping = await snapshot(
+            ws, lambda m: m["health"]["frames_dropped_storage"] >= args.drop_frames, args.timeout, fail=ended
+        )
         r["dropping_live"] = dropping["status"] == "live" and dropping["live"] and storage_alert(dropping)
         r["keyframes_while_full"] = dropping["health"]["keyframes"] - paused["health"]["keyframes"]
         r["frames_dropped_storage"] = dropping["health"]["frames_dropped_storage"]
@@ -165,14 +177,23 @@ async def run(mnt: Path, tmp: Path, args: argparse.Namespace, r: dict[str, Any])
         resumed = await snapshot(ws, lambda m: m["alert"] is None, args.timeout, fail=ended)
         r["resume_after_s"] = time.monotonic() - t_grow
         r["frames_dropped_storage"] = resumed["health"]["frames_dropped_storage"]
+
         # Keyframes queued before the outage are analysed first; then those filmed after the grow.
         def not_full(m: dict[str, Any]) -> bool:
             return ended(m) or storage_alert(m)
 
-        fresh = await snapshot(ws, lambda m: m["latest"] is not None and m["latest"]["received_at"] > r["grown_at"],
-                               args.timeout, fail=not_full)
-        more = await snapshot(ws, lambda m: m["health"]["keyframes"] >= fresh["health"]["keyframes"] + args.more - 1,
-                              args.timeout, fail=not_full)
+        fresh = await snapshot(
+            ws,
+            lambda m: m["latest"] is not None and m["latest"]["received_at"] > r["grown_at"],
+            args.timeout,
+            fail=not_full,
+        )
+        more = await snapshot(
+            ws,
+            lambda m: m["health"]["keyframes"] >= fresh["health"]["keyframes"] + args.more - 1,
+            args.timeout,
+            fail=not_full,
+        )
         r["keyframes_after_resume"] = more["health"]["keyframes"] - resumed["health"]["keyframes"]
         if args.refill:  # 3a. full again: the end of the stream meets a full disk
             r["ballast_bytes"] = fill(mnt / "ballast")
@@ -229,7 +250,9 @@ def scan_log(log: Path, r: dict[str, Any]) -> None:
     errors = [line for line in text.splitlines() if "ERROR" in line]
     r["log_error_lines"] = len(errors)
     r["log_unexpected_errors"] = [line for line in errors if not any(e in line for e in _EXPECTED_ERRORS)]
-    r["log_storage_lines"] = [line for line in text.splitlines() if "database" in line and ("paused" in line or "resumes" in line)]
+    r["log_storage_lines"] = [
+        line for line in text.splitlines() if "database" in line and ("paused" in line or "resumes" in line)
+    ]
 
 
 def report(r: dict[str, Any], args: argparse.Namespace) -> bool:
@@ -242,36 +265,76 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> bool:
         ("used when full (KiB of)", f"{r.get('used_kib_when_full')} of {r.get('tmpfs_kib')}", True),
         ("keyframes stored before full", r.get("keyframes_at_pause"), (r.get("keyframes_at_pause") or 0) >= 1),
         ("alert", r.get("alert_message"), "database cannot be written" in (r.get("alert_message") or "")),
-        ("session live, patient connected while full", r.get("paused_live") and r.get("dropping_live"),
-         bool(r.get("paused_live") and r.get("dropping_live"))),
+        (
+            "session live, patient connected while full",
+            r.get("paused_live") and r.get("dropping_live"),
+            bool(r.get("paused_live") and r.get("dropping_live")),
+        ),
         ("GET /state alert", r.get("api_state_alert"), r.get("api_state_alert") == "storage"),
         ("keyframes analysed while full", r.get("keyframes_while_full"), (r.get("keyframes_while_full") or 0) <= 1),
-        ("frames dropped (storage)", r.get("frames_dropped_storage"), (r.get("frames_dropped_storage") or 0) >= args.drop_frames),
-        (f"alert cleared after growing to {args.grow_to} (s)", r.get("resume_after_s"), r.get("resume_after_s") is not None),
-        ("keyframes analysed after resume (queued ones first)", r.get("keyframes_after_resume"),
-         (r.get("keyframes_after_resume") or 0) >= args.more),
+        (
+            "frames dropped (storage)",
+            r.get("frames_dropped_storage"),
+            (r.get("frames_dropped_storage") or 0) >= args.drop_frames,
+        ),
+        (
+            f"alert cleared after growing to {args.grow_to} (s)",
+            r.get("resume_after_s"),
+            r.get("resume_after_s") is not None,
+        ),
+        (
+            "keyframes analysed after resume (queued ones first)",
+            r.get("keyframes_after_resume"),
+            (r.get("keyframes_after_resume") or 0) >= args.more,
+        ),
     ]
     if args.refill:
         checks.append(("ballast written to refill (KiB)", (r.get("ballast_bytes") or 0) // 1024, True))
-        checks.append(("POST /api/sessions, disk full", r.get("create_when_full"),
-                       r.get("create_when_full") == "503 storage unavailable"))
+        checks.append(
+            (
+                "POST /api/sessions, disk full",
+                r.get("create_when_full"),
+                r.get("create_when_full") == "503 storage unavailable",
+            )
+        )
     checks += [
-        ("hang-up (s)" + (", disk full" if args.refill else ""), r.get("hangup_s"),
-         r.get("hangup_status") == 200 and (r.get("hangup_s") or 99) < 5),
+        (
+            "hang-up (s)" + (", disk full" if args.refill else ""),
+            r.get("hangup_s"),
+            r.get("hangup_status") == 200 and (r.get("hangup_s") or 99) < 5,
+        ),
         # uvicorn re-raises the signal once its shutdown is complete: exit status -15 is the clean one
-        ("SIGTERM to exit (s), exit status, shutdown complete",
-         f"{fmt(r.get('sigterm_s'))}, {r.get('sigterm_rc')}, {r.get('log_clean_shutdown')}",
-         r.get("sigterm_s") is not None and r["sigterm_s"] < 15 and bool(r.get("log_clean_shutdown"))),
-        ("keyframes analysed / stored / unique", f"{r.get('keyframes_analysed')} / {r.get('keyframes_stored')} / {r.get('keyframes_unique')}",
-         r.get("keyframes_analysed") is not None and r.get("keyframes_analysed") == r.get("keyframes_stored") == r.get("keyframes_unique")),
-        ("keyframes stored, filmed after space returned", r.get("stored_after_resume"),
-         (r.get("stored_after_resume") or 0) >= args.more),
-        ("stored status, frames dropped (storage)", f"{r.get('stored_status')}, {r.get('stored_frames_dropped_storage')}",
-         args.refill or r.get("stored_status") == "ended"),
-        ("log: tokens/key, tracebacks", f"{r.get('log_secrets')}, {r.get('log_tracebacks')}",
-         r.get("log_secrets") == 0 and r.get("log_tracebacks") == 0),
-        ("log: ERROR lines (unexpected)", f"{r.get('log_error_lines')} ({len(r.get('log_unexpected_errors') or [])})",
-         r.get("log_error_lines") is not None and not r.get("log_unexpected_errors")),
+        (
+            "SIGTERM to exit (s), exit status, shutdown complete",
+            f"{fmt(r.get('sigterm_s'))}, {r.get('sigterm_rc')}, {r.get('log_clean_shutdown')}",
+            r.get("sigterm_s") is not None and r["sigterm_s"] < 15 and bool(r.get("log_clean_shutdown")),
+        ),
+        (
+            "keyframes analysed / stored / unique",
+            f"{r.get('keyframes_analysed')} / {r.get('keyframes_stored')} / {r.get('keyframes_unique')}",
+            r.get("keyframes_analysed") is not None
+            and r.get("keyframes_analysed") == r.get("keyframes_stored") == r.get("keyframes_unique"),
+        ),
+        (
+            "keyframes stored, filmed after space returned",
+            r.get("stored_after_resume"),
+            (r.get("stored_after_resume") or 0) >= args.more,
+        ),
+        (
+            "stored status, frames dropped (storage)",
+            f"{r.get('stored_status')}, {r.get('stored_frames_dropped_storage')}",
+            args.refill or r.get("stored_status") == "ended",
+        ),
+        (
+            "log: tokens/key, tracebacks",
+            f"{r.get('log_secrets')}, {r.get('log_tracebacks')}",
+            r.get("log_secrets") == 0 and r.get("log_tracebacks") == 0,
+        ),
+        (
+            "log: ERROR lines (unexpected)",
+            f"{r.get('log_error_lines')} ({len(r.get('log_unexpected_errors') or [])})",
+            r.get("log_error_lines") is not None and not r.get("log_unexpected_errors"),
+        ),
     ]
     width = max(len(name) for name, _, _ in checks)
     print(f"\n{'check':<{width}}  ok  value")

@@ -36,7 +36,13 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from test_server_support import (  # noqa: E402
-    ADMIN_KEY, ProcessServer, allow_loopback_ice, connect_patient, create_session, free_port, ws_url,
+    ADMIN_KEY,
+    ProcessServer,
+    allow_loopback_ice,
+    connect_patient,
+    create_session,
+    free_port,
+    ws_url,
 )
 
 DATA = Path(os.environ.get("STREAM_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -116,28 +122,41 @@ async def ingest(seconds: float, window: float, serve_args: tuple[str, ...] = ()
         prev = samples[i - 1] if i else {"t": 0.0, "cpu_s": 0.0, "frames_received": 0, "keyframes": 0}
         span = s["t"] - prev["t"]
         lat = [ms for t, ms in latencies if prev["t"] <= t < s["t"]]
-        per_window.append({
-            "until_s": round(s["t"]), "fps_received": (s["frames_received"] - prev["frames_received"]) / span,
-            "keyframes_per_s": (s["keyframes"] - prev["keyframes"]) / span,
-            "frames_analysed_per_s": None,
-            "cpu_cores": (s["cpu_s"] - prev["cpu_s"]) / span, "rss_mib": s["rss_mib"],
-            "latency_p50_ms": pct(lat, 50), "latency_p95_ms": pct(lat, 95),
-            "every_keyframe_p50_ms": pct([ms for t, ms in every if prev["t"] <= t < s["t"]], 50),
-            "every_keyframe_p95_ms": pct([ms for t, ms in every if prev["t"] <= t < s["t"]], 95),
-            "server_stages_ms": s.get("latency_stages_ms"),
-        })
+        per_window.append(
+            {
+                "until_s": round(s["t"]),
+                "fps_received": (s["frames_received"] - prev["frames_received"]) / span,
+                "keyframes_per_s": (s["keyframes"] - prev["keyframes"]) / span,
+                "frames_analysed_per_s": None,
+                "cpu_cores": (s["cpu_s"] - prev["cpu_s"]) / span,
+                "rss_mib": s["rss_mib"],
+                "latency_p50_ms": pct(lat, 50),
+                "latency_p95_ms": pct(lat, 95),
+                "every_keyframe_p50_ms": pct([ms for t, ms in every if prev["t"] <= t < s["t"]], 50),
+                "every_keyframe_p95_ms": pct([ms for t, ms in every if prev["t"] <= t < s["t"]], 95),
+                "server_stages_ms": s.get("latency_stages_ms"),
+            }
+        )
     last = samples[-1] if samples else {}
     all_ms = [ms for _, ms in latencies]
     return {
-        "seconds": seconds, "serve_args": list(serve_args), "load_avg_1m": os.getloadavg()[0], "cores": os.cpu_count(),
-        "frames_received": last.get("frames_received"), "frames_analysed": last.get("frames_analysed"),
-        "keyframes": last.get("keyframes"), "keyframes_dropped": last.get("keyframes_dropped"),
+        "seconds": seconds,
+        "serve_args": list(serve_args),
+        "load_avg_1m": os.getloadavg()[0],
+        "cores": os.cpu_count(),
+        "frames_received": last.get("frames_received"),
+        "frames_analysed": last.get("frames_analysed"),
+        "keyframes": last.get("keyframes"),
+        "keyframes_dropped": last.get("keyframes_dropped"),
         "frames_stale_dropped": last.get("frames_stale_dropped"),
         "fps_received": last.get("frames_received", 0) / last.get("t", 1),
         "fps_analysed": last.get("frames_analysed", 0) / last.get("t", 1),
         "keyframe_to_dashboard_ms": {"p50": pct(all_ms, 50), "p95": pct(all_ms, 95), "n": len(all_ms)},
-        "every_keyframe_to_dashboard_ms": {"p50": pct([ms for _, ms in every], 50),
-                                           "p95": pct([ms for _, ms in every], 95), "n": len(every)},
+        "every_keyframe_to_dashboard_ms": {
+            "p50": pct([ms for _, ms in every], 50),
+            "p95": pct([ms for _, ms in every], 95),
+            "n": len(every),
+        },
         # the server's own figures over its last 300 keyframes: receipt -> snapshot offered to the
         # viewers, and where that time went ([p50, p95] ms per stage, see server.latency.KeyframeTrace)
         "server_latency_ms": {"p50": last.get("latency_ms_p50"), "p95": last.get("latency_ms_p95")},
@@ -148,8 +167,8 @@ async def ingest(seconds: float, window: float, serve_args: tuple[str, ...] = ()
 
 # -- fan-out --------------------------------------------------------------------------------------
 def _fanout_server(db: str, port: int, ready: Any, hz: float) -> None:
-    import uvicorn
     import numpy as np
+    import uvicorn
 
     from stream.aus import N_AUS
     from stream.server import ServerSettings, create_app
@@ -162,7 +181,9 @@ def _fanout_server(db: str, port: int, ready: Any, hz: float) -> None:
     store.start_segment("bench", Segment(0, "smile", 0.0, None))
     for i in range(120):
         store.add_keyframe("bench", i, i, i / 10, time.time(), 0, 2, rng.uniform(0, 5, N_AUS), rng.uniform(0, 5, N_AUS))
-    store.add_token("bench", "clinician", __import__("stream.server.sessions", fromlist=["token_hash"]).token_hash("bench-token"))
+    store.add_token(
+        "bench", "clinician", __import__("stream.server.sessions", fromlist=["token_hash"]).token_hash("bench-token")
+    )
 
     async def publisher() -> None:
         session = await app.state.sessions.open("bench")
@@ -188,7 +209,9 @@ async def fanout(clients: int, hz: float, seconds: float) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="fanout-bench-"))
     port = free_port()
     ready = multiprocessing.get_context("spawn").Event()
-    proc = multiprocessing.get_context("spawn").Process(target=_fanout_server, args=(str(tmp / "f.sqlite3"), port, ready, hz), daemon=True)
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_fanout_server, args=(str(tmp / "f.sqlite3"), port, ready, hz), daemon=True
+    )
     proc.start()
     if not ready.wait(120):
         raise RuntimeError("fan-out server did not start")
@@ -218,10 +241,21 @@ async def fanout(clients: int, hz: float, seconds: float) -> dict[str, Any]:
     proc.terminate()
     elapsed = time.time() - start + 2
     return {
-        "clients": clients, "hz": hz, "seconds": seconds, "message_bytes": statistics.median(sizes) if sizes else None,
-        "delivered": sum(received), "expected_about": int(clients * hz * seconds),
-        "delay_ms": {"p50": pct(delays, 50), "p95": pct(delays, 95), "p99": pct(delays, 99), "max": max(delays) if delays else None},
-        "server_cpu_cores": (cpu1 - cpu0) / elapsed, "server_rss_mib": rss, "load_avg_1m": os.getloadavg()[0],
+        "clients": clients,
+        "hz": hz,
+        "seconds": seconds,
+        "message_bytes": statistics.median(sizes) if sizes else None,
+        "delivered": sum(received),
+        "expected_about": int(clients * hz * seconds),
+        "delay_ms": {
+            "p50": pct(delays, 50),
+            "p95": pct(delays, 95),
+            "p99": pct(delays, 99),
+            "max": max(delays) if delays else None,
+        },
+        "server_cpu_cores": (cpu1 - cpu0) / elapsed,
+        "server_rss_mib": rss,
+        "load_avg_1m": os.getloadavg()[0],
     }
 
 
@@ -231,7 +265,7 @@ def main() -> int:
     p = sub.add_parser("ingest")
     p.add_argument("--seconds", type=float, default=180)
     p.add_argument("--window", type=float, default=30, help="seconds per reported window")
-    p.add_argument("--serve-args", default="", help="more flags for serve, e.g. --serve-args=\"--dashboard-hz 20\"")
+    p.add_argument("--serve-args", default="", help='more flags for serve, e.g. --serve-args="--dashboard-hz 20"')
     f = sub.add_parser("fanout")
     f.add_argument("--clients", type=int, default=100)
     f.add_argument("--hz", type=float, default=10)

@@ -45,9 +45,19 @@ def assemble_report(
     estimator: str | None = None,
 ) -> Report:
     """The report: the findings with their evidence, the paper's statistics, counts, configuration."""
-    return Report.build(symptoms, counts, config, source=source, estimator_is_proxy=estimator_is_proxy,
-                        findings=findings, warnings=warnings or [], timings=timings, model=model,
-                        mirrored=mirrored, estimator=estimator)
+    return Report.build(
+        symptoms,
+        counts,
+        config,
+        source=source,
+        estimator_is_proxy=estimator_is_proxy,
+        findings=findings,
+        warnings=warnings or [],
+        timings=timings,
+        model=model,
+        mirrored=mirrored,
+        estimator=estimator,
+    )
 
 
 def analyze_video(
@@ -98,11 +108,16 @@ def analyze_video(
         if flat:
             warnings.append(flat)
     report = assemble_report(
-        pipeline.symptoms(), counts, config, source=str(video),
-        estimator_is_proxy=pipeline.estimator.is_proxy, warnings=warnings,
+        pipeline.symptoms(),
+        counts,
+        config,
+        source=str(video),
+        estimator_is_proxy=pipeline.estimator.is_proxy,
+        warnings=warnings,
         timings={**({"startup": startup} if startup else {}), **pipeline.timer.summary()},
         findings=series_findings(series, counts, config, pipeline.normal),
-        mirrored=mirrored, model=pipeline.estimator.model_info(),
+        mirrored=mirrored,
+        model=pipeline.estimator.model_info(),
     )
     paths = write_report(out_dir, report, series)
     return AnalysisResult(report.to_json(), series, paths)
@@ -184,7 +199,9 @@ def _startup_timing() -> dict[str, Any] | None:
     return {"n": 1, "total_ms": age_ms, "cpu_ms": (usage.ru_utime + usage.ru_stime) * 1000.0}
 
 
-def series_symptoms(left: np.ndarray, right: np.ndarray, config: AnalysisConfig, normal: np.ndarray | None = None) -> SymptomState:
+def series_symptoms(
+    left: np.ndarray, right: np.ndarray, config: AnalysisConfig, normal: np.ndarray | None = None
+) -> SymptomState:
     """Statistics of a whole stored or imported (n, 12) per-side series under ``config``."""
     accumulator = SymptomAccumulator(active_threshold=config.active_threshold)
     if len(left):
@@ -194,9 +211,14 @@ def series_symptoms(left: np.ndarray, right: np.ndarray, config: AnalysisConfig,
     return accumulator.snapshot(normal, **config.symptom_thresholds())
 
 
-def series_findings(series: AUSeries, counts: dict[str, Any], config: AnalysisConfig,
-                    normal: np.ndarray | None = None, context: np.ndarray | None = None,
-                    rules: EvidenceRules | None = None) -> Findings:
+def series_findings(
+    series: AUSeries,
+    counts: dict[str, Any],
+    config: AnalysisConfig,
+    normal: np.ndarray | None = None,
+    context: np.ndarray | None = None,
+    rules: EvidenceRules | None = None,
+) -> Findings:
     """The verdicts under ``config.rules`` for a whole series, with the warnings about the material.
 
     ``rules``: evidence thresholds other than the config's (the validation harness scores variants).
@@ -207,8 +229,15 @@ def series_findings(series: AUSeries, counts: dict[str, Any], config: AnalysisCo
     if config.rules == "paper":
         findings = paper_findings(series_symptoms(series.left, series.right, config, normal))
     else:
-        findings = assess(series.left, series.right, normal, closure=series.closure, movement=series.movement,
-                          context=context, rules=rules)
+        findings = assess(
+            series.left,
+            series.right,
+            normal,
+            closure=series.closure,
+            movement=series.movement,
+            context=context,
+            rules=rules,
+        )
     findings.warnings.extend(material_warnings(counts, len(series), rules))
     return findings
 
@@ -221,7 +250,14 @@ def analyze_series(csv_path: str | Path, out_dir: str | Path, config: AnalysisCo
     counts: dict[str, Any] = Counts(frames=len(series), keyframes=len(series)).as_dict()
     duration = float(np.nanmax(series.time_s)) if len(series) and np.isfinite(series.time_s).any() else None
     counts["duration_s"] = duration
-    report = assemble_report(symptoms, counts, config, source=str(csv_path), estimator_is_proxy=False,
-                             findings=series_findings(series, counts, config), estimator="external AU series")
+    report = assemble_report(
+        symptoms,
+        counts,
+        config,
+        source=str(csv_path),
+        estimator_is_proxy=False,
+        findings=series_findings(series, counts, config),
+        estimator="external AU series",
+    )
     paths = write_report(out_dir, report, series)
     return AnalysisResult(report.to_json(), series, paths)

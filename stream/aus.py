@@ -8,7 +8,18 @@ from __future__ import annotations
 from typing import Final, Literal
 
 AU_NAMES: Final[tuple[str, ...]] = (
-    "AU1", "AU2", "AU4", "AU5", "AU6", "AU9", "AU12", "AU15", "AU17", "AU20", "AU25", "AU26",
+    "AU1",
+    "AU2",
+    "AU4",
+    "AU5",
+    "AU6",
+    "AU9",
+    "AU12",
+    "AU15",
+    "AU17",
+    "AU20",
+    "AU25",
+    "AU26",
 )
 N_AUS: Final[int] = len(AU_NAMES)
 AU_INDEX: Final[dict[str, int]] = {name: i for i, name in enumerate(AU_NAMES)}

@@ -59,8 +59,10 @@ def machine_line() -> str:
         torch = metadata.version("torch")
     except metadata.PackageNotFoundError:
         torch = "not installed"
-    return (f"{cpu}, {os.cpu_count()} cores, numpy {np.__version__}, OpenCV {cv2.__version__} "
-            f"({cv2.getNumThreads()} threads), torch {torch}, Python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, numpy {np.__version__}, OpenCV {cv2.__version__} "
+        f"({cv2.getNumThreads()} threads), torch {torch}, Python {platform.python_version()}"
+    )
 
 
 def _analysis_argv(config: AnalysisConfig) -> list[str]:
@@ -98,16 +100,25 @@ def bench_command(video: Path, config: AnalysisConfig, extra: Sequence[str] = ()
     media_s = float(counts.get("duration_s") or 0.0)
     startup = timings.get("startup")
     return {
-        "video": str(video), "argv": argv[1:], "exit_code": proc.returncode,
+        "video": str(video),
+        "argv": argv[1:],
+        "exit_code": proc.returncode,
         "last_message": message[-1] if message else "",
-        "wall_s": wall_s, "cpu_s": cpu_s, "frames": frames, "keyframes": int(counts.get("keyframes", 0)),
-        "detector_runs": counts.get("detector_runs"), "media_s": media_s,
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
+        "frames": frames,
+        "keyframes": int(counts.get("keyframes", 0)),
+        "detector_runs": counts.get("detector_runs"),
+        "media_s": media_s,
         "frames_per_cpu_s": frames / cpu_s if cpu_s > 0 else 0.0,
-        "frames_per_s": frames / wall_s, "real_time_factor": media_s / wall_s if media_s else 0.0,
+        "frames_per_s": frames / wall_s,
+        "real_time_factor": media_s / wall_s if media_s else 0.0,
         "startup_ms": startup["total_ms"] if startup else None,
         "startup_cpu_ms": startup["cpu_ms"] if startup else None,
         "stages": {k: v for k, v in timings.items() if k != "startup"},
-        "peak_rss_mib": usage.ru_maxrss / 1024.0, "load_before": load_before, "load_after": os.getloadavg()[0],
+        "peak_rss_mib": usage.ru_maxrss / 1024.0,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
     }
 
 
@@ -121,7 +132,8 @@ def format_command(runs: list[dict[str, Any]]) -> str:
 
     lines = [
         f"`python -m stream {' '.join(r['argv'][2:])}` (fresh process, {len(runs)} run(s); medians):",
-        f"exit code {r['exit_code']}" + (f" ({r['last_message']})" if r["exit_code"] else "")
+        f"exit code {r['exit_code']}"
+        + (f" ({r['last_message']})" if r["exit_code"] else "")
         + f"; {r['frames']} frames, {r['keyframes']} keyframes, {r['detector_runs']} detector runs, "
         f"{r['media_s']:.1f} s of video",
         "",
@@ -134,26 +146,38 @@ def format_command(runs: list[dict[str, Any]]) -> str:
         f"| {med('peak_rss_mib'):.0f} | {med('load_before'):.1f} / {med('load_after'):.1f} |",
     ]
     if not r["frames"]:  # no report (e.g. exit 3, no face): only the wall and CPU seconds mean something
-        lines[-1] = (f"| {med('wall_s'):.2f} | {med('cpu_s'):.2f} | - | - | - | - | {med('peak_rss_mib'):.0f} "
-                     f"| {med('load_before'):.1f} / {med('load_after'):.1f} |")
+        lines[-1] = (
+            f"| {med('wall_s'):.2f} | {med('cpu_s'):.2f} | - | - | - | - | {med('peak_rss_mib'):.0f} "
+            f"| {med('load_before'):.1f} / {med('load_after'):.1f} |"
+        )
     if r["stages"]:
-        lines += ["", "Stages of the median run (analysis thread; CPU ms exclude the decoding thread):", "",
-                  "| stage | calls | wall ms | CPU ms | CPU ms per frame | share of process CPU |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Stages of the median run (analysis thread; CPU ms exclude the decoding thread):",
+            "",
+            "| stage | calls | wall ms | CPU ms | CPU ms per frame | share of process CPU |",
+            "|---|---|---|---|---|---|",
+        ]
         cpu_ms = 1000.0 * r["cpu_s"]
         accounted = 0.0
         for name, s in r["stages"].items():
             accounted += s.get("cpu_ms", 0.0)
             stage_cpu = s.get("cpu_ms", float("nan"))
-            lines.append(f"| {name} | {s['n']} | {s['total_ms']:.0f} | {stage_cpu:.0f} "
-                         f"| {stage_cpu / max(r['frames'], 1):.2f} | {100 * s.get('cpu_ms', 0.0) / cpu_ms:.0f} % |")
+            lines.append(
+                f"| {name} | {s['n']} | {s['total_ms']:.0f} | {stage_cpu:.0f} "
+                f"| {stage_cpu / max(r['frames'], 1):.2f} | {100 * s.get('cpu_ms', 0.0) / cpu_ms:.0f} % |"
+            )
         if r["startup_cpu_ms"] is not None:
             accounted += r["startup_cpu_ms"]
-            lines.append(f"| start-up to first frame | 1 | {r['startup_ms']:.0f} | {r['startup_cpu_ms']:.0f} | - "
-                         f"| {100 * r['startup_cpu_ms'] / cpu_ms:.0f} % |")
+            lines.append(
+                f"| start-up to first frame | 1 | {r['startup_ms']:.0f} | {r['startup_cpu_ms']:.0f} | - "
+                f"| {100 * r['startup_cpu_ms'] / cpu_ms:.0f} % |"
+            )
         rest = cpu_ms - accounted
-        lines.append(f"| rest (decoding thread, OpenCV workers, report writing) | - | - | {rest:.0f} | "
-                     f"{rest / max(r['frames'], 1):.2f} | {100 * rest / cpu_ms:.0f} % |")
+        lines.append(
+            f"| rest (decoding thread, OpenCV workers, report writing) | - | - | {rest:.0f} | "
+            f"{rest / max(r['frames'], 1):.2f} | {100 * rest / cpu_ms:.0f} % |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -190,14 +214,31 @@ def bench_pipeline(video: Path, config: AnalysisConfig, size: tuple[int, int] | 
     cpu_s = _process_cpu_s() - cpu_start  # all threads (decoding included); the resizing too, a little
     media_s += 1.0 / fps_source
     stages = pipeline.timer.summary()
-    stages = {"decode": {"n": len(decode_ms), "mean_ms": float(np.mean(decode_ms)), "p50_ms": float(np.median(decode_ms)),
-                         "p95_ms": float(np.percentile(decode_ms, 95)), "total_ms": float(np.sum(decode_ms))}, **stages}
+    stages = {
+        "decode": {
+            "n": len(decode_ms),
+            "mean_ms": float(np.mean(decode_ms)),
+            "p50_ms": float(np.median(decode_ms)),
+            "p95_ms": float(np.percentile(decode_ms, 95)),
+            "total_ms": float(np.sum(decode_ms)),
+        },
+        **stages,
+    }
     return {
-        "video": str(video), "frames": n, "keyframes": pipeline.counts.keyframes,
-        "detector_runs": pipeline.tracker.detections, "size": size or "native",
-        "model_load_s": load_s, "wall_s": wall_s, "frames_per_s": n / wall_s, "media_s": media_s,
-        "cpu_s": cpu_s, "frames_per_cpu_s": n / cpu_s if cpu_s > 0 else 0.0,
-        "real_time_factor": media_s / wall_s, "stages": stages, "peak_rss_mib": _peak_rss_mib(),
+        "video": str(video),
+        "frames": n,
+        "keyframes": pipeline.counts.keyframes,
+        "detector_runs": pipeline.tracker.detections,
+        "size": size or "native",
+        "model_load_s": load_s,
+        "wall_s": wall_s,
+        "frames_per_s": n / wall_s,
+        "media_s": media_s,
+        "cpu_s": cpu_s,
+        "frames_per_cpu_s": n / cpu_s if cpu_s > 0 else 0.0,
+        "real_time_factor": media_s / wall_s,
+        "stages": stages,
+        "peak_rss_mib": _peak_rss_mib(),
         "config": config.as_dict(),
     }
 
@@ -212,7 +253,9 @@ def format_pipeline(r: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for name, s in r["stages"].items():
-        lines.append(f"| {name} | {s['n']} | {s['mean_ms']:.2f} | {s['p95_ms']:.2f} | {s['total_ms'] / max(r['frames'], 1):.2f} |")
+        lines.append(
+            f"| {name} | {s['n']} | {s['mean_ms']:.2f} | {s['p95_ms']:.2f} | {s['total_ms'] / max(r['frames'], 1):.2f} |"
+        )
     lines += [
         "",
         f"overall: {r['frames_per_cpu_s']:.1f} frames per CPU-second ({r['cpu_s']:.1f} CPU-s, all threads), "

@@ -20,42 +20,90 @@ _DEFAULTS = AnalysisConfig()
 
 def _add_analysis_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("face detection")
-    g.add_argument("--detector", choices=["mtcnn", "retinaface"], default=_DEFAULTS.detector,
-                   help="face detector (default: %(default)s, weights embedded)")
+    g.add_argument(
+        "--detector",
+        choices=["mtcnn", "retinaface"],
+        default=_DEFAULTS.detector,
+        help="face detector (default: %(default)s, weights embedded)",
+    )
     g.add_argument("--weights", help="RetinaFace weights: a file path or an http(s) URL (cached, checksummed)")
     g.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda when available)")
-    g.add_argument("--detect-every", type=int, default=_DEFAULTS.detect_every,
-                   help="run the detector every k-th frame, track landmarks in between (default: %(default)s; 1 = every frame)")
+    g.add_argument(
+        "--detect-every",
+        type=int,
+        default=_DEFAULTS.detect_every,
+        help="run the detector every k-th frame, track landmarks in between (default: %(default)s; 1 = every frame)",
+    )
     g = p.add_argument_group("keyframes and AU estimation")
-    g.add_argument("--keyframe-threshold", type=float, default=_DEFAULTS.keyframe_threshold,
-                   help="mean grey-level difference of the 48x48 face crop that makes a keyframe (default: %(default)s)")
-    g.add_argument("--estimator", default=_DEFAULTS.estimator,
-                   help="AU estimator: flow (training-free default) or dem (needs --checkpoint)")
+    g.add_argument(
+        "--keyframe-threshold",
+        type=float,
+        default=_DEFAULTS.keyframe_threshold,
+        help="mean grey-level difference of the 48x48 face crop that makes a keyframe (default: %(default)s)",
+    )
+    g.add_argument(
+        "--estimator",
+        default=_DEFAULTS.estimator,
+        help="AU estimator: flow (training-free default) or dem (needs --checkpoint)",
+    )
     g.add_argument("--checkpoint", help="DEM checkpoint (matched OVPM+DVPM pair) from `python -m stream train`")
-    g.add_argument("--helpers", type=int, default=_DEFAULTS.helpers, metavar="M",
-                   help="DEM helper keyframes per estimate (default: %(default)s; 0 = own value only)")
+    g.add_argument(
+        "--helpers",
+        type=int,
+        default=_DEFAULTS.helpers,
+        metavar="M",
+        help="DEM helper keyframes per estimate (default: %(default)s; 0 = own value only)",
+    )
     g.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="seed of the helper draw (default: %(default)s)")
     g = p.add_argument_group("symptom statistics")
-    g.add_argument("--active-threshold", type=float, default=_DEFAULTS.active_threshold,
-                   help="an AU is active above this intensity (default: %(default)s)")
-    g.add_argument("--asymmetry-threshold", type=float, default=_DEFAULTS.asymmetry_threshold,
-                   help="dead band on |region ΔAM| reported as no obvious difference (default: %(default)s)")
-    g.add_argument("--cooccurrence-threshold", type=float, default=_DEFAULTS.cooccurrence_threshold,
-                   help="|co-occurrence difference| above this flags synkinesis (default: %(default)s)")
-    g.add_argument("--rules", choices=["evidence", "paper"], default=_DEFAULTS.rules,
-                   help="decision rules: evidence (intervals, support, corrected tests; default) or paper (the paper's "
-                        "dead band and 0.3 rule, to reproduce its method); docs/validity.md")
-    g.add_argument("--normal-cooccurrence", metavar="FILE",
-                   help="12x12 normal-subject co-occurrence matrix (JSON or CSV, AU order) replacing the shipped DISFA default")
+    g.add_argument(
+        "--active-threshold",
+        type=float,
+        default=_DEFAULTS.active_threshold,
+        help="an AU is active above this intensity (default: %(default)s)",
+    )
+    g.add_argument(
+        "--asymmetry-threshold",
+        type=float,
+        default=_DEFAULTS.asymmetry_threshold,
+        help="dead band on |region ΔAM| reported as no obvious difference (default: %(default)s)",
+    )
+    g.add_argument(
+        "--cooccurrence-threshold",
+        type=float,
+        default=_DEFAULTS.cooccurrence_threshold,
+        help="|co-occurrence difference| above this flags synkinesis (default: %(default)s)",
+    )
+    g.add_argument(
+        "--rules",
+        choices=["evidence", "paper"],
+        default=_DEFAULTS.rules,
+        help="decision rules: evidence (intervals, support, corrected tests; default) or paper (the paper's "
+        "dead band and 0.3 rule, to reproduce its method); docs/validity.md",
+    )
+    g.add_argument(
+        "--normal-cooccurrence",
+        metavar="FILE",
+        help="12x12 normal-subject co-occurrence matrix (JSON or CSV, AU order) replacing the shipped DISFA default",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> AnalysisConfig:
     return AnalysisConfig(
-        detector=args.detector, weights=args.weights, device=args.device, detect_every=args.detect_every,
-        keyframe_threshold=args.keyframe_threshold, estimator=args.estimator, checkpoint=args.checkpoint,
-        helpers=args.helpers, seed=args.seed, active_threshold=args.active_threshold,
-        asymmetry_threshold=args.asymmetry_threshold, cooccurrence_threshold=args.cooccurrence_threshold,
-        normal_cooccurrence=args.normal_cooccurrence, rules=args.rules,
+        detector=args.detector,
+        weights=args.weights,
+        device=args.device,
+        detect_every=args.detect_every,
+        keyframe_threshold=args.keyframe_threshold,
+        estimator=args.estimator,
+        checkpoint=args.checkpoint,
+        helpers=args.helpers,
+        seed=args.seed,
+        active_threshold=args.active_threshold,
+        asymmetry_threshold=args.asymmetry_threshold,
+        cooccurrence_threshold=args.cooccurrence_threshold,
+        normal_cooccurrence=args.normal_cooccurrence,
+        rules=args.rules,
     )
 
 
@@ -90,7 +138,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     if (args.video is None) == (args.au_csv is None):
         raise InputError("give either a VIDEO or --au-csv SERIES.csv (not both, not neither)")
     if (args.patient is None) != (args.db is None):
-        raise InputError("--patient CODE and --db PATH go together: the analysis is stored for that patient in that database")
+        raise InputError(
+            "--patient CODE and --db PATH go together: the analysis is stored for that patient in that database"
+        )
     if args.patient is not None:
         from stream.server.patients import check_code
         from stream.server.store import StorageError, Store
@@ -108,8 +158,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         result = analyze_video(args.video, args.out, config, mirrored=args.mirrored)
     counts = result.report["counts"]
     findings = result.report["findings"]
-    print(f"{counts['keyframes']} keyframes from {counts['frames']} frames "
-          f"({counts.get('frames_without_face', 0)} without a face); rules: {findings['rules']}")
+    print(
+        f"{counts['keyframes']} keyframes from {counts['frames']} frames "
+        f"({counts.get('frames_without_face', 0)} without a face); rules: {findings['rules']}"
+    )
     for name, region in findings["regions"].items():
         print(f"  {name:9s} {region_words(region)}")
     syn = findings["synkinesis"]
@@ -160,24 +212,40 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("video", nargs="?", help="video file (mp4, mov, webm, ...)")
     p.add_argument("--au-csv", metavar="SERIES.csv", help="compute the report from an existing per-side AU series")
     p.add_argument("--out", required=True, help="output folder for report.json, au_series.csv, report.html")
-    p.add_argument("--patient", metavar="CODE", help="also store the analysis (numbers only) as a session of this "
-                   "patient (a clinic code, never a name; created when new), with --db")
+    p.add_argument(
+        "--patient",
+        metavar="CODE",
+        help="also store the analysis (numbers only) as a session of this "
+        "patient (a clinic code, never a name; created when new), with --db",
+    )
     p.add_argument("--db", metavar="PATH", help="the session database of `serve` (SQLite) for --patient")
     p.add_argument("--label", help="with --patient: a label for the stored session (no names)")
-    p.add_argument("--mirrored", action="store_true",
-                   help="the video is mirrored (selfie view): swap which image side is the patient's left")
+    p.add_argument(
+        "--mirrored",
+        action="store_true",
+        help="the video is mirrored (selfie view): swap which image side is the patient's left",
+    )
     _add_analysis_options(p)
     p.set_defaults(func=_cmd_analyze)
 
     p = sub.add_parser("bench", help="per-stage timings and throughput on a video")
     p.add_argument("video", nargs="?", help="video to time (default: ../shared/data/d9.mp4 when present)")
     p.add_argument("--frames", type=int, default=0, help="stop after this many frames (0 = all)")
-    p.add_argument("--size", default="640x480", help="resize frames to WxH before timing, or 'native' (default: %(default)s)")
-    p.add_argument("--dem", action="store_true", help="also time the DEM estimator (OVPM/DVPM, light configuration) for m = 0..8")
-    p.add_argument("--dem-paper", action="store_true", help="with --dem: also at the paper's 512x256 resolution (slow on CPU)")
-    p.add_argument("--whole", action="store_true",
-                   help="time the whole `analyze` command in a fresh process (start-up included): wall and CPU seconds, "
-                        "frames per CPU-second, real-time factor, start-up to the first frame, stages")
+    p.add_argument(
+        "--size", default="640x480", help="resize frames to WxH before timing, or 'native' (default: %(default)s)"
+    )
+    p.add_argument(
+        "--dem", action="store_true", help="also time the DEM estimator (OVPM/DVPM, light configuration) for m = 0..8"
+    )
+    p.add_argument(
+        "--dem-paper", action="store_true", help="with --dem: also at the paper's 512x256 resolution (slow on CPU)"
+    )
+    p.add_argument(
+        "--whole",
+        action="store_true",
+        help="time the whole `analyze` command in a fresh process (start-up included): wall and CPU seconds, "
+        "frames per CPU-second, real-time factor, start-up to the first frame, stages",
+    )
     p.add_argument("--repeat", type=int, default=1, help="with --whole: runs (medians reported; default: %(default)s)")
     _add_analysis_options(p)
     p.set_defaults(func=_cmd_bench)
@@ -216,7 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args) or 0)
     except StreamError as exc:

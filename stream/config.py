@@ -77,10 +77,13 @@ class AnalysisConfig:
         """The evidence rules under this config's activity and co-occurrence thresholds."""
         from stream.symptoms.evidence import EvidenceRules
 
-        return EvidenceRules(active_threshold=self.active_threshold, cooccurrence_threshold=self.cooccurrence_threshold,
-                             normal_threshold=self.normal_threshold)
+        return EvidenceRules(
+            active_threshold=self.active_threshold,
+            cooccurrence_threshold=self.cooccurrence_threshold,
+            normal_threshold=self.normal_threshold,
+        )
 
-    def validate(self) -> "AnalysisConfig":
+    def validate(self) -> AnalysisConfig:
         problems = []
         if self.rules not in ("evidence", "paper"):
             problems.append(f"--rules must be evidence or paper, got {self.rules!r}")

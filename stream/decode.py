@@ -129,7 +129,9 @@ class VideoFile:
             self.info.warnings.append(f"decoding stopped at frame {index} ({exc}): file truncated or corrupt")
             return
         if index == 0:
-            raise VideoDecodeError(f"{self.path}: the video stream holds no decodable frame (truncated or corrupt file)")
+            raise VideoDecodeError(
+                f"{self.path}: the video stream holds no decodable frame (truncated or corrupt file)"
+            )
         expected = self.info.n_frames
         if expected and index < 0.9 * expected:
             self.info.warnings.append(

@@ -35,8 +35,22 @@ METHOD: Final[str] = (
     "(or the whole recording), mapped to a Sunnybrook-style scale. " + ESTIMATE_LABEL.capitalize() + "."
 )
 CSV_COLUMNS: Final[tuple[str, ...]] = (
-    "patient", "session_id", "session_time", "session_kind", "session_status", "basis", "key", "title", "kind",
-    "value", "unit", "low", "high", "scale", "upper_bound", "reason",
+    "patient",
+    "session_id",
+    "session_time",
+    "session_kind",
+    "session_status",
+    "basis",
+    "key",
+    "title",
+    "kind",
+    "value",
+    "unit",
+    "low",
+    "high",
+    "scale",
+    "upper_bound",
+    "reason",
 )
 
 
@@ -51,13 +65,20 @@ class SessionResult:
     grades: dict[str, Any] | None  # Grades.to_json(); None: nothing measured yet
 
     def to_json(self) -> dict[str, Any]:
-        return {"session_id": self.session_id, "label": self.label, "kind": self.kind, "status": self.status,
-                "created_at": self.created_at, "time": iso_time(self.created_at), "n_keyframes": self.n_keyframes,
-                "grades": self.grades}
+        return {
+            "session_id": self.session_id,
+            "label": self.label,
+            "kind": self.kind,
+            "status": self.status,
+            "created_at": self.created_at,
+            "time": iso_time(self.created_at),
+            "n_keyframes": self.n_keyframes,
+            "grades": self.grades,
+        }
 
 
 def iso_time(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -82,14 +103,37 @@ def session_figures(grades: dict[str, Any] | None) -> list[Figure]:
         return out
     scores = [s for m in grades.get("movements", []) for s in (m["voluntary"], m["synkinesis"])]
     for s in [*scores, grades["resting"], grades["composite"]]:
-        out.append(Figure(s["key"], s["title"], s["kind"], s["value"], "{score}", s.get("low"), s.get("high"),
-                          s["scale"], bool(s.get("upper_bound")), s["reason"]))
+        out.append(
+            Figure(
+                s["key"],
+                s["title"],
+                s["kind"],
+                s["value"],
+                "{score}",
+                s.get("low"),
+                s.get("high"),
+                s["scale"],
+                bool(s.get("upper_bound")),
+                s["reason"],
+            )
+        )
     for name, r in (grades.get("regions") or {}).items():
         interval = r.get("weaker_percent_interval") or [None, None]
         side = f"{r['weaker_side']} side weaker; " if r.get("weaker_side") else ""
-        out.append(Figure(f"region:{name}.weaker_percent", f"{REGION_TITLES.get(name, name)}: weaker side % of stronger",
-                          "region", r.get("weaker_percent"), "%", interval[0], interval[1], "0-100", False,
-                          f"{side}{r.get('reason', '')}"))
+        out.append(
+            Figure(
+                f"region:{name}.weaker_percent",
+                f"{REGION_TITLES.get(name, name)}: weaker side % of stronger",
+                "region",
+                r.get("weaker_percent"),
+                "%",
+                interval[0],
+                interval[1],
+                "0-100",
+                False,
+                f"{side}{r.get('reason', '')}",
+            )
+        )
     return out
 
 
@@ -98,8 +142,10 @@ def session_figures(grades: dict[str, Any] | None) -> list[Figure]:
 
 
 def patient_json(code: str, results: Sequence[SessionResult]) -> bytes:
-    return json.dumps({"format": FORMAT, "label": ESTIMATE_LABEL, "patient": code,
-                       "sessions": [r.to_json() for r in results]}, indent=1).encode("utf-8")
+    return json.dumps(
+        {"format": FORMAT, "label": ESTIMATE_LABEL, "patient": code, "sessions": [r.to_json() for r in results]},
+        indent=1,
+    ).encode("utf-8")
 
 
 def patient_csv(code: str, results: Sequence[SessionResult]) -> bytes:
@@ -108,9 +154,26 @@ def patient_csv(code: str, results: Sequence[SessionResult]) -> bytes:
     writer.writerow(CSV_COLUMNS)
     for r in results:
         for f in session_figures(r.grades):
-            writer.writerow([code, r.session_id, iso_time(r.created_at), r.kind, r.status, (r.grades or {}).get("basis", ""),
-                             f.key, f.title, f.kind, _cell(f.value), f.unit, _cell(f.low), _cell(f.high), f.scale,
-                             int(f.upper_bound), f.reason])
+            writer.writerow(
+                [
+                    code,
+                    r.session_id,
+                    iso_time(r.created_at),
+                    r.kind,
+                    r.status,
+                    (r.grades or {}).get("basis", ""),
+                    f.key,
+                    f.title,
+                    f.kind,
+                    _cell(f.value),
+                    f.unit,
+                    _cell(f.low),
+                    _cell(f.high),
+                    f.scale,
+                    int(f.upper_bound),
+                    f.reason,
+                ]
+            )
     return buffer.getvalue().encode("utf-8")
 
 
@@ -135,30 +198,49 @@ def observation(code: str, result: SessionResult, figure: Figure) -> dict[str, A
         "identifier": [{"system": "urn:stream:observation", "value": f"{result.session_id}/{figure.key}"}],
         "status": "final" if result.status == "ended" else "preliminary",
         "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "exam", "display": "Exam"}]}],
-        "code": {"coding": [{"system": CODE_SYSTEM, "code": figure.key, "display": figure.title}],
-                 "text": f"{figure.title} ({ESTIMATE_LABEL})"},
+        "code": {
+            "coding": [{"system": CODE_SYSTEM, "code": figure.key, "display": figure.title}],
+            "text": f"{figure.title} ({ESTIMATE_LABEL})",
+        },
         "subject": {"reference": f"Patient/{code}", "identifier": {"system": PATIENT_SYSTEM, "value": code}},
         "effectiveDateTime": iso_time(result.created_at),
         "method": {"text": METHOD},
-        "note": [{"text": f"{ESTIMATE_LABEL.capitalize()}. How it was reached: {figure.reason}"
-                          + (" (an upper bound: parts not measured were taken as 0)" if figure.upper_bound else "")}],
+        "note": [
+            {
+                "text": f"{ESTIMATE_LABEL.capitalize()}. How it was reached: {figure.reason}"
+                + (" (an upper bound: parts not measured were taken as 0)" if figure.upper_bound else "")
+            }
+        ],
     }
     if figure.value is None:
-        resource["dataAbsentReason"] = {"coding": [{"system": DATA_ABSENT, "code": "unknown", "display": "Unknown"}],
-                                        "text": figure.reason}
+        resource["dataAbsentReason"] = {
+            "coding": [{"system": DATA_ABSENT, "code": "unknown", "display": "Unknown"}],
+            "text": figure.reason,
+        }
     else:
         resource["valueQuantity"] = _quantity(figure.value, figure.unit)
     lo, hi = _scale(figure.scale)
     if lo is not None and hi is not None:
-        resource["referenceRange"] = [{"low": _quantity(lo, figure.unit), "high": _quantity(hi, figure.unit),
-                                       "text": f"scale {figure.scale}"}]
+        resource["referenceRange"] = [
+            {"low": _quantity(lo, figure.unit), "high": _quantity(hi, figure.unit), "text": f"scale {figure.scale}"}
+        ]
     components = []
     for end, value in (("low", figure.low), ("high", figure.high)):
         if value is not None and figure.value is not None:
-            components.append({
-                "code": {"coding": [{"system": CODE_SYSTEM, "code": f"interval-{end}",
-                                     "display": f"{end} end of the 95 % interval"}]},
-                "valueQuantity": _quantity(value, figure.unit)})
+            components.append(
+                {
+                    "code": {
+                        "coding": [
+                            {
+                                "system": CODE_SYSTEM,
+                                "code": f"interval-{end}",
+                                "display": f"{end} end of the 95 % interval",
+                            }
+                        ]
+                    },
+                    "valueQuantity": _quantity(value, figure.unit),
+                }
+            )
     if components:
         resource["component"] = components
     return resource
@@ -182,6 +264,11 @@ def patient_fhir_bundle(code: str, results: Sequence[SessionResult], *, now: flo
 
     entries = [{"fullUrl": f"urn:uuid:{obs['id']}", "resource": obs} for obs in observations(code, results)]
     bundle_id = str(uuid.uuid5(_NAMESPACE, code + "|" + ",".join(r.session_id for r in results)))
-    bundle = {"resourceType": "Bundle", "id": bundle_id, "type": "collection",
-              "timestamp": iso_time(time.time() if now is None else now), "entry": entries}
+    bundle = {
+        "resourceType": "Bundle",
+        "id": bundle_id,
+        "type": "collection",
+        "timestamp": iso_time(time.time() if now is None else now),
+        "entry": entries,
+    }
     return json.dumps(bundle, indent=1).encode("utf-8")

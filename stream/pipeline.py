@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -75,8 +75,14 @@ class StageTimer:
             if a.size == 0:
                 continue
             n, total = self._n[name], self._total[name]
-            out[name] = {"n": n, "mean_ms": total / n, "p50_ms": float(np.median(a)),
-                         "p95_ms": float(np.percentile(a, 95)), "total_ms": total, "cpu_ms": self._cpu[name]}
+            out[name] = {
+                "n": n,
+                "mean_ms": total / n,
+                "p50_ms": float(np.median(a)),
+                "p95_ms": float(np.percentile(a, 95)),
+                "total_ms": total,
+                "cpu_ms": self._cpu[name],
+            }
         return out
 
 
@@ -141,8 +147,9 @@ class Pipeline:
             halves = split_halves(aligned, mirrored=self.mirrored)
             corners = half_face_mouth_corners(face, mirrored=self.mirrored)
         self.counts.keyframes += 1
-        keyframe = Keyframe(frame.index, frame.time_s, halves, aligned, new_reference=self._rereference,
-                            mouth_corners=corners)
+        keyframe = Keyframe(
+            frame.index, frame.time_s, halves, aligned, new_reference=self._rereference, mouth_corners=corners
+        )
         if self._rereference:
             self._count("rereferenced")
             self._rereference = False

@@ -22,7 +22,11 @@ class Progress:
     """
 
     def __init__(
-        self, label: str, total: int | None, enabled: bool | None = None, stream: TextIO | None = None,
+        self,
+        label: str,
+        total: int | None,
+        enabled: bool | None = None,
+        stream: TextIO | None = None,
         unit: str = "",
     ) -> None:
         self.label = label

@@ -27,8 +27,9 @@ class Registry(Generic[T]):
     register the built-in builders, on first use, so that importing the registry imports no model code.
     """
 
-    def __init__(self, kind: str, load_builtin: Callable[[], None] | None = None,
-                 modules: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kind: str, load_builtin: Callable[[], None] | None = None, modules: dict[str, str] | None = None
+    ) -> None:
         self.kind = kind
         self._builders: dict[str, Callable[..., T]] = {}
         self._load_builtin = load_builtin

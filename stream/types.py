@@ -108,7 +108,9 @@ class AUEstimate:
     def __post_init__(self) -> None:
         for side in (self.left, self.right):
             if side.shape != (N_AUS,):
-                raise ValueError(f"AUEstimate expects {N_AUS} AU values per side in {AU_NAMES} order, got shape {side.shape}")
+                raise ValueError(
+                    f"AUEstimate expects {N_AUS} AU values per side in {AU_NAMES} order, got shape {side.shape}"
+                )
         if self.closure is not None and np.shape(self.closure) != (2,):
             raise ValueError(f"AUEstimate eye closure must be (left, right), got shape {np.shape(self.closure)}")
 
@@ -168,7 +170,7 @@ class AUSeries:
         return len(self.frames)
 
     @classmethod
-    def from_estimates(cls, estimates: "list[AUEstimate]") -> "AUSeries":
+    def from_estimates(cls, estimates: list[AUEstimate]) -> AUSeries:
         if not estimates:
             empty = np.zeros((0, N_AUS))
             return cls(np.zeros(0, dtype=int), np.zeros(0), empty, empty.copy())

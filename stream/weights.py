@@ -132,7 +132,12 @@ def _verified_cached(path: Path, sha256: str | None, url: str, timeout: float, w
 
 
 def download(
-    url: str, dest: Path, sha256: str | None, *, timeout: float = DOWNLOAD_TIMEOUT_S, what: str = "weights",
+    url: str,
+    dest: Path,
+    sha256: str | None,
+    *,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+    what: str = "weights",
     hint: str = "",
 ) -> None:
     """Download ``url`` to ``dest`` via a temporary file in the same folder, renamed only once complete and verified."""

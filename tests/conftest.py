@@ -38,7 +38,9 @@ def postgres_server():
 
     folder = postgres_bin()
     if folder is None:
-        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; .ci/run installs Debian's postgresql)")
+        pytest.skip(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; .ci/run installs Debian's postgresql)"
+        )
     server = PostgresServer(folder).start()
     yield server
     server.stop()

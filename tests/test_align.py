@@ -12,8 +12,11 @@ from stream.types import Face
 
 def _face(points: list[tuple[float, float]]) -> Face:
     pts = np.array(points, dtype=float)
-    return Face(box=np.array([pts[:, 0].min() - 40, pts[:, 1].min() - 60, pts[:, 0].max() + 40, pts[:, 1].max() + 60]),
-                landmarks=pts, score=0.99)
+    return Face(
+        box=np.array([pts[:, 0].min() - 40, pts[:, 1].min() - 60, pts[:, 0].max() + 40, pts[:, 1].max() + 60]),
+        landmarks=pts,
+        score=0.99,
+    )
 
 
 # An unmirrored "camera frame": the patient faces the camera, so the patient's RIGHT eye is the

@@ -77,8 +77,9 @@ def test_large_frames_are_scaled_down_while_decoding(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_bench_whole_times_the_command_in_a_fresh_process() -> None:
     clip = _clip("single_face.mp4")
-    out = subprocess.run([sys.executable, "-m", "stream", "bench", str(clip), "--whole"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "stream", "bench", str(clip), "--whole"], capture_output=True, text=True, check=True
+    ).stdout
     assert "frames per CPU-second" in out and "exit code 0; 72 frames" in out
     row = next(line for line in out.splitlines() if line.startswith("| ") and "**" in line)
     fpc = float(row.split("**")[1])

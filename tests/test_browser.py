@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_server_support import ProcessServer, create_session, has_non_loopback_interface
 
 from stream.report import charts
 from stream.report.palette import load_palette
-from test_server_support import ProcessServer, create_session, has_non_loopback_interface
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -59,11 +59,18 @@ def test_patient_page_streams_and_clinician_page_shows_live_values(browser_env):
     server, clip, tmp = browser_env
     session = create_session(server.url, "browser")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={clip.resolve()}",
-            "--disable-background-networking", "--disable-component-update", "--no-first-run",
-        ])
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={clip.resolve()}",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
         try:
             clinician = browser.new_page(viewport={"width": 1400, "height": 1100})
             clinician.goto(session["clinician_url"])  # before the patient: nothing measured, no zeros
@@ -84,12 +91,12 @@ def test_patient_page_streams_and_clinician_page_shows_live_values(browser_env):
 
             expect(clinician.locator("#status")).to_have_text("live", timeout=30_000)
             clinician.wait_for_function(
-                "Number(document.getElementById('health-keyframes').textContent) >= 3", timeout=90_000)
+                "Number(document.getElementById('health-keyframes').textContent) >= 3", timeout=90_000
+            )
             values = clinician.locator("#latest td.bar-cell").all_inner_texts()
             assert len(values) == 24 and all(0 <= float(v) <= 5 for v in values)
             # frames are arriving (the rate shows once its samples span half a second)
-            clinician.wait_for_function(
-                "Number(document.getElementById('health-fps').textContent) > 5", timeout=30_000)
+            clinician.wait_for_function("Number(document.getElementById('health-fps').textContent) > 5", timeout=30_000)
             # every region carries a verdict in words, with its evidence (not bare differences)
             expect(clinician.locator("#regions tbody tr")).to_have_count(3, timeout=30_000)
             verdicts = ("side weaker", "no clear difference", "did not move", "not enough keyframes")
@@ -110,16 +117,19 @@ def test_patient_page_streams_and_clinician_page_shows_live_values(browser_env):
             expect(clinician.locator(".scale-legend .scale-bar")).to_be_visible()  # the heatmaps' scale
             for value in (-0.7, 0.0, 0.45):  # the heatmaps' colours are the report's (stream/report/charts.py)
                 drawn = clinician.evaluate(f"Palette.diverging({value})")
-                expected = charts.hex_rgb(charts.diverging(value, palette.scale_negative, palette.scale_neutral,
-                                                           palette.scale_positive))
+                expected = charts.hex_rgb(
+                    charts.diverging(value, palette.scale_negative, palette.scale_neutral, palette.scale_positive)
+                )
                 assert drawn == "rgb({},{},{})".format(*expected)
             patient.screenshot(path=str(tmp / "patient.png"))
             clinician.screenshot(path=str(tmp / "clinician.png"), full_page=True)
             patient.click("#disconnect")
             expect(clinician.locator("#status")).to_have_text("ended (read-only)", timeout=60_000)
             # opened again, the page draws the whole stored series, not only the snapshots' latest keyframes
-            stored = httpx.get(f"{server.url}/api/s/{session['session_id']}/au_series.csv",
-                               params={"token": session["clinician_token"]}).text
+            stored = httpx.get(
+                f"{server.url}/api/s/{session['session_id']}/au_series.csv",
+                params={"token": session["clinician_token"]},
+            ).text
             n_stored = len(stored.strip().splitlines()) - 1
             assert n_stored >= 3
             clinician.reload()

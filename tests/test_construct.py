@@ -39,7 +39,7 @@ def _with_corner_blobs(image: np.ndarray, shift: tuple[float, float]) -> np.ndar
 
 
 def _blob_centroid(image: np.ndarray, x_range: tuple[int, int]) -> np.ndarray:
-    patch = image[250:370, x_range[0]:x_range[1]].min(axis=2)
+    patch = image[250:370, x_range[0] : x_range[1]].min(axis=2)
     ys, xs = np.nonzero(patch < 40)
     assert len(xs) > 50, "blob not found"
     return np.array([xs.mean() + x_range[0], ys.mean() + 250])
@@ -50,8 +50,13 @@ def _face_coords(landmarks: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndar
     return g.face_coords(np.arange(shape[1]), np.arange(shape[0]))
 
 
-def _run(case: CaseSpec, frames: list[np.ndarray], landmarks: list[np.ndarray | None], fps: float = 30.0,
-         n_frames: int | None = None) -> list[np.ndarray]:
+def _run(
+    case: CaseSpec,
+    frames: list[np.ndarray],
+    landmarks: list[np.ndarray | None],
+    fps: float = 30.0,
+    n_frames: int | None = None,
+) -> list[np.ndarray]:
     c = Constructor(case, fps, n_frames or len(frames))
     return [c.frame(i, f, lm) for i, (f, lm) in enumerate(zip(frames, landmarks))]
 
@@ -150,8 +155,14 @@ def test_episodes_are_three_and_placed_at_20_50_80_percent() -> None:
     assert short[0].start_s > 0 and short[-1].end_s < 4.0
 
 
-def _region_change(out: np.ndarray, frame: np.ndarray, a: np.ndarray, b: np.ndarray,
-                   a_range: tuple[float, float], b_range: tuple[float, float]) -> float:
+def _region_change(
+    out: np.ndarray,
+    frame: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    a_range: tuple[float, float],
+    b_range: tuple[float, float],
+) -> float:
     sel = (a > a_range[0]) & (a < a_range[1]) & (b > b_range[0]) & (b < b_range[1])
     return float(np.abs(out.astype(int) - frame.astype(int))[sel].mean())
 
@@ -225,8 +236,9 @@ def test_real_freeze_right_shows_the_reference_in_the_current_pose(d9_frames) ->
     (ref, ref_lm), (smile, smile_lm) = d9_frames
     out = _run(CaseSpec("freeze", "right"), [ref, smile], [ref_lm, smile_lm])[1]
     pose = cv2.getAffineTransform(ref_lm[:3].astype(np.float32), smile_lm[:3].astype(np.float32))
-    warped_ref = cv2.warpAffine(ref, pose, (ref.shape[1], ref.shape[0]), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
+    warped_ref = cv2.warpAffine(
+        ref, pose, (ref.shape[1], ref.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     a, b = _face_coords(smile_lm, smile.shape)
     frozen = side_region_mask(a, b, "right", "face") > 0.999
     assert frozen.sum() > 5000

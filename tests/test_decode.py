@@ -48,8 +48,22 @@ def test_variable_frame_rate_times_come_from_timestamps(tmp_path: Path):
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg command to write rotation metadata")
 def test_rotation_metadata_turns_frames_upright_like_a_player(shared_data, tmp_path: Path):
     rotated = tmp_path / "rot.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(shared_data / "single_face.mp4"), "-c", "copy",
-                    "-metadata:s:v:0", "rotate=90", str(rotated)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(shared_data / "single_face.mp4"),
+            "-c",
+            "copy",
+            "-metadata:s:v:0",
+            "rotate=90",
+            str(rotated),
+        ],
+        check=True,
+    )
     shown = tmp_path / "shown.png"  # what ffmpeg's player logic (autorotate) displays
     subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(rotated), "-frames:v", "1", str(shown)], check=True)
     import cv2

@@ -16,8 +16,9 @@ from stream.buffer import KeyframeBuffer
 from stream.errors import CheckpointError
 from stream.types import HalfFaces, Keyframe
 
-TINY = DemConfig(backbone="vgg16", input_scale=0.125, width=0.0625, batch_norm=True, head="pool",
-                 dvpm_width=0.5, feature_grid=(4, 2))
+TINY = DemConfig(
+    backbone="vgg16", input_scale=0.125, width=0.0625, batch_norm=True, head="pool", dvpm_width=0.5, feature_grid=(4, 2)
+)
 
 
 def tiny_pair(seed: int = 0):
@@ -142,8 +143,13 @@ def test_untrained_dem_is_refused_with_how_to_train(tmp_path):
 
 @pytest.mark.parametrize("backbone", ["vgg19", "vgg16", "resnet50", "mobilenet_v3_large"])
 def test_backbones_expose_stage_features_and_feed_the_dvpm(backbone):
-    config = DemConfig(backbone=backbone, input_scale=0.125, width=1.0 if backbone == "resnet50" else 0.25,
-                       head="pool", feature_grid=(4, 2))
+    config = DemConfig(
+        backbone=backbone,
+        input_scale=0.125,
+        width=1.0 if backbone == "resnet50" else 0.25,
+        head="pool",
+        feature_grid=(4, 2),
+    )
     torch.manual_seed(0)
     ovpm, dvpm = build_pair(config)
     x = torch.randn(2, 3, *config.input_size)

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from test_dem_data import make_disfa_plus
 
 from stream.au.base import build_estimator
 from stream.au.dem import checkpoint as ckpt
@@ -34,7 +35,6 @@ from stream.au.dem.models import build_pair
 from stream.aus import AU_NAMES
 from stream.cli import build_parser, main
 from stream.errors import CheckpointError
-from test_dem_data import make_disfa_plus
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_CLIP = Path(os.environ.get("STREAM_SHARED_DATA", REPO.parent / "shared" / "data")) / "d9.mp4"
@@ -97,11 +97,40 @@ def run(tmp_path_factory) -> Run:
         data, detector = real_disfa_plus(base / "DISFAPlus", REAL_CLIP), "mtcnn"
     else:
         data, detector = make_disfa_plus(base / "DISFAPlus", frames=FRAMES), "test-fixed"
-    common = ["--data", str(data), "--cache", str(base / "cache"), "--detector", detector, "--no-keyframe-filter", "--no-progress"]
+    common = [
+        "--data",
+        str(data),
+        "--cache",
+        str(base / "cache"),
+        "--detector",
+        detector,
+        "--no-keyframe-filter",
+        "--no-progress",
+    ]
     torch.manual_seed(0)
     folder = base / "run"
-    code = main(["train", *common, "--out", str(folder), "--preset", "light", "--input-scale", "0.125", "--width", "0.0625",
-                 "--epochs", "1", "--dvpm-epochs", "1", "--split", "video", "--max-pairs", "20"])
+    code = main(
+        [
+            "train",
+            *common,
+            "--out",
+            str(folder),
+            "--preset",
+            "light",
+            "--input-scale",
+            "0.125",
+            "--width",
+            "0.0625",
+            "--epochs",
+            "1",
+            "--dvpm-epochs",
+            "1",
+            "--split",
+            "video",
+            "--max-pairs",
+            "20",
+        ]
+    )
     assert code == 0
     return Run(data, base / "cache", folder, detector, common)
 
@@ -136,7 +165,9 @@ def test_any_flipped_byte_in_dem_pt_is_refused(run, tmp_path):
     assert dvpm_at > 0 and raw.find(dvpm_tensor, dvpm_at + 1) < 0
     with zipfile.ZipFile(run.dem) as z:
         pickle_info = next(i for i in z.infolist() if i.filename.endswith("data.pkl"))
-    name_len, extra_len = np.frombuffer(raw[pickle_info.header_offset + 26:pickle_info.header_offset + 30], dtype="<u2")
+    name_len, extra_len = np.frombuffer(
+        raw[pickle_info.header_offset + 26 : pickle_info.header_offset + 30], dtype="<u2"
+    )
     pickle_at = pickle_info.header_offset + 30 + int(name_len) + int(extra_len)
 
     positions = {
@@ -162,7 +193,20 @@ def test_an_edited_dvpm_weight_is_refused_by_the_cli_with_exit_2(run, tmp_path, 
     torch.save(data, edited)
     assert "DVPM record ('dvpm'" in refusal(edited)
 
-    code = main(["evaluate", *run.common, "--checkpoint", str(edited), "--subset", "all", "--m", "0", "--out", str(tmp_path / "eval")])
+    code = main(
+        [
+            "evaluate",
+            *run.common,
+            "--checkpoint",
+            str(edited),
+            "--subset",
+            "all",
+            "--m",
+            "0",
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and str(edited) in err and "DVPM record" in err
     assert not (tmp_path / "eval" / "dem_eval.json").exists()
@@ -174,7 +218,18 @@ def test_analyze_refuses_a_damaged_checkpoint_with_exit_2(run, tmp_path, capsys)
     stored = torch.load(run.dem, weights_only=True)
     dvpm_at = raw.find(next(iter(stored["dvpm"]["state_dict"].values())).numpy().tobytes())
     damaged = flipped(run.dem, tmp_path / "dem.pt", dvpm_at + 3)
-    code = main(["analyze", str(REAL_CLIP), "--estimator", "dem", "--checkpoint", str(damaged), "--out", str(tmp_path / "report")])
+    code = main(
+        [
+            "analyze",
+            str(REAL_CLIP),
+            "--estimator",
+            "dem",
+            "--checkpoint",
+            str(damaged),
+            "--out",
+            str(tmp_path / "report"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and str(damaged) in err and "DVPM record" in err
     assert not (tmp_path / "report" / "report.json").exists()
@@ -194,12 +249,15 @@ def test_a_dem_report_says_which_model_spoke(run, tmp_path, capsys):
     assert stored["sha256"][:12] in html  # the header names the checkpoint's fingerprint
 
 
-@pytest.mark.parametrize("part, expected", [
-    ("ovpm", "OVPM record ('ovpm'"),
-    ("dvpm", "DVPM record ('dvpm'"),
-    ("config", "model configuration ('config')"),
-    ("sha256", "model hash ('sha256')"),
-])
+@pytest.mark.parametrize(
+    "part, expected",
+    [
+        ("ovpm", "OVPM record ('ovpm'"),
+        ("dvpm", "DVPM record ('dvpm'"),
+        ("config", "model configuration ('config')"),
+        ("sha256", "model hash ('sha256')"),
+    ],
+)
 def test_a_dem_pt_missing_a_part_is_refused_naming_it(run, tmp_path, capsys, part, expected):
     # Finding 2: a dem.pt without its "ovpm" entry ended in a KeyError traceback (exit 1).
     data = torch.load(run.dem, weights_only=True)
@@ -209,7 +267,20 @@ def test_a_dem_pt_missing_a_part_is_refused_naming_it(run, tmp_path, capsys, par
     message = refusal(broken)
     assert expected in message and "missing" in message
 
-    code = main(["evaluate", *run.common, "--checkpoint", str(broken), "--subset", "all", "--m", "0", "--out", str(tmp_path / "eval")])
+    code = main(
+        [
+            "evaluate",
+            *run.common,
+            "--checkpoint",
+            str(broken),
+            "--subset",
+            "all",
+            "--m",
+            "0",
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and expected in err and "Traceback" not in err
 
@@ -257,7 +328,9 @@ def refusal_messages(run: Run, tmp: Path) -> list[str]:
     pair = ckpt.load(run.dem)
     torch.manual_seed(99)
     other_ovpm, _ = build_pair(pair.config)  # the DVPM below was trained on another OVPM
-    mismatched = ckpt.save(tmp / "mismatched.pt", pair.config, other_ovpm, pair.dvpm, ovpm_fingerprint=pair.ovpm_fingerprint)
+    mismatched = ckpt.save(
+        tmp / "mismatched.pt", pair.config, other_ovpm, pair.dvpm, ovpm_fingerprint=pair.ovpm_fingerprint
+    )
     collect(lambda: ckpt.load(mismatched))
     (tmp / "junk.pt").write_bytes(b"not a checkpoint")
     collect(lambda: ckpt.load(tmp / "junk.pt"))
@@ -266,8 +339,13 @@ def refusal_messages(run: Run, tmp: Path) -> list[str]:
     collect(lambda: ckpt.load(tmp / "no_ovpm.pt"))
     torch.save(dict(stored, format="stream-dem/1"), tmp / "old.pt")
     collect(lambda: ckpt.load(tmp / "old.pt"))
-    collect(lambda: ckpt.load_sealed(flipped(run.folder / "ovpm.state.pt", tmp / "state.pt", 100), "resumable training state",
-                                     "delete it and rerun the same `python -m stream train` command"))
+    collect(
+        lambda: ckpt.load_sealed(
+            flipped(run.folder / "ovpm.state.pt", tmp / "state.pt", 100),
+            "resumable training state",
+            "delete it and rerun the same `python -m stream train` command",
+        )
+    )
     return messages
 
 
@@ -285,8 +363,9 @@ def test_refusals_suggest_only_commands_that_exist(run, tmp_path):
             parser.parse_args(argv)  # every flag and value of the suggestion parses (SystemExit otherwise)
         sub = argv[0]
         if sub not in helps:
-            done = subprocess.run([sys.executable, "-m", "stream", sub, "--help"], capture_output=True, text=True,
-                                  cwd=REPO, timeout=120)
+            done = subprocess.run(
+                [sys.executable, "-m", "stream", sub, "--help"], capture_output=True, text=True, cwd=REPO, timeout=120
+            )
             assert done.returncode == 0, done.stderr
             helps[sub] = done.stdout
         for flag in (a for a in argv if a.startswith("--")):
@@ -302,18 +381,45 @@ def test_corrected_labels_are_used_and_the_rebuild_is_said(run, tmp_path, capsys
     data, cache = tmp_path / "DISFAPlus", tmp_path / "cache"
     shutil.copytree(run.data, data)
     shutil.copytree(run.cache, cache)
-    common = ["--data", str(data), "--cache", str(cache), "--detector", run.detector, "--no-keyframe-filter", "--no-progress"]
+    common = [
+        "--data",
+        str(data),
+        "--cache",
+        str(cache),
+        "--detector",
+        run.detector,
+        "--no-keyframe-filter",
+        "--no-progress",
+    ]
     settings = PrepareSettings(detector=run.detector, keyframe_threshold=None)
     size = ckpt.load(run.dem).config.input_size
 
     def evaluate_all(out: str) -> dict:
-        assert main(["evaluate", *common, "--checkpoint", str(run.dem), "--subset", "all", "--m", "0", "--out", str(tmp_path / out)]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    *common,
+                    "--checkpoint",
+                    str(run.dem),
+                    "--subset",
+                    "all",
+                    "--m",
+                    "0",
+                    "--out",
+                    str(tmp_path / out),
+                ]
+            )
+            == 0
+        )
         return json.loads((tmp_path / out / "dem_eval.json").read_text())["by_m"]["0"]["metrics"]
 
     before = evaluate_all("before")
     assert "changed" not in capsys.readouterr().err  # a copied cache stays valid: its keys are contents, not paths
     trial = data / "Labels" / "SN001" / "A1_AU1_TrailNo_1"
-    (trial / "AU4.txt").write_text("SN001 A1_AU1_TrailNo_1 AU4\nFrame   Intensity\n" + "".join(f"{f:03d}.jpg  5\n" for f in range(FRAMES)))
+    (trial / "AU4.txt").write_text(
+        "SN001 A1_AU1_TrailNo_1 AU4\nFrame   Intensity\n" + "".join(f"{f:03d}.jpg  5\n" for f in range(FRAMES))
+    )
 
     after = evaluate_all("after")
     err = capsys.readouterr().err
@@ -328,7 +434,10 @@ def test_corrected_labels_are_used_and_the_rebuild_is_said(run, tmp_path, capsys
 
     (data / "Images" / "SN003" / "B2_AU6_TrailNo_2" / "005.jpg").unlink()
     fewer = load_dataset(data, size, cache, settings)
-    assert "images of SN003/B2_AU6_TrailNo_2 changed since they were cached: half-faces prepared again" in capsys.readouterr().err
+    assert (
+        "images of SN003/B2_AU6_TrailNo_2 changed since they were cached: half-faces prepared again"
+        in capsys.readouterr().err
+    )
     assert len(fewer) == len(loaded) - 1
 
 
@@ -365,13 +474,20 @@ def test_model_info_names_the_checkpoint_training_set_and_held_out_figures(run):
 
 def test_a_nearly_constant_model_output_is_flagged(run):
     est = build_estimator("dem", checkpoint=str(run.dem), device="cpu")
-    data = load_dataset(run.data, est.config.input_size, run.cache, PrepareSettings(detector=run.detector, keyframe_threshold=None))
+    data = load_dataset(
+        run.data, est.config.input_size, run.cache, PrepareSettings(detector=run.detector, keyframe_threshold=None)
+    )
     with torch.no_grad():  # an "under-trained" pair: uniform class probabilities, every AU reads 2.5
         for layer in (est.ovpm.trunk.classifier[-1], est.dvpm.head[-1]):
             layer.weight.zero_()
             layer.bias.zero_()
     codes = [est.encode_halves(data.images[i], i) for i in range(len(data))]
-    values = np.stack([(lambda e: np.stack([e.left, e.right]))(est.estimate(c, codes[max(0, i - 2):i])) for i, c in enumerate(codes)])
+    values = np.stack(
+        [
+            (lambda e: np.stack([e.left, e.right]))(est.estimate(c, codes[max(0, i - 2) : i]))
+            for i, c in enumerate(codes)
+        ]
+    )
     assert values.shape == (len(data), 2, 12) and np.allclose(values, 2.5, atol=1e-3)
 
     warning = est.constant_output_warning(values)

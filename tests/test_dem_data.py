@@ -32,7 +32,9 @@ class FixedFaceDetector(FaceDetector):
 register_detector("test-fixed")(lambda **_: FixedFaceDetector())
 
 
-def make_disfa_plus(root: Path, subjects=("SN001", "SN003"), trials=("A1_AU1_TrailNo_1", "B2_AU6_TrailNo_2"), frames=4) -> Path:
+def make_disfa_plus(
+    root: Path, subjects=("SN001", "SN003"), trials=("A1_AU1_TrailNo_1", "B2_AU6_TrailNo_2"), frames=4
+) -> Path:
     """DISFA+-shaped folder: images whose mouth-bar length follows the AU12 label; 2-line headers."""
     rng = np.random.default_rng(0)
     for subject in subjects:
@@ -43,8 +45,8 @@ def make_disfa_plus(root: Path, subjects=("SN001", "SN003"), trials=("A1_AU1_Tra
             values = rng.integers(0, 6, size=(frames, len(AU_NAMES)))
             for f in range(frames):
                 image = np.full((128, 128, 3), 90, dtype=np.uint8)
-                image[90:100, 30:40 + 10 * values[f, 6]] = 220  # big changes so the keyframe filter keeps frames
-                image[30:40, 20:20 + 15 * values[f, 0]] = 30
+                image[90:100, 30 : 40 + 10 * values[f, 6]] = 220  # big changes so the keyframe filter keeps frames
+                image[30:40, 20 : 20 + 15 * values[f, 0]] = 30
                 cv2.imwrite(str(img_dir / f"{f:03d}.jpg"), image)
             for a, au in enumerate(AU_NAMES):
                 rows = "".join(f"{f:03d}.jpg     {values[f, a]}\n" for f in range(frames))
@@ -54,11 +56,18 @@ def make_disfa_plus(root: Path, subjects=("SN001", "SN003"), trials=("A1_AU1_Tra
 
 def test_disfa_plus_layout_is_read_with_labels_merged_per_frame(tmp_path):
     root = make_disfa_plus(tmp_path / "DISFAPlus")
-    (root / "Labels" / "SN001" / "A1_AU1_TrailNo_1" / "AU12_left.txt").write_text("".join(f"{f:03d}.jpg  5\n" for f in range(4)))
+    (root / "Labels" / "SN001" / "A1_AU1_TrailNo_1" / "AU12_left.txt").write_text(
+        "".join(f"{f:03d}.jpg  5\n" for f in range(4))
+    )
 
     trials = scan_dataset(root)
 
-    assert [t.video for t in trials] == ["SN001/A1_AU1_TrailNo_1", "SN001/B2_AU6_TrailNo_2", "SN003/A1_AU1_TrailNo_1", "SN003/B2_AU6_TrailNo_2"]
+    assert [t.video for t in trials] == [
+        "SN001/A1_AU1_TrailNo_1",
+        "SN001/B2_AU6_TrailNo_2",
+        "SN003/A1_AU1_TrailNo_1",
+        "SN003/B2_AU6_TrailNo_2",
+    ]
     first = trials[0]
     assert [p.name for p in first.images] == ["000.jpg", "001.jpg", "002.jpg", "003.jpg"]
     au1 = read_label_file(root / "Labels/SN001/A1_AU1_TrailNo_1/AU1.txt")
@@ -71,7 +80,12 @@ def test_prepared_half_faces_are_cached_and_reused(tmp_path):
     settings = PrepareSettings(detector="test-fixed", keyframe_threshold=None)
     data = load_dataset(root, (64, 32), tmp_path / "cache", settings)
     assert len(data) == 16 and data.images.shape == (16, 2, 64, 32, 3)
-    assert set(data.video) == {"SN001/A1_AU1_TrailNo_1", "SN001/B2_AU6_TrailNo_2", "SN003/A1_AU1_TrailNo_1", "SN003/B2_AU6_TrailNo_2"}
+    assert set(data.video) == {
+        "SN001/A1_AU1_TrailNo_1",
+        "SN001/B2_AU6_TrailNo_2",
+        "SN003/A1_AU1_TrailNo_1",
+        "SN003/B2_AU6_TrailNo_2",
+    }
     assert (tmp_path / "cache" / "SN001" / "A1_AU1_TrailNo_1.npz").is_file()
     shutil.rmtree(root / "Images" / "SN001" / "A1_AU1_TrailNo_1")  # an emptied trial folder is an error, cache or not
     (root / "Images" / "SN001" / "A1_AU1_TrailNo_1").mkdir()
@@ -81,14 +95,23 @@ def test_prepared_half_faces_are_cached_and_reused(tmp_path):
     assert set(train.subject).isdisjoint(set(test.subject))
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda r: shutil.rmtree(r / "Labels"), "has no Labels/ folder"),
-    (lambda r: (r / "Labels/SN003/B2_AU6_TrailNo_2/AU26.txt").unlink(), r"has no AU26.txt"),
-    (lambda r: shutil.rmtree(r / "Labels/SN003/B2_AU6_TrailNo_2"), "have no label folder"),
-    (lambda r: (r / "Labels/SN001/A1_AU1_TrailNo_1/AU4.txt").write_text("h1\nh2\n000.jpg  2\n001.jpg  seven\n"), "line 4"),
-    (lambda r: (r / "Labels/SN001/A1_AU1_TrailNo_1/AU4.txt").write_text("000.jpg 9\n"), "outside 0..5"),
-    (lambda r: (r / "Labels/SN001/A1_AU1_TrailNo_1/AU9.txt").write_text("000.jpg 1\n001.jpg 1\n"), r"2 of 4 images have no label .*AU9.txt"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda r: shutil.rmtree(r / "Labels"), "has no Labels/ folder"),
+        (lambda r: (r / "Labels/SN003/B2_AU6_TrailNo_2/AU26.txt").unlink(), r"has no AU26.txt"),
+        (lambda r: shutil.rmtree(r / "Labels/SN003/B2_AU6_TrailNo_2"), "have no label folder"),
+        (
+            lambda r: (r / "Labels/SN001/A1_AU1_TrailNo_1/AU4.txt").write_text("h1\nh2\n000.jpg  2\n001.jpg  seven\n"),
+            "line 4",
+        ),
+        (lambda r: (r / "Labels/SN001/A1_AU1_TrailNo_1/AU4.txt").write_text("000.jpg 9\n"), "outside 0..5"),
+        (
+            lambda r: (r / "Labels/SN001/A1_AU1_TrailNo_1/AU9.txt").write_text("000.jpg 1\n001.jpg 1\n"),
+            r"2 of 4 images have no label .*AU9.txt",
+        ),
+    ],
+)
 def test_malformed_folder_fails_with_a_precise_message(tmp_path, damage, message):
     root = make_disfa_plus(tmp_path / "DISFAPlus")
     damage(root)
@@ -100,12 +123,40 @@ def test_malformed_folder_fails_with_a_precise_message(tmp_path, damage, message
 def test_train_then_evaluate_commands_on_a_folder(tmp_path, capsys):
     torch.manual_seed(0)
     root = make_disfa_plus(tmp_path / "DISFAPlus", frames=6)
-    common = ["--data", str(root), "--cache", str(tmp_path / "cache"), "--detector", "test-fixed", "--no-keyframe-filter", "--no-progress"]
+    common = [
+        "--data",
+        str(root),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--detector",
+        "test-fixed",
+        "--no-keyframe-filter",
+        "--no-progress",
+    ]
     train_parser = argparse.ArgumentParser()
     add_train_arguments(train_parser)
     run = tmp_path / "run"
-    args = train_parser.parse_args(common + ["--out", str(run), "--preset", "light", "--input-scale", "0.125", "--width", "0.0625",
-                                             "--epochs", "1", "--dvpm-epochs", "1", "--split", "video", "--max-pairs", "20"])
+    args = train_parser.parse_args(
+        common
+        + [
+            "--out",
+            str(run),
+            "--preset",
+            "light",
+            "--input-scale",
+            "0.125",
+            "--width",
+            "0.0625",
+            "--epochs",
+            "1",
+            "--dvpm-epochs",
+            "1",
+            "--split",
+            "video",
+            "--max-pairs",
+            "20",
+        ]
+    )
     assert run_train(args) == 0
     assert {"ovpm.pt", "dem.pt", "split.json", "ovpm.state.pt"} <= {p.name for p in run.iterdir()}
     assert run_train(args) == 0  # a rerun resumes: nothing left to train
@@ -118,7 +169,9 @@ def test_train_then_evaluate_commands_on_a_folder(tmp_path, capsys):
     assert "| m | accuracy | MAE | ICC(3,1) | PCC | ms per keyframe |" in (run / "dem_eval.md").read_text()
     assert (run / "dem_figure6.svg").read_text().startswith("<svg")
 
-    bad = eval_parser.parse_args(["--data", str(tmp_path / "nowhere"), "--checkpoint", str(run / "dem.pt"), "--no-progress"])
+    bad = eval_parser.parse_args(
+        ["--data", str(tmp_path / "nowhere"), "--checkpoint", str(run / "dem.pt"), "--no-progress"]
+    )
     assert run_evaluate(bad) == 2
     assert "does not exist" in capsys.readouterr().err
 
@@ -126,17 +179,21 @@ def test_train_then_evaluate_commands_on_a_folder(tmp_path, capsys):
 def test_pipeline_runs_the_dem_estimator_from_a_checkpoint(tmp_path):
     from stream.au.dem import checkpoint as ckpt
     from stream.au.dem.estimator import DemEstimator
+    from stream.au.dem.models import DemConfig, build_pair
     from stream.config import AnalysisConfig
     from stream.pipeline import Pipeline
     from stream.types import Frame
-    from stream.au.dem.models import DemConfig, build_pair
 
-    config = DemConfig(backbone="vgg16", input_scale=0.125, width=0.0625, batch_norm=True, head="pool", feature_grid=(4, 2))
+    config = DemConfig(
+        backbone="vgg16", input_scale=0.125, width=0.0625, batch_norm=True, head="pool", feature_grid=(4, 2)
+    )
     torch.manual_seed(0)
     ovpm, dvpm = build_pair(config)
     ckpt.save(tmp_path / "dem.pt", config, ovpm, dvpm)
-    pipeline = Pipeline(AnalysisConfig(estimator="dem", checkpoint=str(tmp_path / "dem.pt"), helpers=2, keyframe_threshold=0.0),
-                        detector=FixedFaceDetector())
+    pipeline = Pipeline(
+        AnalysisConfig(estimator="dem", checkpoint=str(tmp_path / "dem.pt"), helpers=2, keyframe_threshold=0.0),
+        detector=FixedFaceDetector(),
+    )
     assert isinstance(pipeline.estimator, DemEstimator)
     rng = np.random.default_rng(0)
     helpers_used = []

@@ -41,7 +41,7 @@ def rendered_set(n_videos: int, frames_per_video: int, seed: int, noise: float =
                 for region in range(3):
                     y = 6 + 20 * region + int(rng.integers(-1, 2))
                     x = start + int(rng.integers(-1, 2))
-                    img[y:y + 10, x:x + 3 + 5 * level[i, side, region]] = brightness
+                    img[y : y + 10, x : x + 3 + 5 * level[i, side, region]] = brightness
                 img += rng.normal(0, noise, size=img.shape)
                 images[i, side] = np.clip(img, 0, 255).astype(np.uint8)[..., None]
             i += 1
@@ -50,8 +50,9 @@ def rendered_set(n_videos: int, frames_per_video: int, seed: int, noise: float =
     return HalfFaceSet(images, level[:, :, REGION_OF_AU], video, subject, np.arange(n).astype(str).astype(object))
 
 
-CONFIG = DemConfig(backbone="vgg16", input_scale=0.125, width=0.0625, batch_norm=True, head="vgg",
-                   dvpm_width=0.5, feature_grid=(8, 4))
+CONFIG = DemConfig(
+    backbone="vgg16", input_scale=0.125, width=0.0625, batch_norm=True, head="vgg", dvpm_width=0.5, feature_grid=(8, 4)
+)
 
 
 @pytest.mark.slow

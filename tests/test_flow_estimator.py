@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -10,8 +11,6 @@ from stream.aus import AU_INDEX
 from stream.decode import VideoFile
 from stream.face.align import align_face, split_halves
 from stream.types import Keyframe
-
-import cv2
 
 
 @pytest.fixture(scope="module")

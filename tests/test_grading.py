@@ -18,7 +18,13 @@ import pytest
 
 from stream.export import SessionResult, observations, patient_csv, patient_fhir_bundle, patient_json
 from stream.grading import (
-    ESTIMATE_LABEL, ExerciseEvidence, changes, findings_from_json, grade, grade_report, synkinesis_severity,
+    ESTIMATE_LABEL,
+    ExerciseEvidence,
+    changes,
+    findings_from_json,
+    grade,
+    grade_report,
+    synkinesis_severity,
     voluntary_score,
 )
 from stream.symptoms.evidence import Findings, SynkinesisFinding, assess
@@ -33,7 +39,7 @@ def _movement(n: int, region: int, left: float, right: float, episodes: int = 3)
     width = n // (2 * episodes)
     for e in range(episodes):
         start = (2 * e + 1) * width
-        burst[start:start + width] = 4.0 + np.sin(np.arange(width))  # 3..5, never still within a burst
+        burst[start : start + width] = 4.0 + np.sin(np.arange(width))  # 3..5, never still within a burst
     m[:, 0, region] = left * burst
     m[:, 1, region] = right * burst
     return m
@@ -45,7 +51,18 @@ def _findings(movement: np.ndarray) -> Findings:
 
 
 def test_voluntary_bands() -> None:
-    assert [voluntary_score(p) for p in (0, 9.9, 10, 24.9, 25, 49.9, 50, 74.9, 75, 100)] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert [voluntary_score(p) for p in (0, 9.9, 10, 24.9, 25, 49.9, 50, 74.9, 75, 100)] == [
+        1,
+        1,
+        2,
+        2,
+        3,
+        3,
+        4,
+        4,
+        5,
+        5,
+    ]
 
 
 def test_weaker_side_maps_to_a_low_score_with_its_range() -> None:
@@ -88,8 +105,21 @@ def test_repeated_exercise_uses_the_latest_graded_segment() -> None:
 
 
 def _pair(shift: float, movement: bool = True) -> SynkinesisFinding:
-    return SynkinesisFinding("left", "eyes", "mouth", 20, 12, 2, 3, shift, float("nan"), 0.001, 0.004,
-                             share_with_trigger=0.8 if movement else None, share_without_trigger=0.5 if movement else None)
+    return SynkinesisFinding(
+        "left",
+        "eyes",
+        "mouth",
+        20,
+        12,
+        2,
+        3,
+        shift,
+        float("nan"),
+        0.001,
+        0.004,
+        share_with_trigger=0.8 if movement else None,
+        share_without_trigger=0.5 if movement else None,
+    )
 
 
 def test_synkinesis_severity_and_composite() -> None:
@@ -100,10 +130,14 @@ def test_synkinesis_severity_and_composite() -> None:
     mouth = _findings(_movement(90, 2, 1.0, 1.0))
     syn = Findings("evidence", mouth.regions, [_pair(0.7)], 4)
     tested_none = Findings("evidence", mouth.regions, [], 4)
-    ex = [ExerciseEvidence("rest", 0, even, {"eyebrows": 0.0, "eyes": 0.1, "mouth": 0.9}),
-          ExerciseEvidence("brow_raise", 1, even), ExerciseEvidence("gentle_eye_closure", 2, eyes),
-          ExerciseEvidence("smile", 3, syn), ExerciseEvidence("snarl", 4, tested_none),
-          ExerciseEvidence("lip_pucker", 5, mouth)]
+    ex = [
+        ExerciseEvidence("rest", 0, even, {"eyebrows": 0.0, "eyes": 0.1, "mouth": 0.9}),
+        ExerciseEvidence("brow_raise", 1, even),
+        ExerciseEvidence("gentle_eye_closure", 2, eyes),
+        ExerciseEvidence("smile", 3, syn),
+        ExerciseEvidence("snarl", 4, tested_none),
+        ExerciseEvidence("lip_pucker", 5, mouth),
+    ]
     g = grade(even, ex, estimator_is_proxy=True)
     smile = next(m for m in g.movements if m.key == "smile")
     assert smile.synkinesis.value == 2.0 and "left eyes with mouth" in smile.synkinesis.reason
@@ -130,7 +164,9 @@ def test_whole_recording_grades_regions_without_composite() -> None:
 
 def test_report_round_trip_and_changes() -> None:
     weak, better = _findings(_movement(90, 2, 1.0, 0.1)), _findings(_movement(90, 2, 1.0, 0.9))
-    reports = [{"findings": f.to_json(), "exercises": [], "estimator_is_proxy": True, "config": {}} for f in (weak, better)]
+    reports = [
+        {"findings": f.to_json(), "exercises": [], "estimator_is_proxy": True, "config": {}} for f in (weak, better)
+    ]
     assert findings_from_json(weak.to_json()).to_json() == weak.to_json()
     history = [grade_report(r) for r in reports]
     by_key = {c.key: c for c in changes(history)}
@@ -147,15 +183,67 @@ def test_report_round_trip_and_changes() -> None:
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 _OBS_STATUS = {"registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"}
-_BUNDLE_TYPES = {"document", "message", "transaction", "transaction-response", "batch", "batch-response", "history",
-                 "searchset", "collection"}
-_VALUE_X = {"valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger", "valueRange",
-            "valueRatio", "valueSampledData", "valueTime", "valueDateTime", "valuePeriod"}
-_OBS_FIELDS = {"resourceType", "id", "meta", "implicitRules", "language", "text", "contained", "extension",
-               "modifierExtension", "identifier", "basedOn", "partOf", "status", "category", "code", "subject", "focus",
-               "encounter", "effectiveDateTime", "effectivePeriod", "effectiveTiming", "effectiveInstant", "issued",
-               "performer", "dataAbsentReason", "interpretation", "note", "bodySite", "method", "specimen", "device",
-               "referenceRange", "hasMember", "derivedFrom", "component"} | _VALUE_X
+_BUNDLE_TYPES = {
+    "document",
+    "message",
+    "transaction",
+    "transaction-response",
+    "batch",
+    "batch-response",
+    "history",
+    "searchset",
+    "collection",
+}
+_VALUE_X = {
+    "valueQuantity",
+    "valueCodeableConcept",
+    "valueString",
+    "valueBoolean",
+    "valueInteger",
+    "valueRange",
+    "valueRatio",
+    "valueSampledData",
+    "valueTime",
+    "valueDateTime",
+    "valuePeriod",
+}
+_OBS_FIELDS = {
+    "resourceType",
+    "id",
+    "meta",
+    "implicitRules",
+    "language",
+    "text",
+    "contained",
+    "extension",
+    "modifierExtension",
+    "identifier",
+    "basedOn",
+    "partOf",
+    "status",
+    "category",
+    "code",
+    "subject",
+    "focus",
+    "encounter",
+    "effectiveDateTime",
+    "effectivePeriod",
+    "effectiveTiming",
+    "effectiveInstant",
+    "issued",
+    "performer",
+    "dataAbsentReason",
+    "interpretation",
+    "note",
+    "bodySite",
+    "method",
+    "specimen",
+    "device",
+    "referenceRange",
+    "hasMember",
+    "derivedFrom",
+    "component",
+} | _VALUE_X
 
 
 def _no_empty(node: Any, path: str) -> None:
@@ -230,8 +318,20 @@ def check_fhir_observation(obs: dict[str, Any]) -> None:
 def check_fhir_bundle(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     _no_empty(bundle, "Bundle")
     assert bundle["resourceType"] == "Bundle" and bundle["type"] in _BUNDLE_TYPES
-    assert set(bundle) <= {"resourceType", "id", "meta", "implicitRules", "language", "identifier", "type",
-                           "timestamp", "total", "link", "entry", "signature"}
+    assert set(bundle) <= {
+        "resourceType",
+        "id",
+        "meta",
+        "implicitRules",
+        "language",
+        "identifier",
+        "type",
+        "timestamp",
+        "total",
+        "link",
+        "entry",
+        "signature",
+    }
     assert _DATETIME.fullmatch(bundle["timestamp"])
     urls = [e["fullUrl"] for e in bundle["entry"]]
     assert len(set(urls)) == len(urls), "bdl-7: fullUrl unique"
@@ -247,8 +347,10 @@ def check_fhir_bundle(bundle: dict[str, Any]) -> list[dict[str, Any]]:
 def test_exports_json_csv_fhir() -> None:
     weak = _findings(_movement(90, 2, 1.0, 0.2))
     g = grade(weak, [ExerciseEvidence("smile", 3, weak)]).to_json()
-    results = [SessionResult("abc_DEF-123", "", "live", "ended", 1_790_000_000.0, 90, g),
-               SessionResult("x2", "", "recorded", "live", 1_790_100_000.0, 90, g)]
+    results = [
+        SessionResult("abc_DEF-123", "", "live", "ended", 1_790_000_000.0, 90, g),
+        SessionResult("x2", "", "recorded", "live", 1_790_100_000.0, 90, g),
+    ]
     data = json.loads(patient_json("P-0042", results))
     assert data["patient"] == "P-0042" and len(data["sessions"]) == 2 and data["label"] == ESTIMATE_LABEL
     rows = list(csv.DictReader(io.StringIO(patient_csv("P-0042", results).decode())))
@@ -261,7 +363,9 @@ def test_exports_json_csv_fhir() -> None:
     assert len(resources) == len(rows)
     assert {r["status"] for r in resources} == {"final", "preliminary"}
     smile_obs = [r for r in resources if r["code"]["coding"][0]["code"] == "smile.voluntary"]
-    assert smile_obs[0]["valueQuantity"]["code"] == "{score}" and smile_obs[0]["subject"]["reference"] == "Patient/P-0042"
+    assert (
+        smile_obs[0]["valueQuantity"]["code"] == "{score}" and smile_obs[0]["subject"]["reference"] == "Patient/P-0042"
+    )
     assert smile_obs[0]["effectiveDateTime"] == "2026-09-21T14:13:20+00:00"
     absent = [r for r in resources if r["code"]["coding"][0]["code"] == "brow_raise.voluntary"][0]
     assert "valueQuantity" not in absent and "not recorded" in absent["dataAbsentReason"]["text"]
@@ -275,8 +379,14 @@ def test_validator_rejects_broken_observations() -> None:
     obs = observations("P1", [SessionResult("s", "", "live", "ended", 1.0, 90, g)])
     good = next(o for o in obs if "valueQuantity" in o)
     check_fhir_observation(good)
-    for broken in ({**good, "status": "done"}, {**good, "code": {"text": "x"}}, {**good, "dataAbsentReason": good["code"]},
-                   {**good, "valueQuantity": {"value": "3"}}, {**good, "effectiveDateTime": "2026-01-01 10:00"},
-                   {k: v for k, v in good.items() if k != "subject"}, {**good, "note": []}):
+    for broken in (
+        {**good, "status": "done"},
+        {**good, "code": {"text": "x"}},
+        {**good, "dataAbsentReason": good["code"]},
+        {**good, "valueQuantity": {"value": "3"}},
+        {**good, "effectiveDateTime": "2026-01-01 10:00"},
+        {k: v for k, v in good.items() if k != "subject"},
+        {**good, "note": []},
+    ):
         with pytest.raises((AssertionError, KeyError)):
             check_fhir_observation(broken)

@@ -57,8 +57,8 @@ def test_a_first_keyframe_with_closed_eyes_does_not_become_the_open_eye():
 def test_flow_estimator_treats_both_sides_with_the_same_geometry_on_real_frames():
     """Swapping the half-faces of real keyframes swaps every output: one geometry for both sides."""
     from stream.au.flow import FlowAUEstimator
-    from stream.pipeline import Pipeline
     from stream.decode import VideoFile
+    from stream.pipeline import Pipeline
 
     pipeline = Pipeline()
     keyframes = []
@@ -69,9 +69,16 @@ def test_flow_estimator_treats_both_sides_with_the_same_geometry_on_real_frames(
                 keyframes.append(result.keyframe)
             if len(keyframes) >= 24:
                 break
-    swapped = [Keyframe(k.frame_index, k.time_s, HalfFaces(left=k.halves.right, right=k.halves.left), k.aligned[:, ::-1],
-                        mouth_corners=k.mouth_corners[::-1])
-               for k in keyframes]
+    swapped = [
+        Keyframe(
+            k.frame_index,
+            k.time_s,
+            HalfFaces(left=k.halves.right, right=k.halves.left),
+            k.aligned[:, ::-1],
+            mouth_corners=k.mouth_corners[::-1],
+        )
+        for k in keyframes
+    ]
     a, b = FlowAUEstimator(), FlowAUEstimator()
     cv2.setRNGSeed(0)  # RANSAC's draws: the same whatever ran before in this process
     out_a = [a.estimate(a.encode(k), []) for k in keyframes]

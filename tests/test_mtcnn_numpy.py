@@ -40,8 +40,14 @@ def _frames(name: str, every: int, limit: int) -> list[np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("clip", ["d9.mp4", pytest.param("WolfgangLanger_Pexels.mp4", marks=pytest.mark.slow),
-                                  pytest.param("no_face.mp4", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "clip",
+    [
+        "d9.mp4",
+        pytest.param("WolfgangLanger_Pexels.mp4", marks=pytest.mark.slow),
+        pytest.param("no_face.mp4", marks=pytest.mark.slow),
+    ],
+)
 def test_same_faces_as_facenet_pytorch(clip: str) -> None:
     torch = pytest.importorskip("torch")
     facenet = pytest.importorskip("facenet_pytorch")
@@ -70,10 +76,12 @@ def test_same_faces_as_facenet_pytorch(clip: str) -> None:
 
 
 def test_weights_read_without_torch() -> None:
-    code = ("import sys; from stream.face.mtcnn import MTCNNDetector; MTCNNDetector(); "
-            "from stream.face.detect import build_detector; from stream.au.base import build_estimator; "
-            "build_detector('mtcnn'); build_estimator('flow'); "
-            "print(sorted(m for m in ('torch', 'torchvision', 'facenet_pytorch') if m in sys.modules))")
+    code = (
+        "import sys; from stream.face.mtcnn import MTCNNDetector; MTCNNDetector(); "
+        "from stream.face.detect import build_detector; from stream.au.base import build_estimator; "
+        "build_detector('mtcnn'); build_estimator('flow'); "
+        "print(sorted(m for m in ('torch', 'torchvision', 'facenet_pytorch') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     state = read_legacy_state_dict(weights_folder() / "onet.pt")

@@ -37,7 +37,9 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
-        check=True, cwd=source, capture_output=True,
+        check=True,
+        cwd=source,
+        capture_output=True,
     )
     (wheel,) = out.glob("stream_fp-*.whl")
     with zipfile.ZipFile(wheel) as z:

@@ -23,7 +23,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
 from test_grading import check_fhir_bundle
 from test_server_support import ADMIN_KEY, REPO, ProcessServer
 
@@ -67,9 +66,27 @@ def patient_db(tmp_path_factory, shared_data) -> Path:
     db = tmp / "sessions.sqlite3"
     for factor in (0.15, 0.6):
         clip = damped_excerpt(shared_data / "d9.mp4", factor, tmp / f"damp{factor}.mp4")
-        run = subprocess.run([sys.executable, "-m", "stream", "analyze", str(clip), "--out", str(tmp / f"out{factor}"),
-                              "--patient", CODE, "--db", str(db), "--label", f"damp {factor}"],
-                             cwd=REPO, capture_output=True, text=True, timeout=600)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "stream",
+                "analyze",
+                str(clip),
+                "--out",
+                str(tmp / f"out{factor}"),
+                "--patient",
+                CODE,
+                "--db",
+                str(db),
+                "--label",
+                f"damp {factor}",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert run.returncode == 0, run.stderr[-3000:]
         assert f"of patient {CODE}" in run.stdout
     return db
@@ -85,10 +102,12 @@ def test_store_keeps_patients_links_sessions_and_grades(tmp_path) -> None:
 
     old = tmp_path / "old.sqlite3"
     with sqlite3.connect(old) as db:  # a database from before patients existed: sessions only
-        db.execute("CREATE TABLE sessions (id TEXT PRIMARY KEY, label TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL,"
-                   " status TEXT NOT NULL, ended_at REAL, mirrored INTEGER NOT NULL DEFAULT 0,"
-                   " config_json TEXT NOT NULL DEFAULT '{}', estimator_json TEXT NOT NULL DEFAULT '{}',"
-                   " counts_json TEXT NOT NULL DEFAULT '{}')")
+        db.execute(
+            "CREATE TABLE sessions (id TEXT PRIMARY KEY, label TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL,"
+            " status TEXT NOT NULL, ended_at REAL, mirrored INTEGER NOT NULL DEFAULT 0,"
+            " config_json TEXT NOT NULL DEFAULT '{}', estimator_json TEXT NOT NULL DEFAULT '{}',"
+            " counts_json TEXT NOT NULL DEFAULT '{}')"
+        )
         db.execute("INSERT INTO sessions (id, created_at, status) VALUES ('s-old', 1.0, 'ended')")
     store = Store(old)
     try:
@@ -116,13 +135,44 @@ def test_store_keeps_patients_links_sessions_and_grades(tmp_path) -> None:
 
 
 def test_analyze_refuses_a_bad_patient_code_before_decoding(tmp_path, shared_data) -> None:
-    run = subprocess.run([sys.executable, "-m", "stream", "analyze", str(shared_data / "d9.mp4"), "--out", str(tmp_path / "o"),
-                          "--patient", "Jane Doe", "--db", str(tmp_path / "db.sqlite3")],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream",
+            "analyze",
+            str(shared_data / "d9.mp4"),
+            "--out",
+            str(tmp_path / "o"),
+            "--patient",
+            "Jane Doe",
+            "--db",
+            str(tmp_path / "db.sqlite3"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2 and "never a name" in run.stderr
     assert not (tmp_path / "o").exists()  # refused before any output
-    run = subprocess.run([sys.executable, "-m", "stream", "analyze", str(shared_data / "d9.mp4"), "--out", str(tmp_path / "o"),
-                          "--patient", CODE], cwd=REPO, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream",
+            "analyze",
+            str(shared_data / "d9.mp4"),
+            "--out",
+            str(tmp_path / "o"),
+            "--patient",
+            CODE,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2 and "--db" in run.stderr
 
 
@@ -178,9 +228,19 @@ def add_live_session(db: Path, recording: int, sid: str) -> None:
         store.start_segment(sid, Segment(0, "rest", 0.0, rest_end))
         store.start_segment(sid, Segment(1, "smile", rest_end, float(stored.time_s[-1]) + 1.0))
         for i in range(len(stored)):
-            store.add_keyframe(sid, i, int(stored.frames[i]), float(stored.time_s[i]), 0.0,
-                               0 if stored.time_s[i] < rest_end else 1, 0, stored.left[i], stored.right[i],
-                               stored.closure[i], stored.movement[i])
+            store.add_keyframe(
+                sid,
+                i,
+                int(stored.frames[i]),
+                float(stored.time_s[i]),
+                0.0,
+                0 if stored.time_s[i] < rest_end else 1,
+                0,
+                stored.left[i],
+                stored.right[i],
+                stored.closure[i],
+                stored.movement[i],
+            )
         store.set_status(sid, "ended")
     finally:
         store.close()
@@ -207,7 +267,10 @@ def test_a_live_session_with_exercises_is_graded_per_movement(patient_db, tmp_pa
     smile = moves["smile"]["voluntary"]
     assert smile["basis"] == "exercise segment 1" and smile["value"] is not None and smile["value"] <= 3
     assert moves["smile"]["weaker_side"] == "right"
-    assert moves["brow_raise"]["voluntary"]["value"] is None and "not recorded" in moves["brow_raise"]["voluntary"]["reason"]
+    assert (
+        moves["brow_raise"]["voluntary"]["value"] is None
+        and "not recorded" in moves["brow_raise"]["voluntary"]["reason"]
+    )
     assert live["grades"]["resting"]["value"] is None and "first frame" in live["grades"]["resting"]["reason"]
     assert live["grades"]["composite"]["value"] is None
     assert not any("still image" in w for w in live["grades"]["warnings"])
@@ -270,7 +333,9 @@ def test_patient_api_links_and_exports(server) -> None:
     assert all(o["effectiveDateTime"] == times[o["identifier"][0]["value"].split("/")[0]] for o in resources)
     sid = data["sessions"][1]["session_id"]
     one = check_fhir_bundle(httpx.get(url + f"/api/p/{CODE}/s/{sid}/export.fhir.json?token={token}").json())
-    assert len(one) == sum(r["session_id"] == sid for r in rows) and {o["identifier"][0]["value"].split("/")[0] for o in one} == {sid}
+    assert len(one) == sum(r["session_id"] == sid for r in rows) and {
+        o["identifier"][0]["value"].split("/")[0] for o in one
+    } == {sid}
     assert httpx.get(url + f"/api/p/{CODE}/s/nope/export.json?token={token}").status_code == 404
     assert httpx.get(url + f"/api/p/{CODE}/export.xml?token={token}").status_code == 404
 
@@ -284,8 +349,11 @@ def test_history_page_renders_and_prints_on_one_page(server, tmp_path) -> None:
 
     link = httpx.post(server.url + f"/api/patients/{CODE}/link", headers=AUTH).json()["history_url"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--disable-background-networking", "--disable-component-update", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--disable-background-networking", "--disable-component-update", "--no-first-run"],
+        )
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 1000})
             page.goto(link)
@@ -293,7 +361,9 @@ def test_history_page_renders_and_prints_on_one_page(server, tmp_path) -> None:
             expect(page.locator("#patient-code")).to_have_text(CODE)
             row = page.locator("#summary tr[data-key='region:mouth.weaker_percent']")
             expect(row.locator("td").nth(3)).to_have_text(re.compile(r"^\+\d"))  # since the first: an improvement
-            expect(page.locator("#summary tr[data-key='smile.voluntary'] td").nth(1)).to_have_text(re.compile(r"^[1-5]$"))
+            expect(page.locator("#summary tr[data-key='smile.voluntary'] td").nth(1)).to_have_text(
+                re.compile(r"^[1-5]$")
+            )
             # SVG trends: one point per session and region with a figure, in the weaker side's colour
             assert page.locator("#plot-regions svg circle.point-right").count() >= 1
             assert page.locator("#plot-scores svg polyline").count() >= 1
@@ -335,8 +405,9 @@ def test_history_links_expire_with_link_ttl_and_the_clinic_key_issues_new_ones(t
     import sqlite3
     import time
 
-    from stream.server import ServerSettings, create_app
     from test_server_support import ThreadServer, allow_loopback_ice
+
+    from stream.server import ServerSettings, create_app
 
     allow_loopback_ice()
     db = str(tmp_path / "s.sqlite3")

@@ -111,7 +111,10 @@ def test_bad_inputs_exit_non_zero_with_the_file_named(tmp_path: Path, capsys, na
 
 
 def test_bad_option_values_are_refused(shared_data, tmp_path: Path, capsys):
-    assert main(["analyze", str(shared_data / "single_face.mp4"), "--out", str(tmp_path), "--cooccurrence-threshold", "2"]) == 2
+    assert (
+        main(["analyze", str(shared_data / "single_face.mp4"), "--out", str(tmp_path), "--cooccurrence-threshold", "2"])
+        == 2
+    )
     assert "co-occurrence threshold" in capsys.readouterr().err
 
 
@@ -120,6 +123,7 @@ def test_bad_option_values_are_refused(shared_data, tmp_path: Path, capsys):
 # (the image's left half in this unmirrored video) on a neutral frame makes his right side unable to
 # move, like a complete palsy: the report must name the right side weaker. Mirroring that video
 # moves the frozen half to the patient's left.
+
 
 @pytest.fixture(scope="module")
 def d9_frames(shared_data, detector) -> tuple[list[Frame], int]:

@@ -7,7 +7,14 @@ import pytest
 from stream.au.base import build_estimator
 from stream.cli import main
 from stream.errors import (
-    EXIT_CODES, CheckpointError, ConfigError, InputError, NoFaceError, StreamError, VideoDecodeError, WeightsError,
+    EXIT_CODES,
+    CheckpointError,
+    ConfigError,
+    InputError,
+    NoFaceError,
+    StreamError,
+    VideoDecodeError,
+    WeightsError,
     exit_code,
 )
 from stream.face.detect import available_detectors, build_detector

@@ -88,7 +88,13 @@ def make_report() -> dict:
             "detected": True,
             "pairs": [{"matrix": "right-left|left", "row": "AU5", "col": "AU20", "value": 0.42}],
         },
-        "counts": {"frames": 300, "keyframes": 40, "frames_without_face": 12, "frames_with_several_faces": 2, "duration_s": 10.0},
+        "counts": {
+            "frames": 300,
+            "keyframes": 40,
+            "frames_without_face": 12,
+            "frames_with_several_faces": 2,
+            "duration_s": 10.0,
+        },
         "config": {"video": "patient <07>.mp4", "estimator": "flow", "detector": "mtcnn", "helpers": 2},
         "estimator_is_proxy": True,
     }
@@ -215,7 +221,12 @@ def test_reader_names_line_and_column_of_a_value_that_is_not_a_number(tmp_path):
 
 @pytest.mark.parametrize(
     ("cell", "problem"),
-    [("", "empty cell"), ("nan", "not a finite number"), ("5.5", "outside the AU intensity scale"), ("-0.1", "outside")],
+    [
+        ("", "empty cell"),
+        ("nan", "not a finite number"),
+        ("5.5", "outside the AU intensity scale"),
+        ("-0.1", "outside"),
+    ],
 )
 def test_reader_rejects_empty_nan_and_out_of_scale_cells(tmp_path, cell, problem):
     row = [0, 0.0, *([1.0] * (2 * N_AUS))]
@@ -321,7 +332,9 @@ def test_html_lists_the_analysis_warnings_escaped():
 
 def test_html_has_one_plot_per_au_with_both_sides_and_the_threshold():
     checker = parse(render_report_html(make_report(), make_series()))
-    plots = [attrs["data-au"] for tag, attrs in checker.tags if tag == "figure" and "au-plot" in (attrs.get("class") or "")]
+    plots = [
+        attrs["data-au"] for tag, attrs in checker.tags if tag == "figure" and "au-plot" in (attrs.get("class") or "")
+    ]
     assert plots == list(AU_NAMES)
     palette = load_palette()
     lines = [(attrs.get("class"), attrs.get("stroke")) for tag, attrs in checker.tags if tag == "polyline"]
@@ -386,7 +399,11 @@ def test_write_report_writes_three_files_and_json_equal_to_the_input(tmp_path):
     paths = write_report(tmp_path / "out" / "run1", report, series)
 
     assert set(paths) == {"json", "csv", "html"}
-    assert sorted(p.name for p in (tmp_path / "out" / "run1").iterdir()) == ["au_series.csv", "report.html", "report.json"]
+    assert sorted(p.name for p in (tmp_path / "out" / "run1").iterdir()) == [
+        "au_series.csv",
+        "report.html",
+        "report.json",
+    ]
     loaded = json.loads(paths["json"].read_text(encoding="utf-8"))
     expected = copy.deepcopy(make_report())
     expected["delta_am"]["AU26"] = None
@@ -415,12 +432,26 @@ def test_eye_closure_and_region_movement_columns_round_trip(tmp_path):
 
     n = 6
     rng = np.random.default_rng(4)
-    series = AUSeries(np.arange(n), np.arange(n) / 30.0, rng.uniform(0, 5, (n, 12)), rng.uniform(0, 5, (n, 12)),
-                      closure=rng.uniform(0, 5, (n, 2)), movement=rng.uniform(0, 5, (n, 2, 3)))
+    series = AUSeries(
+        np.arange(n),
+        np.arange(n) / 30.0,
+        rng.uniform(0, 5, (n, 12)),
+        rng.uniform(0, 5, (n, 12)),
+        closure=rng.uniform(0, 5, (n, 2)),
+        movement=rng.uniform(0, 5, (n, 2, 3)),
+    )
     path = write_series_csv(tmp_path / "s.csv", series)
     header = path.read_text().splitlines()[0].split(",")
-    assert header[-8:] == ["left_AU43", "right_AU43", "left_move_eyebrows", "left_move_eyes", "left_move_mouth",
-                           "right_move_eyebrows", "right_move_eyes", "right_move_mouth"]
+    assert header[-8:] == [
+        "left_AU43",
+        "right_AU43",
+        "left_move_eyebrows",
+        "left_move_eyes",
+        "left_move_mouth",
+        "right_move_eyebrows",
+        "right_move_eyes",
+        "right_move_mouth",
+    ]
     back = read_series_csv(path)
     np.testing.assert_allclose(back.closure, series.closure, atol=1e-4)
     np.testing.assert_allclose(back.movement, series.movement, atol=1e-4)

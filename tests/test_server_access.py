@@ -11,17 +11,18 @@ import time
 import httpx
 import pytest
 import websockets
+from test_server_support import ADMIN_KEY, ThreadServer, allow_loopback_ice, create_session, ws_url
 
 from stream.server import ServerSettings, create_app
-from test_server_support import ADMIN_KEY, ThreadServer, allow_loopback_ice, create_session, ws_url
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     allow_loopback_ice()
     # every refusal below comes from 127.0.0.1: no rate limit in this module (see test_server_faults.py)
-    settings = ServerSettings(db_path=str(tmp_path_factory.mktemp("access") / "s.sqlite3"), admin_key=ADMIN_KEY,
-                              max_failed_credentials=10_000)
+    settings = ServerSettings(
+        db_path=str(tmp_path_factory.mktemp("access") / "s.sqlite3"), admin_key=ADMIN_KEY, max_failed_credentials=10_000
+    )
     with ThreadServer(create_app(settings)) as srv:
         yield srv
 
@@ -66,11 +67,16 @@ def test_pages_api_and_websockets_refuse_wrong_tokens(server, two_sessions):
     # the patient side: a clinician token or session B's patient token cannot stream into A
     for token in (a["clinician_token"], b["patient_token"], "x"):
         assert httpx.get(f"{server.url}/s/{sid_a}/patient", params={"token": token}).status_code == 403
-        r = httpx.post(f"{server.url}/api/s/{sid_a}/offer", json={"sdp": "v=0", "type": "offer"},
-                       headers={"Authorization": f"Bearer {token}"})
+        r = httpx.post(
+            f"{server.url}/api/s/{sid_a}/offer",
+            json={"sdp": "v=0", "type": "offer"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert r.status_code == 403
     # an unknown session answers exactly like a wrong token
-    assert httpx.get(f"{server.url}/s/nosuchsession/clinician", params={"token": a["clinician_token"]}).status_code == 403
+    assert (
+        httpx.get(f"{server.url}/s/nosuchsession/clinician", params={"token": a["clinician_token"]}).status_code == 403
+    )
     # strangers cannot create or list sessions
     assert httpx.post(server.url + "/api/sessions").status_code == 401
     assert httpx.get(server.url + "/api/sessions", headers={"Authorization": "Bearer guess"}).status_code == 403
@@ -93,7 +99,11 @@ def offer_sdp(codecs: str = "default") -> str:
 
     sdp = asyncio.run(go())
     if codecs == "unsupported":  # rename every video codec to one the server cannot decode
-        sdp = sdp.replace("VP8/90000", "AV1X/90000").replace("H264/90000", "AV1X/90000").replace("rtx/90000", "AV1X/90000")
+        sdp = (
+            sdp.replace("VP8/90000", "AV1X/90000")
+            .replace("H264/90000", "AV1X/90000")
+            .replace("rtx/90000", "AV1X/90000")
+        )
     return sdp
 
 
@@ -105,7 +115,12 @@ def test_hostile_offers_get_clear_4xx_and_other_sessions_keep_working(server, tw
         (b"{not json", 400),
         (json.dumps({"sdp": "hello", "type": "offer"}).encode(), 400),
         (json.dumps({"sdp": offer_sdp(), "type": "answer"}).encode(), 400),
-        (json.dumps({"sdp": "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nbroken", "type": "offer"}).encode(), 400),
+        (
+            json.dumps(
+                {"sdp": "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nbroken", "type": "offer"}
+            ).encode(),
+            400,
+        ),
         (json.dumps({"sdp": offer_sdp("unsupported"), "type": "offer"}).encode(), 422),
         (json.dumps({"sdp": "v=0\r\n" + "a=x\r\n" * 30000, "type": "offer"}).encode(), 413),
     ]
@@ -118,10 +133,16 @@ def test_hostile_offers_get_clear_4xx_and_other_sessions_keep_working(server, tw
     assert r.status_code == 413
 
     # session B still negotiates a real connection on the same server
-    r = httpx.post(f"{server.url}/api/s/{b['session_id']}/offer", json={"sdp": offer_sdp(), "type": "offer"},
-                   headers={"Authorization": f"Bearer {b['patient_token']}"}, timeout=60)
+    r = httpx.post(
+        f"{server.url}/api/s/{b['session_id']}/offer",
+        json={"sdp": offer_sdp(), "type": "offer"},
+        headers={"Authorization": f"Bearer {b['patient_token']}"},
+        timeout=60,
+    )
     assert r.status_code == 200 and r.json()["type"] == "answer" and "m=video" in r.json()["sdp"]
-    httpx.post(f"{server.url}/api/s/{b['session_id']}/hangup", headers={"Authorization": f"Bearer {b['patient_token']}"})
+    httpx.post(
+        f"{server.url}/api/s/{b['session_id']}/hangup", headers={"Authorization": f"Bearer {b['patient_token']}"}
+    )
 
 
 def stalled_websocket(url: str) -> socket.socket:
@@ -187,14 +208,22 @@ def self_signed_certificate(directory) -> tuple[str, str]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     certfile, keyfile = directory / "cert.pem", directory / "key.pem"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(certfile), str(keyfile)
 
 
@@ -202,7 +231,9 @@ def test_https_with_certificate_options(tmp_path):
     certfile, keyfile = self_signed_certificate(tmp_path)
     with pytest.raises(ValueError, match="go together"):
         ServerSettings(certfile=certfile).validate()
-    settings = ServerSettings(db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY, certfile=certfile, keyfile=keyfile)
+    settings = ServerSettings(
+        db_path=str(tmp_path / "s.sqlite3"), admin_key=ADMIN_KEY, certfile=certfile, keyfile=keyfile
+    )
     assert settings.validate().scheme == "https"
     with ThreadServer(create_app(settings), certfile=certfile, keyfile=keyfile) as srv:
         r = httpx.post(srv.url + "/api/sessions", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, verify=False)
@@ -246,7 +277,9 @@ def test_clinician_links_expire_after_link_ttl_and_the_clinic_key_issues_new_one
         r = httpx.post(f"{srv.url}/api/sessions/{sid}/clinician-link", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
         assert r.status_code == 201
         renewed = {**old, "clinician_token": r.json()["clinician_token"]}
-        assert httpx.get(f"{srv.url}/s/{sid}/clinician", params={"token": renewed["clinician_token"]}).status_code == 200
+        assert (
+            httpx.get(f"{srv.url}/s/{sid}/clinician", params={"token": renewed["clinician_token"]}).status_code == 200
+        )
         assert ws_status(ws_url(srv.url, renewed)) is None
 
         # a dashboard open when its link's lifetime ends is closed (policy, 1008), not left streaming

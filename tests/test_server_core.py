@@ -9,12 +9,11 @@ import pytest
 
 from stream.aus import N_AUS
 from stream.server.executor import ANALYSIS, INGEST, PriorityExecutor
-from stream.session.exercises import EXERCISES, PROTOCOL, ExerciseError, Timeline
 from stream.server.hub import Hub
 from stream.server.ingest import KeyframeQueue, LatestFrame
 from stream.server.sessions import Gate, Role, new_token, token_hash
 from stream.server.store import Store
-from stream.session.exercises import Segment
+from stream.session.exercises import EXERCISES, PROTOCOL, ExerciseError, Segment, Timeline
 
 
 class FakeConn:
@@ -75,7 +74,10 @@ def test_store_keeps_series_segments_statistics_and_findings_across_reopen(tmp_p
     for i, (left, right) in enumerate(rows):
         store.add_keyframe("S", i, 10 * i, 0.5 * i, 1000.0 + i, 0 if i >= 2 else None, 2, left, right)
     store.end_segment("S", 0, 9.0)
-    state = {"n_keyframes": 5, "synkinesis": {"pairs": [{"matrix": "right-left|left", "row": "AU5", "col": "AU20", "value": 0.4}]}}
+    state = {
+        "n_keyframes": 5,
+        "synkinesis": {"pairs": [{"matrix": "right-left|left", "row": "AU5", "col": "AU20", "value": 0.4}]},
+    }
     store.save_statistics("S", "session", 2.0, state)
     store.save_statistics("S", "session", 3.0, {**state, "n_keyframes": 6})
     store.close()
@@ -89,7 +91,12 @@ def test_store_keeps_series_segments_statistics_and_findings_across_reopen(tmp_p
     assert again.segments("S") == [Segment(0, "smile", 1.0, 9.0)]
     assert again.statistics("S")["session"]["n_keyframes"] == 6
     [finding] = again.findings("S")
-    assert (finding["row"], finding["col"], finding["first_seen_s"], finding["last_seen_s"]) == ("AU5", "AU20", 2.0, 3.0)
+    assert (finding["row"], finding["col"], finding["first_seen_s"], finding["last_seen_s"]) == (
+        "AU5",
+        "AU20",
+        2.0,
+        3.0,
+    )
     assert again.session("S").n_keyframes == 5
     again.close()
 
@@ -225,7 +232,9 @@ def test_a_database_of_the_old_schema_opens_and_gains_eye_closure_and_movement_c
     with sqlite3.connect(path) as db:
         db.executescript(_OLD_KEYFRAMES % ", ".join(f"{c} REAL NOT NULL" for c in au_columns))
         db.execute("INSERT INTO sessions (id, created_at, status) VALUES ('OLD', 0, 'ended')")
-        db.execute(f"INSERT INTO keyframes VALUES ('OLD', 0, 3, 0.1, 100.0, NULL, 0, {', '.join('1.5' for _ in au_columns)})")
+        db.execute(
+            f"INSERT INTO keyframes VALUES ('OLD', 0, 3, 0.1, 100.0, NULL, 0, {', '.join('1.5' for _ in au_columns)})"
+        )
 
     store = Store(path)
     try:
@@ -237,10 +246,32 @@ def test_a_database_of_the_old_schema_opens_and_gains_eye_closure_and_movement_c
         store.create_session("NEW", "", False, {})
         movement = np.arange(6, dtype=float).reshape(2, 3) / 2
         for i in range(3):
-            store.add_keyframe("NEW", i, i, 0.1 * i, 100.0 + i, None, 0, np.full(N_AUS, 1.0), np.full(N_AUS, 2.0),
-                               closure=np.array([0.5 * i, 4.0]), movement=movement + i)
-        store.add_keyframe("OLD", 1, 4, 0.2, 101.0, None, 0, np.zeros(N_AUS), np.zeros(N_AUS),
-                           closure=np.array([1.0, 2.0]), movement=movement)
+            store.add_keyframe(
+                "NEW",
+                i,
+                i,
+                0.1 * i,
+                100.0 + i,
+                None,
+                0,
+                np.full(N_AUS, 1.0),
+                np.full(N_AUS, 2.0),
+                closure=np.array([0.5 * i, 4.0]),
+                movement=movement + i,
+            )
+        store.add_keyframe(
+            "OLD",
+            1,
+            4,
+            0.2,
+            101.0,
+            None,
+            0,
+            np.zeros(N_AUS),
+            np.zeros(N_AUS),
+            closure=np.array([1.0, 2.0]),
+            movement=movement,
+        )
     finally:
         store.close()
 
@@ -276,11 +307,19 @@ def test_stored_report_carries_findings_of_the_session_and_of_each_exercise(stor
         movement = np.stack([left[:3], right[:3]])
         # the smile moves the mouth with the eyes still, the eye closure the eyes with the mouth still
         movement[:, 1 if seg == 0 else 2] = 0.0
-        store.add_keyframe("S", i, 2 * i, t, 100.0 + t, seg, 0, left, right,
-                           closure=np.array([left[4], right[4]]), movement=movement)
+        store.add_keyframe(
+            "S", i, 2 * i, t, 100.0 + t, seg, 0, left, right, closure=np.array([left[4], right[4]]), movement=movement
+        )
     store.set_counts("S", {"frames": 120, "frames_without_face": 0})
-    store.save_statistics("S", "session", 1.0, {"n_keyframes": 60, "synkinesis": {"pairs": [
-        {"matrix": "right-left|left", "row": "AU5", "col": "AU20", "value": 0.4}]}})
+    store.save_statistics(
+        "S",
+        "session",
+        1.0,
+        {
+            "n_keyframes": 60,
+            "synkinesis": {"pairs": [{"matrix": "right-left|left", "row": "AU5", "col": "AU20", "value": 0.4}]},
+        },
+    )
 
     report, series = session_report(store, "S")
 
@@ -291,7 +330,11 @@ def test_stored_report_carries_findings_of_the_session_and_of_each_exercise(stor
     expected = series_findings(stored.series, dict(report["counts"]), config, normal, context=context).to_json()
     assert report["findings"]["regions"] == expected["regions"]
     assert report["findings"]["synkinesis"] == expected["synkinesis"]
-    assert {r["status"] for r in report["findings"]["regions"].values()} <= {"weaker_side", "no_clear_difference", "did_not_move"}
+    assert {r["status"] for r in report["findings"]["regions"].values()} <= {
+        "weaker_side",
+        "no_clear_difference",
+        "did_not_move",
+    }
     assert report["findings"]["regions"]["mouth"]["weaker_side"] == "left"
     [synkinesis] = report["synkinesis_history"]
     assert (synkinesis["row"], synkinesis["col"]) == ("AU5", "AU20")
@@ -299,10 +342,20 @@ def test_stored_report_carries_findings_of_the_session_and_of_each_exercise(stor
     rows = stored.segment_ids == 0
     from stream.types import AUSeries
 
-    only_smile = AUSeries(stored.series.frames[rows], stored.series.time_s[rows], stored.series.left[rows],
-                          stored.series.right[rows], stored.series.closure[rows], stored.series.movement[rows])
-    assert smile["findings"]["regions"] == series_findings(
-        only_smile, {"frames": 120}, config, normal, context=np.array(["smile"] * int(rows.sum()))).to_json()["regions"]
+    only_smile = AUSeries(
+        stored.series.frames[rows],
+        stored.series.time_s[rows],
+        stored.series.left[rows],
+        stored.series.right[rows],
+        stored.series.closure[rows],
+        stored.series.movement[rows],
+    )
+    assert (
+        smile["findings"]["regions"]
+        == series_findings(
+            only_smile, {"frames": 120}, config, normal, context=np.array(["smile"] * int(rows.sum()))
+        ).to_json()["regions"]
+    )
     assert eyes["findings"]["regions"]["eyes"]["n_keyframes"] == 30
 
     page = render_report_html(report, series)

@@ -14,12 +14,19 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from test_server_support import (
+    ADMIN_KEY,
+    ThreadServer,
+    allow_loopback_ice,
+    connect_patient,
+    create_session,
+    load_face_frames,
+    looping_track,
+    ws_url,
+)
 
 from stream.server import ServerSettings, create_app
 from stream.server.store import Store
-from test_server_support import (
-    ADMIN_KEY, ThreadServer, allow_loopback_ice, connect_patient, create_session, load_face_frames, looping_track, ws_url,
-)
 
 TIMEOUT_S = 90  # generous: the 2 test cores are shared with other work
 
@@ -101,8 +108,9 @@ def test_a_resolution_change_mid_stream_restarts_tracking_and_the_session_goes_o
             pc = await connect_patient(server.url, session, face_frames, track=track)
             before = await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 3, fail=ended)
             track.switch(small)  # the sender drops to 320x240, as WebRTC senders do under pressure
-            after = await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= before["health"]["keyframes"] + 6,
-                                        fail=ended)
+            after = await next_snapshot(
+                ws, lambda m: m["health"]["keyframes"] >= before["health"]["keyframes"] + 6, fail=ended
+            )
             await pc.close()
             return before["health"]["keyframes"], after
 
@@ -117,7 +125,9 @@ async def offer_from(pc: Any) -> dict[str, str]:
     return {"sdp": pc.localDescription.sdp, "type": "offer"}
 
 
-def held_offer(server: ThreadServer, pipelines: GatedPipelines, session: dict[str, Any], during: Any, then: Any) -> None:
+def held_offer(
+    server: ThreadServer, pipelines: GatedPipelines, session: dict[str, Any], during: Any, then: Any
+) -> None:
     """Post an offer whose answer is held while the pipeline builds, run ``during(http)``, let it go,
     then run ``then(http, found)`` with what ``during`` returned while the patient is connected."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -129,7 +139,9 @@ def held_offer(server: ThreadServer, pipelines: GatedPipelines, session: dict[st
         pipelines.open.clear()
         pipelines.building.clear()
         async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT_S) as http:
-            first = asyncio.ensure_future(http.post(f"/api/s/{session['session_id']}/offer", json=body, headers=patient(session)))
+            first = asyncio.ensure_future(
+                http.post(f"/api/s/{session['session_id']}/offer", json=body, headers=patient(session))
+            )
             try:
                 assert await asyncio.get_running_loop().run_in_executor(None, pipelines.building.wait, 60)
                 found = await during(http)
@@ -183,7 +195,9 @@ def test_a_second_offer_while_one_is_answered_gets_409(server, pipelines):
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pc.addTransceiver(looping_track(face_frames_for_offer()), direction="sendonly")
         try:
-            return await http.post(f"/api/s/{sid}/offer", json=await offer_from(pc), headers=patient(session), timeout=20)
+            return await http.post(
+                f"/api/s/{sid}/offer", json=await offer_from(pc), headers=patient(session), timeout=20
+            )
         finally:
             await pc.close()
 
@@ -209,7 +223,9 @@ def test_an_offer_without_fingerprint_is_refused_and_a_vanished_client_times_out
         await pc.close()
         async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT_S) as http:
             stripped = "\r\n".join(line for line in body["sdp"].split("\r\n") if not line.startswith("a=fingerprint"))
-            r = await http.post(f"/api/s/{sid}/offer", json={"sdp": stripped, "type": "offer"}, headers=patient(session))
+            r = await http.post(
+                f"/api/s/{sid}/offer", json={"sdp": stripped, "type": "offer"}, headers=patient(session)
+            )
             assert r.status_code == 400 and "fingerprint" in r.json()["error"]
             async with websockets.connect(ws_url(server.url, session)) as ws:
                 r = await http.post(f"/api/s/{sid}/offer", json=body, headers=patient(session))
@@ -232,7 +248,9 @@ def test_a_stalled_patient_is_shown_then_ends_the_session_and_closes_the_segment
             track = looping_track(face_frames)
             pc = await connect_patient(server.url, session, face_frames, track=track)
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-                r = await http.post(f"/api/s/{sid}/exercise", json={"action": "start", "exercise": "smile"}, headers=patient(session))
+                r = await http.post(
+                    f"/api/s/{sid}/exercise", json={"action": "start", "exercise": "smile"}, headers=patient(session)
+                )
                 assert r.status_code == 200
             await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 2, fail=ended)
             track.pause()  # the camera freezes; the connection stays up
@@ -262,11 +280,16 @@ def test_hostile_json_bodies_get_a_short_400(server):
         "huge int": b'{"label": ' + b"9" * 5000 + b"}",
         "nan": b'{"label": NaN}',
     }
-    routes = [("/api/sessions", {"Authorization": f"Bearer {ADMIN_KEY}"}),
-              (f"/api/s/{sid}/offer", patient(session)), (f"/api/s/{sid}/exercise", patient(session))]
+    routes = [
+        ("/api/sessions", {"Authorization": f"Bearer {ADMIN_KEY}"}),
+        (f"/api/s/{sid}/offer", patient(session)),
+        (f"/api/s/{sid}/exercise", patient(session)),
+    ]
     for name, body in bodies.items():
         for path, auth in routes:
-            r = httpx.post(server.url + path, content=body, headers={**auth, "content-type": "application/json"}, timeout=30)
+            r = httpx.post(
+                server.url + path, content=body, headers={**auth, "content-type": "application/json"}, timeout=30
+            )
             assert r.status_code == 400, (name, path, r.status_code, r.text[:200])
             assert set(r.json()) == {"error"} and len(r.text) < 120, r.text
 
@@ -295,8 +318,10 @@ def test_wrong_credentials_from_one_address_are_rate_limited(tmp_path):
     with ThreadServer(create_app(settings)) as srv:
         session = create_session(srv.url)
         sid = session["session_id"]
-        statuses = [httpx.get(f"{srv.url}/api/s/{sid}/state", headers={"Authorization": f"Bearer guess{i}"}).status_code
-                    for i in range(5)]
+        statuses = [
+            httpx.get(f"{srv.url}/api/s/{sid}/state", headers={"Authorization": f"Bearer guess{i}"}).status_code
+            for i in range(5)
+        ]
         assert statuses == [403] * 5
         # over the limit: refused whatever comes next, so a right guess cannot be told from a wrong one
         assert httpx.get(f"{srv.url}/api/s/{sid}/state", headers=clinician(session)).status_code == 429
@@ -318,8 +343,12 @@ def test_serve_refuses_an_unusable_database_path_with_exit_2(tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
     for db in (a_file / "sessions.sqlite3", tmp_path, "/proc/stream-test/sessions.sqlite3"):
-        done = subprocess.run([sys.executable, "-m", "stream", "serve", "--db", str(db), "--admin-key", ADMIN_KEY,
-                               "--port", "1"], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "stream", "serve", "--db", str(db), "--admin-key", ADMIN_KEY, "--port", "1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 2, (db, done.stderr[-2000:])
         assert str(db) in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
 
@@ -368,8 +397,11 @@ def test_a_full_disk_pauses_the_analysis_visibly_and_it_resumes_when_space_retur
                 dropping = await next_snapshot(ws, lambda m: m["health"]["frames_dropped_storage"] >= 30, fail=ended)
                 srv.call(free_space)
                 resumed = await next_snapshot(ws, lambda m: m["alert"] is None, fail=ended)
-                more = await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= resumed["health"]["keyframes"] + 3,
-                                           fail=lambda m: ended(m) or storage_alert(m))
+                more = await next_snapshot(
+                    ws,
+                    lambda m: m["health"]["keyframes"] >= resumed["health"]["keyframes"] + 3,
+                    fail=lambda m: ended(m) or storage_alert(m),
+                )
                 # full again: hang-up and, after it, the server's shutdown still finish within seconds
                 srv.call(fill_the_disk)
                 await next_snapshot(ws, storage_alert, fail=ended)
@@ -391,7 +423,9 @@ def test_a_full_disk_pauses_the_analysis_visibly_and_it_resumes_when_space_retur
         assert paused["status"] == "live" and paused["live"]  # paused, not ended
         assert "database cannot be written" in paused["alert"]["message"] and "resumes" in paused["alert"]["message"]
         assert dropping["status"] == "live" and dropping["live"]
-        assert dropping["health"]["keyframes"] <= paused["health"]["keyframes"] + 1  # at most the one waiting for the disk
+        assert (
+            dropping["health"]["keyframes"] <= paused["health"]["keyframes"] + 1
+        )  # at most the one waiting for the disk
         assert more["status"] == "live" and more["health"]["keyframes"] >= resumed["health"]["keyframes"] + 3
         assert more["health"]["frames_dropped_storage"] >= dropping["health"]["frames_dropped_storage"]
         assert hangup_s < 5.0
@@ -461,8 +495,9 @@ def test_serve_logs_no_credential_and_health_counts_survive_a_killed_server(tmp_
                         pass
             async with websockets.connect(ws_url(server.url, session)) as ws:  # accepted, token in the query
                 pc = await connect_patient(server.url, session, face_frames)
-                live = await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 3 and m["health"]["frames_received"] >= 60,
-                                           fail=ended)
+                live = await next_snapshot(
+                    ws, lambda m: m["health"]["keyframes"] >= 3 and m["health"]["frames_received"] >= 60, fail=ended
+                )
                 # counts are stored at most a second apart: wait for a snapshot two seconds on
                 later = await next_snapshot(ws, lambda m: m["sent_at"] >= live["sent_at"] + 2.0, fail=ended)
                 server.proc.kill()  # SIGKILL: no shutdown, no final statistics
@@ -477,6 +512,7 @@ def test_serve_logs_no_credential_and_health_counts_survive_a_killed_server(tmp_
     server.proc = None
     server.start()
     try:
+
         async def reopen() -> dict[str, Any]:
             async with websockets.connect(ws_url(server.url, session)) as ws:
                 return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))

@@ -12,10 +12,18 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from test_server_support import (
+    ADMIN_KEY,
+    ProcessServer,
+    allow_loopback_ice,
+    connect_patient,
+    create_session,
+    load_face_frames,
+    ws_url,
+)
 
 from stream.aus import N_AUS
 from stream.server.store import Store
-from test_server_support import ADMIN_KEY, ProcessServer, allow_loopback_ice, connect_patient, create_session, load_face_frames, ws_url
 
 TIMEOUT_S = 90  # generous: the 2 test cores are shared with other work
 
@@ -77,7 +85,9 @@ def test_patient_stream_reaches_clinicians_and_matches_the_stored_results(server
 
             pc = await connect_patient(server.url, session, face_frames)
             async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-                r = await http.post(f"/api/s/{sid}/exercise", json={"action": "start", "exercise": "smile"}, headers=patient(session))
+                r = await http.post(
+                    f"/api/s/{sid}/exercise", json={"action": "start", "exercise": "smile"}, headers=patient(session)
+                )
                 assert r.status_code == 200 and r.json()["segment"]["exercise"] == "smile"
 
                 live = await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 4)
@@ -92,9 +102,17 @@ def test_patient_stream_reaches_clinicians_and_matches_the_stored_results(server
                 assert sum(p50 for p50, _ in stages.values()) <= 10 * live["health"]["latency_ms_p95"]
                 assert live["exercise"]["current"]["exercise"] == "smile"
                 # findings follow the keyframes (throttled), for the session and the running exercise
-                with_findings = await next_snapshot(ws, lambda m: m["statistics"]["session"]["findings"] is not None
-                                                    and m["statistics"]["segments"][0]["statistics"]["findings"] is not None)
-                for scope in (with_findings["statistics"]["session"], with_findings["statistics"]["segments"][0]["statistics"]):
+                with_findings = await next_snapshot(
+                    ws,
+                    lambda m: (
+                        m["statistics"]["session"]["findings"] is not None
+                        and m["statistics"]["segments"][0]["statistics"]["findings"] is not None
+                    ),
+                )
+                for scope in (
+                    with_findings["statistics"]["session"],
+                    with_findings["statistics"]["segments"][0]["statistics"],
+                ):
                     assert set(scope["findings"]["regions"]) == {"eyebrows", "eyes", "mouth"}
                     assert scope["findings"]["regions"]["eyes"]["n_keyframes"] <= scope["n_keyframes"]
 
@@ -123,7 +141,9 @@ def test_patient_stream_reaches_clinicians_and_matches_the_stored_results(server
     assert segment["exercise"] == exercise["exercise"] == "smile"
     assert_close(segment["statistics"]["regions"], exercise["symptoms"]["regions"])  # summary in snapshots
     assert segment["statistics"]["n_keyframes"] == exercise["symptoms"]["n_keyframes"] >= 1
-    full = httpx.get(f"{server.url}/api/s/{sid}/statistics", params={"scope": "segment:0"}, headers=clinician(session)).json()
+    full = httpx.get(
+        f"{server.url}/api/s/{sid}/statistics", params={"scope": "segment:0"}, headers=clinician(session)
+    ).json()
     assert_close(full["delta_am"], exercise["symptoms"]["delta_am"])
     assert_close(full["cooccurrence_difference"], exercise["symptoms"]["cooccurrence_difference"])
     assert_findings_match_the_stored_series(server, sid, final, report)
@@ -134,7 +154,9 @@ def test_patient_stream_reaches_clinicians_and_matches_the_stored_results(server
     assert sum(per_exercise.count(w) for w in verdicts) == 3  # one verdict per region of the one exercise
 
 
-def assert_findings_match_the_stored_series(server: Any, sid: str, final: dict[str, Any], report: dict[str, Any]) -> None:
+def assert_findings_match_the_stored_series(
+    server: Any, sid: str, final: dict[str, Any], report: dict[str, Any]
+) -> None:
     """Dashboard and report state the verdicts ``series_findings`` gives on the stored series, with context."""
     import numpy as np
 
@@ -156,20 +178,43 @@ def assert_findings_match_the_stored_series(server: Any, sid: str, final: dict[s
     context = np.array([exercise_of.get(int(i), "") for i in stored.segment_ids], dtype=object)
     expected = series_findings(series, dict(record.counts), config, normal, context=context).to_json()
     rows = stored.segment_ids == 0
-    smile = AUSeries(series.frames[rows], series.time_s[rows], series.left[rows], series.right[rows],
-                     series.closure[rows], series.movement[rows])
-    expected_smile = series_findings(smile, {"frames": record.counts["frames"]}, config, normal,
-                                     context=np.array(["smile"] * int(rows.sum()), dtype=object)).to_json()
+    smile = AUSeries(
+        series.frames[rows],
+        series.time_s[rows],
+        series.left[rows],
+        series.right[rows],
+        series.closure[rows],
+        series.movement[rows],
+    )
+    expected_smile = series_findings(
+        smile,
+        {"frames": record.counts["frames"]},
+        config,
+        normal,
+        context=np.array(["smile"] * int(rows.sum()), dtype=object),
+    ).to_json()
 
     live = final["statistics"]["session"]["findings"]
     [segment] = final["statistics"]["segments"]
     [exercise] = report["exercises"]
-    for got, want in ((live, expected), (report["findings"], expected),
-                      (segment["statistics"]["findings"], expected_smile), (exercise["findings"], expected_smile)):
+    for got, want in (
+        (live, expected),
+        (report["findings"], expected),
+        (segment["statistics"]["findings"], expected_smile),
+        (exercise["findings"], expected_smile),
+    ):
         for name in ("eyebrows", "eyes", "mouth"):
             region = got["regions"][name]
-            assert {"status", "weaker_side", "n_keyframes", "n_moving", "weaker_percent", "weaker_percent_interval",
-                    "asymmetry_interval", "reason"} <= set(region)
+            assert {
+                "status",
+                "weaker_side",
+                "n_keyframes",
+                "n_moving",
+                "weaker_percent",
+                "weaker_percent_interval",
+                "asymmetry_interval",
+                "reason",
+            } <= set(region)
             assert region["status"] in ("weaker_side", "no_clear_difference", "did_not_move", "not_enough_keyframes")
         assert_close(got["regions"], want["regions"], "regions")
         assert_close(got["synkinesis"], want["synkinesis"], "synkinesis")
@@ -196,7 +241,9 @@ def test_dropped_patient_and_server_restart_lose_nothing_computed(server, face_f
     server.stop()
     server.start()
 
-    listed = httpx.get(f"{server.url}/api/sessions", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()["sessions"]
+    listed = httpx.get(f"{server.url}/api/sessions", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()[
+        "sessions"
+    ]
     [record] = [s for s in listed if s["id"] == sid]
     assert record["status"] == "ended" and record["n_keyframes"] == n
 
@@ -211,8 +258,11 @@ def test_dropped_patient_and_server_restart_lose_nothing_computed(server, face_f
         async with websockets.connect(ws_url(server.url, session)) as ws:
             first = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT_S))
             # the findings of a reopened session are recomputed off the event loop, then shown
-            judged = first if first["statistics"]["session"]["findings"] else await next_snapshot(
-                ws, lambda m: m["statistics"]["session"]["findings"] is not None)
+            judged = (
+                first
+                if first["statistics"]["session"]["findings"]
+                else await next_snapshot(ws, lambda m: m["statistics"]["session"]["findings"] is not None)
+            )
             return first, judged
 
     reopened, judged = asyncio.run(reopen())

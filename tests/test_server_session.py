@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from test_server_support import load_face_frames
 
 from stream.server.executor import PriorityExecutor
 from stream.server.ingest import LatestFrame, PatientPeer, ReceivedFrame
@@ -28,7 +29,6 @@ from stream.server.session_report import session_report
 from stream.server.settings import ServerSettings
 from stream.server.store import Store
 from stream.session.jsonsafe import clean
-from test_server_support import load_face_frames
 
 TIMEOUT_S = 120  # generous: the 2 test cores are shared with other work
 
@@ -37,8 +37,10 @@ TIMEOUT_S = 120  # generous: the 2 test cores are shared with other work
 def face_frames(shared_data) -> list[Any]:
     import av
 
-    return [av.VideoFrame.from_ndarray(f, format="yuv420p")
-            for f in load_face_frames(shared_data / "d9.mp4", every=2, limit=60, size=(640, 480))]
+    return [
+        av.VideoFrame.from_ndarray(f, format="yuv420p")
+        for f in load_face_frames(shared_data / "d9.mp4", every=2, limit=60, size=(640, 480))
+    ]
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -77,8 +79,10 @@ def test_a_stream_is_counted_stored_shown_and_ended_and_a_reopened_session_shows
     async def reopen() -> dict[str, Any]:
         async with registry.use("S") as session:
             assert session.analysis.pipeline is None  # a fresh session, from the store
-            await until(lambda: json.loads(session.hub.latest or "{}")["statistics"]["session"]["findings"]
-                        is not None, "the reopened session's findings")
+            await until(
+                lambda: json.loads(session.hub.latest or "{}")["statistics"]["session"]["findings"] is not None,
+                "the reopened session's findings",
+            )
             return json.loads(session.hub.latest or "{}")
 
     try:

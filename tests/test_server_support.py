@@ -51,9 +51,18 @@ class ThreadServer:
         self.app = app
         self.port = free_port()
         self.url = f"{'https' if certfile else 'http'}://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    access_log=False, ws_max_size=1 << 20,
-                                                    ssl_certfile=certfile, ssl_keyfile=keyfile))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                access_log=False,
+                ws_max_size=1 << 20,
+                ssl_certfile=certfile,
+                ssl_keyfile=keyfile,
+            )
+        )
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -61,7 +70,7 @@ class ThreadServer:
         self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self.server.serve())
 
-    def __enter__(self) -> "ThreadServer":
+    def __enter__(self) -> ThreadServer:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
@@ -103,7 +112,9 @@ class ProcessServer:
 
     launcher = _LAUNCHER  # Python run with ``-c``, then the serve flags; ICE forced onto 127.0.0.1
 
-    def __init__(self, db: Path, log: Path, extra_args: tuple[str, ...] = (), admin_key: str | None = ADMIN_KEY) -> None:
+    def __init__(
+        self, db: Path, log: Path, extra_args: tuple[str, ...] = (), admin_key: str | None = ADMIN_KEY
+    ) -> None:
         self.db, self.log = db, log
         self.admin_key = admin_key  # None: the server generates and prints one
         self.extra_args = tuple(extra_args)  # more ``serve`` flags (benchmarks)
@@ -111,13 +122,27 @@ class ProcessServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "ProcessServer":
+    def start(self) -> ProcessServer:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", self.launcher, "--port", str(self.port), "--db", str(self.db),
-                 *(["--admin-key", self.admin_key] if self.admin_key else []), "--model-workers", "2", *self.extra_args],
-                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-c",
+                    self.launcher,
+                    "--port",
+                    str(self.port),
+                    "--db",
+                    str(self.db),
+                    *(["--admin-key", self.admin_key] if self.admin_key else []),
+                    "--model-workers",
+                    "2",
+                    *self.extra_args,
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 60
         while True:
@@ -201,9 +226,11 @@ async def connect_patient(url: str, session: dict[str, Any], frames: list[Any], 
     pc.addTransceiver(track or looping_track(frames), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     async with httpx.AsyncClient(timeout=60) as http:
-        r = await http.post(f"{url}/api/s/{session['session_id']}/offer",
-                            json={"sdp": pc.localDescription.sdp, "type": "offer"},
-                            headers={"Authorization": f"Bearer {session['patient_token']}"})
+        r = await http.post(
+            f"{url}/api/s/{session['session_id']}/offer",
+            json={"sdp": pc.localDescription.sdp, "type": "offer"},
+            headers={"Authorization": f"Bearer {session['patient_token']}"},
+        )
     assert r.status_code == 200, r.text
     await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
     return pc

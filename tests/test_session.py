@@ -58,8 +58,9 @@ def new_session(detector: Any, normal: np.ndarray, history: SessionHistory | Non
     return session
 
 
-def stream_frames(session: AnalysisSession, frames: list[np.ndarray], t0: float = 0.0,
-                  exercise_at: int | None = None) -> list[tuple[AUEstimate, Segment | None]]:
+def stream_frames(
+    session: AnalysisSession, frames: list[np.ndarray], t0: float = 0.0, exercise_at: int | None = None
+) -> list[tuple[AUEstimate, Segment | None]]:
     """What the server's loops do, in order: ingest, estimate, (store), add."""
     added = []
     for i, image in enumerate(frames):
@@ -79,8 +80,9 @@ def history_of(session: AnalysisSession, added: list[tuple[AUEstimate, Segment |
     """What the store holds after ``added``: the series with each row's segment, segments, frame counts."""
     series = AUSeries.from_estimates([e for e, _ in added])
     segment_ids = np.array([-1 if s is None else s.segment_id for _, s in added], dtype=int)
-    return SessionHistory(series, segment_ids, 1000.0 + series.time_s, tuple(session.timeline.segments),
-                          session.pipeline_counts())
+    return SessionHistory(
+        series, segment_ids, 1000.0 + series.time_s, tuple(session.timeline.segments), session.pipeline_counts()
+    )
 
 
 def without_findings(statistics: Any) -> Any:
@@ -145,7 +147,9 @@ def test_a_reopened_session_continues_with_the_statistics_it_had(streamed, frame
     for scope in ("session", "segment:0"):
         assert without_findings(reopened.statistics(scope)) == without_findings(session.statistics(scope))
     assert reopened.pipeline_counts() == session.pipeline_counts()  # the counts carry over, and so
-    reopened.update_findings(force=True)  # do the warnings judged on them    assert reopened.statistics("session")["findings"] == session.statistics("session")["findings"]
+    reopened.update_findings(
+        force=True
+    )  # do the warnings judged on them    assert reopened.statistics("session")["findings"] == session.statistics("session")["findings"]
     assert reopened.snapshot().to_json()["series"] == session.snapshot().to_json()["series"]
     # a second sitting: the same exercise's keyframes add to what was stored
     more = stream_frames(reopened, frames[:20], t0=100.0)

@@ -239,6 +239,7 @@ def test_symmetric_face_has_no_synkinesis():
 
 def random_series(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Sparse activity with values exactly at the threshold and some AUs never active."""
+
     def side() -> np.ndarray:
         values = rng.choice([0.0, 0.0, 0.0, 0.2, 0.5, 0.5, 0.51, 1.0, 2.5, 5.0], size=(n, N_AUS))
         values += rng.uniform(0.0, 0.5, (n, N_AUS)) * (rng.random((n, N_AUS)) < 0.2)
@@ -355,9 +356,18 @@ def test_to_json_is_plain_and_has_the_report_keys():
     text = json.dumps(report, allow_nan=False)  # no NaN, no numpy scalars
     assert json.loads(text) == report
     assert set(report) == {
-        "aus", "active_threshold", "active_mean", "delta_am", "regions", "cooccurrence",
-        "cooccurrence_difference", "synkinesis", "asymmetry_threshold", "cooccurrence_threshold",
-        "normal_threshold", "n_keyframes",
+        "aus",
+        "active_threshold",
+        "active_mean",
+        "delta_am",
+        "regions",
+        "cooccurrence",
+        "cooccurrence_difference",
+        "synkinesis",
+        "asymmetry_threshold",
+        "cooccurrence_threshold",
+        "normal_threshold",
+        "n_keyframes",
     }
     assert report["aus"] == list(AU_NAMES)
     assert report["n_keyframes"] == 4

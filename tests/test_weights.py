@@ -114,8 +114,15 @@ def test_facenet_mtcnn_weights_through_the_cache(cache: Path) -> None:
 
 
 def test_dem_checkpoint_from_a_url_with_its_preprocessing(tmp_path: Path, cache: Path) -> None:
-    config = DemConfig(backbone="vgg16", input_scale=0.125, width=0.0625, batch_norm=True, head="pool",
-                       dvpm_width=0.5, feature_grid=(4, 2))
+    config = DemConfig(
+        backbone="vgg16",
+        input_scale=0.125,
+        width=0.0625,
+        batch_norm=True,
+        head="pool",
+        dvpm_width=0.5,
+        feature_grid=(4, 2),
+    )
     torch.manual_seed(0)
     ovpm, dvpm = build_pair(config)
     saved = ckpt.save(tmp_path / "run" / "dem.pt", config, ovpm, dvpm)

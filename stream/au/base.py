@@ -69,8 +69,7 @@ class AUEstimator(ABC):
     def model_info(self) -> dict[str, Any]:
         """Which model spoke, for reports and dashboards (JSON-ready); trained estimators add their
         checkpoint, fingerprint, preset, training set and held-out figures."""
-        summary = (f"{self.name}: training-free proxy (no trained model)" if self.is_proxy
-                   else f"{self.name}")
+        summary = f"{self.name}: training-free proxy (no trained model)" if self.is_proxy else f"{self.name}"
         return {"estimator": self.name, "proxy": self.is_proxy, "summary": summary}
 
 
@@ -80,7 +79,8 @@ def _load_builtin() -> None:
 
 
 ESTIMATORS: Registry[AUEstimator] = Registry(
-    "AU estimator", _load_builtin, modules={"flow": "stream.au.flow", "dem": "stream.au.dem"})
+    "AU estimator", _load_builtin, modules={"flow": "stream.au.flow", "dem": "stream.au.dem"}
+)
 register_estimator = ESTIMATORS.register
 available_estimators = ESTIMATORS.names
 

@@ -190,8 +190,9 @@ class FlowAUEstimator(AUEstimator):
     name = "flow"
     is_proxy = True
 
-    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-                 helper_preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST) -> None:
+    def __init__(
+        self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, helper_preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST
+    ) -> None:
         # The own value (reference -> current, the larger movement) gets the finer preset; the m
         # helper differences (neighbouring keyframes, smaller movements) the 3.5x cheaper one.
         self._dis = cv2.DISOpticalFlow.create(preset)
@@ -222,7 +223,9 @@ class FlowAUEstimator(AUEstimator):
         # lips and the other on the cheek, and speech would read as one-sided movement).
         self._offsets = np.zeros((2, len(REGION_NAMES), 2))
         if mouth_corners is not None and np.all(np.isfinite(mouth_corners)):
-            shift = np.clip(np.asarray(mouth_corners, float) - MOUTH_CORNER_AT_REST, -MAX_CORNER_SHIFT_PX, MAX_CORNER_SHIFT_PX)
+            shift = np.clip(
+                np.asarray(mouth_corners, float) - MOUTH_CORNER_AT_REST, -MAX_CORNER_SHIFT_PX, MAX_CORNER_SHIFT_PX
+            )
             self._offsets[:, REGION_NAMES.index("mouth_corner")] = shift
         h, w = face.shape
         mask = np.zeros_like(face)
@@ -251,7 +254,9 @@ class FlowAUEstimator(AUEstimator):
         if m is None or inliers is None or inliers.sum() < 10:
             self.unstabilised += 1
             return face
-        return cv2.warpAffine(face, m, (face.shape[1], face.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.warpAffine(
+            face, m, (face.shape[1], face.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
 
     def encode(self, keyframe: Keyframe) -> KeyframeCode:
         face = self._canonical_grey(keyframe)
@@ -262,11 +267,14 @@ class FlowAUEstimator(AUEstimator):
         grey = self._split(face)
         ref = self._reference_halves
         assert ref is not None
-        disp = np.stack([region_displacements(self._dis.calc(ref[s], grey[s], None), self._offsets[s]) for s in range(2)])
+        disp = np.stack(
+            [region_displacements(self._dis.calc(ref[s], grey[s], None), self._offsets[s]) for s in range(2)]
+        )
         own = np.stack([au_from_displacements(disp[s]) for s in range(2)])
         halves = keyframe.halves
-        closure, eyes = self._lids.measure((cv2.cvtColor(halves.left, cv2.COLOR_RGB2GRAY),
-                                            cv2.cvtColor(halves.right, cv2.COLOR_RGB2GRAY)))
+        closure, eyes = self._lids.measure(
+            (cv2.cvtColor(halves.left, cv2.COLOR_RGB2GRAY), cv2.cvtColor(halves.right, cv2.COLOR_RGB2GRAY))
+        )
         payload = _FlowPayload(grey=grey, disp=disp, closure=closure, eyes=eyes)
         return KeyframeCode(keyframe.frame_index, keyframe.time_s, own, payload, grey.nbytes + disp.nbytes)
 
@@ -311,8 +319,15 @@ class FlowAUEstimator(AUEstimator):
         values = np.stack([au_from_displacements(disp[s]) for s in range(2)])
         values = apply_noise_floor(np.clip(values, 0.0, 5.0))
         movement = np.stack([region_movement(disp[s], float(cur.eyes[s])) for s in range(2)])
-        return AUEstimate(current.frame_index, current.time_s, left=values[0], right=values[1],
-                          n_helpers=len(helpers), closure=cur.closure.copy(), movement=movement)
+        return AUEstimate(
+            current.frame_index,
+            current.time_s,
+            left=values[0],
+            right=values[1],
+            n_helpers=len(helpers),
+            closure=cur.closure.copy(),
+            movement=movement,
+        )
 
     def reset(self) -> None:
         self._reference = None

@@ -63,8 +63,12 @@ def align_face(image: np.ndarray, face: Face) -> np.ndarray:
     """The face warped onto the 512x512 template, grey outside the image."""
     m = alignment_matrix(face)
     return cv2.warpAffine(
-        image, m, (ALIGNED_SIZE, ALIGNED_SIZE), flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=GREY,
+        image,
+        m,
+        (ALIGNED_SIZE, ALIGNED_SIZE),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=GREY,
     )
 
 

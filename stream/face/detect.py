@@ -53,7 +53,8 @@ def _load_builtin() -> None:
 
 
 DETECTORS: Registry[FaceDetector] = Registry(
-    "face detector", _load_builtin, modules={"mtcnn": "stream.face.mtcnn", "retinaface": "stream.face.retinaface"})
+    "face detector", _load_builtin, modules={"mtcnn": "stream.face.mtcnn", "retinaface": "stream.face.retinaface"}
+)
 register_detector = DETECTORS.register
 available_detectors = DETECTORS.names
 

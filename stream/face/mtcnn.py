@@ -27,8 +27,9 @@ class MTCNNDetector(FaceDetector):
 
     name = "mtcnn"
 
-    def __init__(self, device: str | None = None, max_side: int = 320, min_face_size: int = 40,
-                 min_score: float = 0.9) -> None:
+    def __init__(
+        self, device: str | None = None, max_side: int = 320, min_face_size: int = 40, min_score: float = 0.9
+    ) -> None:
         self.max_side = max_side
         self.min_score = min_score
         # The nets are small enough that the CPU is the right place even where a GPU exists; torch
@@ -59,7 +60,9 @@ class MTCNNDetector(FaceDetector):
         boxes = np.asarray(boxes, dtype=float).reshape(-1, 4) * np.tile(back, 2)
         points = np.asarray(points, dtype=float).reshape(-1, 5, 2) * back
         probs = np.asarray(probs, dtype=float).reshape(-1)
-        return [Face(box=b, landmarks=p, score=float(s)) for b, p, s in zip(boxes, points, probs) if s >= self.min_score]
+        return [
+            Face(box=b, landmarks=p, score=float(s)) for b, p, s in zip(boxes, points, probs) if s >= self.min_score
+        ]
 
 
 @register_detector("mtcnn")

@@ -27,8 +27,13 @@ from stream.errors import WeightsError
 # --------------------------------------------------------------------------------------------------
 # Weights: facenet-pytorch's pnet.pt / rnet.pt / onet.pt (legacy torch.save format) read without torch
 
-_STORAGE_DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-                   "LongStorage": np.int64, "IntStorage": np.int32}
+_STORAGE_DTYPES = {
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+}
 
 
 class _StorageType:
@@ -325,8 +330,13 @@ def _crops(integral: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarr
 class NumpyMTCNN:
     """``detect(image)`` -> boxes (n, 4), probabilities (n,), points (n, 5, 2) like ``MTCNN.detect``."""
 
-    def __init__(self, min_face_size: int = 40, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
-                 factor: float = 0.709, weights: Path | None = None) -> None:
+    def __init__(
+        self,
+        min_face_size: int = 40,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        weights: Path | None = None,
+    ) -> None:
         self.min_face_size = min_face_size
         self.thresholds = thresholds
         self.factor = factor
@@ -365,8 +375,16 @@ class NumpyMTCNN:
         boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
         regw = boxes[:, 2] - boxes[:, 0]
         regh = boxes[:, 3] - boxes[:, 1]
-        boxes = np.stack([boxes[:, 0] + boxes[:, 5] * regw, boxes[:, 1] + boxes[:, 6] * regh,
-                          boxes[:, 2] + boxes[:, 7] * regw, boxes[:, 3] + boxes[:, 8] * regh, boxes[:, 4]], axis=1)
+        boxes = np.stack(
+            [
+                boxes[:, 0] + boxes[:, 5] * regw,
+                boxes[:, 1] + boxes[:, 6] * regh,
+                boxes[:, 2] + boxes[:, 7] * regw,
+                boxes[:, 3] + boxes[:, 8] * regh,
+                boxes[:, 4],
+            ],
+            axis=1,
+        )
         boxes = _rerec(boxes)
 
         # second stage: R-net on 24x24 crops

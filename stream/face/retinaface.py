@@ -52,7 +52,11 @@ CONFIGS: dict[str, RetinaFaceConfig] = {
     # but trained with plain ReLUs and smaller anchors (for 300 px training crops). Loaded with the
     # settings above it finds boxes about 1.6x too large; only its checksum tells the two apart.
     "mobilenet0.25-1mb": RetinaFaceConfig(
-        "mobilenet0.25-1mb", "mobilenet0.25", in_channel=32, out_channel=64, leaky=0.0,
+        "mobilenet0.25-1mb",
+        "mobilenet0.25",
+        in_channel=32,
+        out_channel=64,
+        leaky=0.0,
         min_sizes=((10, 20), (32, 64), (128, 256)),
     ),
 }
@@ -297,7 +301,9 @@ def _how_to_get_weights() -> str:
 def resolve_weights(spec: str | os.PathLike[str] | None, sha256: str | None = None) -> Path:
     """The local file for RetinaFace weights: a file path, a URL, a name from ``KNOWN_WEIGHTS``, or None
     (a known file already in the cache); see ``stream.weights.resolve``."""
-    return resolve(spec, known=KNOWN_WEIGHTS, sha256=sha256, what="RetinaFace weights", how_to_get=_how_to_get_weights())
+    return resolve(
+        spec, known=KNOWN_WEIGHTS, sha256=sha256, what="RetinaFace weights", how_to_get=_how_to_get_weights()
+    )
 
 
 # Keys that tell the two backbones apart.

@@ -51,7 +51,12 @@ class TrackingDetector:
         if self._prev_grey is not None and self._prev_grey.shape != grey.shape:
             self.reset()  # points of the old size mean nothing in the new one: detect afresh
         result = None
-        if not force and self._face is not None and self._prev_grey is not None and self._since_detection < self.detect_every - 1:
+        if (
+            not force
+            and self._face is not None
+            and self._prev_grey is not None
+            and self._since_detection < self.detect_every - 1
+        ):
             result = self._track(grey)
         if result is None:
             result = self.detector.detect(image)

@@ -128,8 +128,14 @@ def read_series_csv(path: str | Path, *, fps: float = DEFAULT_FPS) -> AUSeries:
                 f"AU series file {path}, line {line}: {len(row)} fields but the header (line {header_line}) "
                 f"has {len(header)}"
             )
-        values.append([_movement_value(path, line, name, row[columns[name]]) if name in MOVE_COLUMNS
-                       else _au_value(path, line, name, row[columns[name]]) for name in value_columns])
+        values.append(
+            [
+                _movement_value(path, line, name, row[columns[name]])
+                if name in MOVE_COLUMNS
+                else _au_value(path, line, name, row[columns[name]])
+                for name in value_columns
+            ]
+        )
         frame = _frame_number(path, line, row[columns["frame"]]) if "frame" in columns else len(frames)
         frames.append(frame)
         if "time_s" in columns:
@@ -212,7 +218,6 @@ def _frame_number(path: Path, line: int, cell: str) -> int:
     value = _number(path, line, "frame", cell)
     if value < 0 or value != int(value):
         raise InputError(
-            f"AU series file {path}, line {line}, column frame: {cell.strip()} is not a non-negative whole "
-            f"frame number"
+            f"AU series file {path}, line {line}, column frame: {cell.strip()} is not a non-negative whole frame number"
         )
     return int(value)

@@ -49,19 +49,26 @@ from starlette.websockets import WebSocket
 from stream.errors import UnknownSessionError
 from stream.pipeline import Pipeline
 from stream.server import logs
-from stream.server.guard import GuardMiddleware, HostileJSON, parse_json_body
 from stream.server.executor import PriorityExecutor
+from stream.server.guard import GuardMiddleware, HostileJSON, parse_json_body
 from stream.server.ingest import SignallingError, parse_offer
-from stream.server.sessions import (
-    AccessDenied, FailureLimit, Gate, Role, new_session_id, new_token, token_from, token_hash,
-)
-from stream.server.patients import patient_routes
-from stream.server.settings import ServerSettings
-from stream.server.store import StorageError, Store
-from stream.server.session_report import build_session_report
 from stream.server.models import ModelPool
 from stream.server.node import Node
+from stream.server.patients import patient_routes
 from stream.server.registry import SessionRegistry
+from stream.server.session_report import build_session_report
+from stream.server.sessions import (
+    AccessDenied,
+    FailureLimit,
+    Gate,
+    Role,
+    new_session_id,
+    new_token,
+    token_from,
+    token_hash,
+)
+from stream.server.settings import ServerSettings
+from stream.server.store import StorageError, Store
 from stream.session.exercises import PROTOCOL, ExerciseError
 
 log = logging.getLogger(__name__)
@@ -69,25 +76,43 @@ log = logging.getLogger(__name__)
 # The pages are the package stream.static (the repository's static/ folder, mapped in pyproject.toml), so
 # editable and non-editable installs find them alike; wheels install unzipped, so this is a real folder.
 STATIC_DIR = Path(str(importlib.resources.files("stream.static")))
-_ERROR_TEXT = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
-               405: "method not allowed", 409: "conflict", 413: "request too large", 422: "unprocessable",
-               429: "too many attempts", 503: "storage unavailable"}
-_REPORT_FILES = {"report.json": ("json", "application/json"), "report.html": ("html", "text/html; charset=utf-8"),
-                 "au_series.csv": ("csv", "text/csv; charset=utf-8")}
+_ERROR_TEXT = {
+    400: "bad request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not found",
+    405: "method not allowed",
+    409: "conflict",
+    413: "request too large",
+    422: "unprocessable",
+    429: "too many attempts",
+    503: "storage unavailable",
+}
+_REPORT_FILES = {
+    "report.json": ("json", "application/json"),
+    "report.html": ("html", "text/html; charset=utf-8"),
+    "au_series.csv": ("csv", "text/csv; charset=utf-8"),
+}
 
 
 def _error(status: int, message: str | None = None) -> JSONResponse:
     return JSONResponse({"error": message or _ERROR_TEXT.get(status, "error")}, status_code=status)
 
 
-def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Callable[[], Pipeline] | None = None) -> Starlette:
+def create_app(
+    settings: ServerSettings | None = None, *, pipeline_factory: Callable[[], Pipeline] | None = None
+) -> Starlette:
     """The web application. ``pipeline_factory`` replaces the default ``Pipeline`` (benchmarks)."""
     settings = (settings or ServerSettings()).validate()
     logs.install()
     admin_key = settings.admin_key or secrets.token_urlsafe(24)
     store = Store(settings.db_path)
-    gate = Gate(store, admin_key, FailureLimit(settings.max_failed_credentials, settings.failed_credentials_window_s),
-                link_ttl_s=settings.link_ttl_s)
+    gate = Gate(
+        store,
+        admin_key,
+        FailureLimit(settings.max_failed_credentials, settings.failed_credentials_window_s),
+        link_ttl_s=settings.link_ttl_s,
+    )
     # Shared by all sessions; a keyframe's analysis runs before any waiting frame ingest.
     executor = PriorityExecutor(settings.model_workers, thread_name_prefix="models")
     models = ModelPool(settings, executor, pipeline_factory)
@@ -151,13 +176,19 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         store.add_token(sid, Role.PATIENT.value, token_hash(patient))
         issued = store.add_token(sid, Role.CLINICIAN.value, token_hash(clinician))
         base = base_url(request)
-        return JSONResponse({
-            "session_id": sid, "label": label, "patient": code or None,
-            "patient_url": f"{base}/s/{sid}/patient?token={patient}",
-            "clinician_url": f"{base}/s/{sid}/clinician?token={clinician}",
-            "patient_token": patient, "clinician_token": clinician,
-            "clinician_expires_at": link_expiry(issued),
-        }, status_code=201)
+        return JSONResponse(
+            {
+                "session_id": sid,
+                "label": label,
+                "patient": code or None,
+                "patient_url": f"{base}/s/{sid}/patient?token={patient}",
+                "clinician_url": f"{base}/s/{sid}/clinician?token={clinician}",
+                "patient_token": patient,
+                "clinician_token": clinician,
+                "clinician_expires_at": link_expiry(issued),
+            },
+            status_code=201,
+        )
 
     async def list_sessions(request: Request) -> Response:
         gate.check_admin(request)
@@ -170,9 +201,15 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
             return _error(404)
         token = new_token()
         issued = store.add_token(sid, Role.CLINICIAN.value, token_hash(token))
-        return JSONResponse({"session_id": sid, "clinician_token": token,
-                             "clinician_url": f"{base_url(request)}/s/{sid}/clinician?token={token}",
-                             "clinician_expires_at": link_expiry(issued)}, status_code=201)
+        return JSONResponse(
+            {
+                "session_id": sid,
+                "clinician_token": token,
+                "clinician_url": f"{base_url(request)}/s/{sid}/clinician?token={token}",
+                "clinician_expires_at": link_expiry(issued),
+            },
+            status_code=201,
+        )
 
     async def reopen(request: Request) -> Response:
         gate.check_admin(request)
@@ -197,12 +234,15 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
     async def session_config(request: Request) -> Response:
         sid = request.path_params["sid"]
         role = gate.check(request, sid, Role.PATIENT, Role.CLINICIAN)
-        return JSONResponse({
-            "session_id": sid, "role": role.value,
-            "ice_servers": [s.to_json() for s in settings.ice_servers],
-            "mirrored": settings.mirrored,
-            "protocol": [e.to_json() for e in PROTOCOL],
-        })
+        return JSONResponse(
+            {
+                "session_id": sid,
+                "role": role.value,
+                "ice_servers": [s.to_json() for s in settings.ice_servers],
+                "mirrored": settings.mirrored,
+                "protocol": [e.to_json() for e in PROTOCOL],
+            }
+        )
 
     async def offer(request: Request) -> Response:
         sid = request.path_params["sid"]
@@ -225,11 +265,14 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
             return moved
         body = await read_json(request)
         if not isinstance(body, dict) or body.get("action") not in ("start", "stop"):
-            return _error(400, "expected {\"action\": \"start\", \"exercise\": key} or {\"action\": \"stop\"}")
+            return _error(400, 'expected {"action": "start", "exercise": key} or {"action": "stop"}')
         async with sessions.use(sid) as session:
             try:
-                segment = (session.start_exercise(str(body.get("exercise"))) if body["action"] == "start"
-                           else session.stop_exercise())
+                segment = (
+                    session.start_exercise(str(body.get("exercise")))
+                    if body["action"] == "start"
+                    else session.stop_exercise()
+                )
             except ExerciseError as exc:
                 return _error(422, str(exc))
         return JSONResponse({"segment": segment.to_json() if segment else None})
@@ -269,8 +312,9 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
         loop = asyncio.get_running_loop()
         content = await loop.run_in_executor(None, _render_report, store, sid, kind)
         filename = f"{sid}-{request.path_params['name']}"
-        return Response(content, media_type=media_type,
-                        headers={"content-disposition": f'attachment; filename="{filename}"'})
+        return Response(
+            content, media_type=media_type, headers={"content-disposition": f'attachment; filename="{filename}"'}
+        )
 
     # -- dashboards ---------------------------------------------------------------------------------
     async def dashboard(ws: WebSocket) -> None:
@@ -318,7 +362,14 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, exc.detail if exc.status_code in (400, 409, 422) and exc.detail not in (None, "") and exc.detail != _ERROR_TEXT.get(exc.status_code) else None)
+        return _error(
+            exc.status_code,
+            exc.detail
+            if exc.status_code in (400, 409, 422)
+            and exc.detail not in (None, "")
+            and exc.detail != _ERROR_TEXT.get(exc.status_code)
+            else None,
+        )
 
     async def unknown_session(request: Request, exc: Exception) -> Response:
         return _error(403)  # a valid token for an unknown session cannot exist; answer as for a bad token
@@ -350,8 +401,13 @@ def create_app(settings: ServerSettings | None = None, *, pipeline_factory: Call
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={AccessDenied: denied, HTTPException: http_error, UnknownSessionError: unknown_session,
-                            StorageError: storage_failed, **node.exception_handlers()},
+        exception_handlers={
+            AccessDenied: denied,
+            HTTPException: http_error,
+            UnknownSessionError: unknown_session,
+            StorageError: storage_failed,
+            **node.exception_handlers(),
+        },
     )
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.state.settings = settings

@@ -38,8 +38,10 @@ class PriorityExecutor(Executor):
         self._shutdown = False
         # Daemon threads: a process that never shuts the pool down (a test app without lifespan)
         # still exits; the server's lifespan shuts it down and waits.
-        self._threads = [threading.Thread(target=self._work, name=f"{thread_name_prefix}_{i}", daemon=True)
-                         for i in range(max_workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{thread_name_prefix}_{i}", daemon=True)
+            for i in range(max_workers)
+        ]
         for t in self._threads:
             t.start()
 

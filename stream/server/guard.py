@@ -93,8 +93,12 @@ class GuardMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                extra = [(b"referrer-policy", b"no-referrer"), (b"x-content-type-options", b"nosniff"),
-                         (b"cache-control", b"no-store"), (b"x-frame-options", b"DENY")]
+                extra = [
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"cache-control", b"no-store"),
+                    (b"x-frame-options", b"DENY"),
+                ]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 

@@ -42,15 +42,19 @@ class Health:
     @classmethod
     def from_counts(cls, counts: Mapping[str, object], keyframes: int) -> Health:
         """The health a stored session had when its counts were last saved."""
+
         def count(key: str) -> int:
             value = counts.get(key, 0)
             return int(value) if isinstance(value, (int, float)) else 0
 
         received, dropped_storage = count("frames_received"), count("frames_dropped_storage")
-        return cls(frames_received=received,
-                   frames_analysed=received - count("frames_stale_dropped") - dropped_storage,
-                   keyframes=keyframes, keyframes_dropped=count("keyframes_dropped"),
-                   frames_dropped_storage=dropped_storage)
+        return cls(
+            frames_received=received,
+            frames_analysed=received - count("frames_stale_dropped") - dropped_storage,
+            keyframes=keyframes,
+            keyframes_dropped=count("keyframes_dropped"),
+            frames_dropped_storage=dropped_storage,
+        )
 
     @property
     def frames_stale_dropped(self) -> int:
@@ -59,8 +63,12 @@ class Health:
 
     def counts(self) -> dict[str, int]:
         """The stored part of the health (with the pipeline's counts in the session record)."""
-        return {"frames_received": self.frames_received, "frames_stale_dropped": self.frames_stale_dropped,
-                "frames_dropped_storage": self.frames_dropped_storage, "keyframes_dropped": self.keyframes_dropped}
+        return {
+            "frames_received": self.frames_received,
+            "frames_stale_dropped": self.frames_stale_dropped,
+            "frames_dropped_storage": self.frames_dropped_storage,
+            "keyframes_dropped": self.keyframes_dropped,
+        }
 
 
 class RateMeter:

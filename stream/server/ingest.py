@@ -152,10 +152,10 @@ def rtc_configuration(ice_servers: Sequence[IceServer]) -> RTCConfiguration:
 def parse_offer(body: Any) -> RTCSessionDescription:
     """Check the shape of a signalling body before aiortc sees it."""
     if not isinstance(body, dict):
-        raise SignallingError(400, "expected a JSON object {\"sdp\": ..., \"type\": \"offer\"}")
+        raise SignallingError(400, 'expected a JSON object {"sdp": ..., "type": "offer"}')
     sdp, kind = body.get("sdp"), body.get("type")
     if kind != "offer":
-        raise SignallingError(400, "signalling type must be \"offer\"")
+        raise SignallingError(400, 'signalling type must be "offer"')
     if not isinstance(sdp, str) or not sdp.startswith("v=0"):
         raise SignallingError(400, "malformed SDP offer")
     if len(sdp) > MAX_SDP_CHARS:

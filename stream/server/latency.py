@@ -15,8 +15,18 @@ import numpy as np
 from stream.session.jsonsafe import JSON
 
 # Where a keyframe's receipt-to-publication latency goes, in path order (see ``KeyframeTrace``).
-LATENCY_STAGES = ("frame_wait", "ingest_queue", "ingest", "ingest_handoff", "keyframe_queue",
-                  "analyse_queue", "analyse", "store_stats", "publish_wait", "serialise")
+LATENCY_STAGES = (
+    "frame_wait",
+    "ingest_queue",
+    "ingest",
+    "ingest_handoff",
+    "keyframe_queue",
+    "analyse_queue",
+    "analyse",
+    "store_stats",
+    "publish_wait",
+    "serialise",
+)
 WINDOW = 300  # keyframes the percentiles cover
 
 
@@ -29,8 +39,17 @@ class KeyframeTrace:
     statistics) -> ``publish_start`` / ``published`` (snapshot built, serialised, offered to viewers).
     """
 
-    __slots__ = ("received", "picked", "ingest_start", "ingest_end", "queued", "dequeued",
-                 "analyze_start", "estimated", "analyze_end")
+    __slots__ = (
+        "received",
+        "picked",
+        "ingest_start",
+        "ingest_end",
+        "queued",
+        "dequeued",
+        "analyze_start",
+        "estimated",
+        "analyze_end",
+    )
 
     def __init__(self, received: float) -> None:
         self.received = received
@@ -39,8 +58,19 @@ class KeyframeTrace:
 
     def stages(self, publish_start: float, published: float) -> list[float]:
         """Milliseconds spent in each of ``LATENCY_STAGES``."""
-        stamps = (self.received, self.picked, self.ingest_start, self.ingest_end, self.queued,
-                  self.dequeued, self.analyze_start, self.estimated, self.analyze_end, publish_start, published)
+        stamps = (
+            self.received,
+            self.picked,
+            self.ingest_start,
+            self.ingest_end,
+            self.queued,
+            self.dequeued,
+            self.analyze_start,
+            self.estimated,
+            self.analyze_end,
+            publish_start,
+            published,
+        )
         return [(b - a) * 1000.0 for a, b in zip(stamps, stamps[1:])]
 
 
@@ -77,9 +107,12 @@ class LatencyStats:
         if traces:  # the figures of the next snapshots (at most one percentile call per publish)
             p50, p95 = np.percentile(np.asarray(self._rows), [50, 95], axis=0)
             self._summary = {
-                "latency_ms_p50": float(p50[0]), "latency_ms_p95": float(p95[0]),
+                "latency_ms_p50": float(p50[0]),
+                "latency_ms_p95": float(p95[0]),
                 # where it went, per stage of the path, over the same last keyframes: [p50, p95]
-                "latency_stages_ms": {name: [float(a), float(b)] for name, a, b in zip(LATENCY_STAGES, p50[1:], p95[1:])},
+                "latency_stages_ms": {
+                    name: [float(a), float(b)] for name, a, b in zip(LATENCY_STAGES, p50[1:], p95[1:])
+                },
             }
 
     def summary(self) -> dict[str, JSON]:

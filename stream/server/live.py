@@ -48,8 +48,15 @@ T = TypeVar("T")
 
 
 class LiveSession:
-    def __init__(self, record: SessionRecord, settings: ServerSettings, store: Store, models: ModelPool,
-                 hub: Hub | None = None, observe_latency: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        record: SessionRecord,
+        settings: ServerSettings,
+        store: Store,
+        models: ModelPool,
+        hub: Hub | None = None,
+        observe_latency: Callable[[float], None] | None = None,
+    ) -> None:
         """``hub``: where snapshots go (with ``--redis`` a ``ClusterHub``: to every node's viewers);
         ``observe_latency``: called with each keyframe's receipt-to-publication seconds (metrics)."""
         self.id = record.id
@@ -60,11 +67,18 @@ class LiveSession:
         self.hub = hub if hub is not None else Hub(settings.client_queue)
         stored = store.series(record.id)
         counts = {k: int(v) for k, v in record.counts.items() if isinstance(v, (int, float))}
-        history = SessionHistory(stored.series, stored.segment_ids, stored.received_at,
-                                 tuple(store.segments(record.id)), counts)
-        self.analysis = AnalysisSession(settings.analysis, models.normal, name=record.id, mirrored=settings.mirrored,
-                                        history=history, estimator=EstimatorInfo.from_json(record.estimator),
-                                        tail=settings.series_tail)
+        history = SessionHistory(
+            stored.series, stored.segment_ids, stored.received_at, tuple(store.segments(record.id)), counts
+        )
+        self.analysis = AnalysisSession(
+            settings.analysis,
+            models.normal,
+            name=record.id,
+            mirrored=settings.mirrored,
+            history=history,
+            estimator=EstimatorInfo.from_json(record.estimator),
+            tail=settings.series_tail,
+        )
         # Stored during the last run: health continues across a restart.
         self.health = Health.from_counts(record.counts, keyframes=len(stored.series))
         self.status = record.status
@@ -116,8 +130,11 @@ class LiveSession:
             if self.peer is not None:
                 await self.disconnect()
             await self.prepare()
-            peer = PatientPeer(self.settings.ice_servers, on_video=lambda slot: self.start_stream(peer, slot),
-                               on_closed=lambda: self._on_closed(peer))
+            peer = PatientPeer(
+                self.settings.ice_servers,
+                on_video=lambda slot: self.start_stream(peer, slot),
+                on_closed=lambda: self._on_closed(peer),
+            )
             answer = await peer.answer(offer)
             self.peer = peer
             self.health.connections += 1
@@ -139,9 +156,12 @@ class LiveSession:
         """Close an answered peer that does not connect in time (the client vanished, or DTLS failed)."""
         try:
             await asyncio.wait_for(peer.connected.wait(), self.settings.connect_timeout_s)
-        except asyncio.TimeoutError:
-            log.info("session %s: the patient's connection did not come up within %g s; closed",
-                     self.id, self.settings.connect_timeout_s)
+        except TimeoutError:
+            log.info(
+                "session %s: the patient's connection did not come up within %g s; closed",
+                self.id,
+                self.settings.connect_timeout_s,
+            )
             await peer.close()
 
     def _on_closed(self, peer: PatientPeer) -> None:
@@ -174,7 +194,7 @@ class LiveSession:
             await peer.close()
         try:
             await asyncio.wait_for(self._loops_done.wait(), ENDING_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("session %s: analysis did not finish within %g s of the hang-up", self.id, ENDING_TIMEOUT_S)
 
     async def hang_up(self) -> None:
@@ -229,8 +249,11 @@ class LiveSession:
         self.recorder.finish()
         pipeline = self.analysis.pipeline
         if pipeline is not None:
-            log.info("session %s pipeline stages (ms): %s", self.id, json.dumps(
-                {k: {m: round(x, 2) for m, x in v.items()} for k, v in pipeline.timer.summary().items()}))
+            log.info(
+                "session %s pipeline stages (ms): %s",
+                self.id,
+                json.dumps({k: {m: round(x, 2) for m, x in v.items()} for k, v in pipeline.timer.summary().items()}),
+            )
 
     def counts(self) -> dict[str, int]:
         """The frame counts stored with the session: the pipeline's and the stream's, over every run."""
@@ -259,7 +282,9 @@ class LiveSession:
 
     def close_open_segment(self) -> None:
         """At the end of a stream the running exercise ends with the last frame that came in."""
-        closed = self.analysis.stop_exercise(self.last_frame_s if self.last_frame_s is not None else self.session_time())
+        closed = self.analysis.stop_exercise(
+            self.last_frame_s if self.last_frame_s is not None else self.session_time()
+        )
         if closed is not None:
             assert closed.end_s is not None
             self.store_quietly(self.store.end_segment, self.id, closed.segment_id, closed.end_s)
@@ -290,11 +315,20 @@ class LiveSession:
     def snapshot(self) -> LiveSnapshot:
         if self._loops is not None:
             self._loops.count_received()
-        fps, kps = self._rates.rates(self.health.frames_received, self.health.keyframes) if self.peer is not None \
+        fps, kps = (
+            self._rates.rates(self.health.frames_received, self.health.keyframes)
+            if self.peer is not None
             else (None, None)
+        )
         return LiveSnapshot(
-            session=self.id, status=self.status, live=self.peer is not None, alert=self.alert,
-            sent_at=time.time(), session_time_s=self.session_time(), analysis=self.analysis.snapshot(),
-            health=StreamHealth(dataclasses.replace(self.health), fps, kps, self.latency.summary(),
-                                len(self.hub), self.hub.dropped()),
+            session=self.id,
+            status=self.status,
+            live=self.peer is not None,
+            alert=self.alert,
+            sent_at=time.time(),
+            session_time_s=self.session_time(),
+            analysis=self.analysis.snapshot(),
+            health=StreamHealth(
+                dataclasses.replace(self.health), fps, kps, self.latency.summary(), len(self.hub), self.hub.dropped()
+            ),
         )

@@ -18,7 +18,9 @@ _BEARER = re.compile(r"(bearer\s+)\S+", re.IGNORECASE)
 # library's "connection rejected (403 Forbidden)", and uvicorn's sansio implementation's ERROR
 # "ASGI callable returned without completing handshake." that follows every denial response sent
 # with the "websocket.http.response" extension (our dashboard route accepts or refuses, nothing else).
-_REFUSED = re.compile(r'"WebSocket [^"]*" \d{3}|^connection rejected \(|^ASGI callable returned without completing handshake')
+_REFUSED = re.compile(
+    r'"WebSocket [^"]*" \d{3}|^connection rejected \(|^ASGI callable returned without completing handshake'
+)
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 

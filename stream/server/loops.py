@@ -68,12 +68,12 @@ class StreamLoops:
         session, settings = self.session, self.session.settings
         try:
             return await asyncio.wait_for(self.slot.newer_than(seen), settings.stall_after_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         session.set_alert("stalled", f"patient stalled: no frame for {settings.stall_after_s:g} s")
         try:
             found = await asyncio.wait_for(self.slot.newer_than(seen), settings.stall_end_s - settings.stall_after_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             session.set_alert("stalled", f"patient stalled: no frame for {settings.stall_end_s:g} s; session ended")
             log.info("session %s: no frame for %g s, ending", session.id, settings.stall_end_s)
             return seen, None
@@ -155,8 +155,11 @@ class StreamLoops:
         """
         session, loop = self.session, asyncio.get_running_loop()
         log.error("session %s: analysis paused: %s; retrying every %g s", session.id, exc, STORAGE_RETRY_MAX_S)
-        session.outage = Alert("storage", f"analysis stopped: the database cannot be written ({exc.__cause__ or exc}); "
-                                          "it resumes by itself once the disk has space again")
+        session.outage = Alert(
+            "storage",
+            f"analysis stopped: the database cannot be written ({exc.__cause__ or exc}); "
+            "it resumes by itself once the disk has space again",
+        )
         session.alert = session.outage
         session.publisher.notify()
         dropped_before = session.health.frames_dropped_storage
@@ -174,8 +177,11 @@ class StreamLoops:
         if session.alert is session.outage:
             session.alert = None
         session.outage = None
-        log.info("session %s: the database can be written again; analysis resumes (%d frames dropped meanwhile)",
-                 session.id, session.health.frames_dropped_storage - dropped_before)
+        log.info(
+            "session %s: the database can be written again; analysis resumes (%d frames dropped meanwhile)",
+            session.id,
+            session.health.frames_dropped_storage - dropped_before,
+        )
         return True
 
     async def _end(self, frames: asyncio.Task[None]) -> None:
@@ -189,9 +195,11 @@ class StreamLoops:
             await self.peer.close()
             session.close_open_segment()
             try:
-                await asyncio.wait_for(loop.run_in_executor(session.models.executor, session.store_quietly,
-                                                            session.finish), ENDING_TIMEOUT_S)
-            except asyncio.TimeoutError:
+                await asyncio.wait_for(
+                    loop.run_in_executor(session.models.executor, session.store_quietly, session.finish),
+                    ENDING_TIMEOUT_S,
+                )
+            except TimeoutError:
                 log.warning("session %s: final statistics not stored within %g s", session.id, ENDING_TIMEOUT_S)
             except Exception:
                 log.exception("session %s: final statistics failed", session.id)

@@ -22,8 +22,9 @@ from stream.symptoms.normal import load_normal_cooccurrence
 
 
 class ModelPool:
-    def __init__(self, settings: ServerSettings, executor: Executor,
-                 pipeline_factory: Callable[[], Pipeline] | None = None) -> None:
+    def __init__(
+        self, settings: ServerSettings, executor: Executor, pipeline_factory: Callable[[], Pipeline] | None = None
+    ) -> None:
         """``pipeline_factory`` builds each session's pipeline instead of the default (tests hold or slow it)."""
         self.settings = settings
         self.executor = executor
@@ -44,5 +45,6 @@ class ModelPool:
             if self._detector is None:
                 self._detector = build_detector(cfg.detector, weights=cfg.weights, device=cfg.device)
         # The series lives in SQLite: the pipeline keeps no per-keyframe history, memory stays flat.
-        return Pipeline(cfg, detector=self._detector, mirrored=self.settings.mirrored, keep_series=False,
-                        normal=self.normal)
+        return Pipeline(
+            cfg, detector=self._detector, mirrored=self.settings.mirrored, keep_series=False, normal=self.normal
+        )

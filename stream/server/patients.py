@@ -32,7 +32,10 @@ from typing import Any, Final
 
 from stream.errors import InputError
 from stream.export import (
-    SessionResult, patient_csv, patient_fhir_bundle, patient_json,
+    SessionResult,
+    patient_csv,
+    patient_fhir_bundle,
+    patient_json,
 )
 from stream.grading import changes, grade_report
 from stream.server.sessions import AccessDenied, Gate, client_address, new_token, token_from, token_hash
@@ -54,7 +57,8 @@ def check_code(code: str) -> str:
     if not CODE_PATTERN.fullmatch(code):
         raise PatientCodeError(
             f"patient code {code[:80]!r} is not accepted: use 1-64 letters, digits, '-' or '.', starting with a "
-            "letter or digit (a clinic reference, never a name)")
+            "letter or digit (a clinic reference, never a name)"
+        )
     return code
 
 
@@ -87,8 +91,12 @@ def check_history(gate: Gate, store: Store, conn: Any, code: str, admin_key: str
 def session_grades(store: Store, record: SessionRecord) -> dict[str, Any]:
     """The grades of a stored session (JSON form), recomputed only when it has new keyframes."""
     cached = store.grades(record.id)
-    if (cached is not None and cached[0] == record.n_keyframes and cached[1] == record.status == "ended"
-            and cached[2].get("version") == GRADING_VERSION):
+    if (
+        cached is not None
+        and cached[0] == record.n_keyframes
+        and cached[1] == record.status == "ended"
+        and cached[2].get("version") == GRADING_VERSION
+    ):
         return cached[2]
     from stream.server.session_report import session_report
 
@@ -110,8 +118,15 @@ def session_result(store: Store, record: SessionRecord, kind: str) -> SessionRes
             raise
         except Exception:  # one session that cannot be graded must not hide the patient's other sessions
             log.exception("session %s could not be graded", record.id)
-    return SessionResult(session_id=record.id, label=record.label, kind=kind, status=record.status,
-                         created_at=record.created_at, n_keyframes=record.n_keyframes, grades=grades)
+    return SessionResult(
+        session_id=record.id,
+        label=record.label,
+        kind=kind,
+        status=record.status,
+        created_at=record.created_at,
+        n_keyframes=record.n_keyframes,
+        grades=grades,
+    )
 
 
 def patient_results(store: Store, code: str) -> list[SessionResult]:
@@ -149,8 +164,9 @@ def store_analysis(store: Store, code: str, report: dict[str, Any], series: Any,
     estimator = {"name": config.get("estimator"), "is_proxy": bool(report.get("estimator_is_proxy", True))}
     if report.get("model"):
         estimator["model"] = report["model"]
-    store.add_recorded_session(sid, label[:200], time.time(), config, estimator, dict(report.get("counts") or {}),
-                               series, code)
+    store.add_recorded_session(
+        sid, label[:200], time.time(), config, estimator, dict(report.get("counts") or {}), series, code
+    )
     return sid, created
 
 
@@ -158,9 +174,15 @@ def store_analysis(store: Store, code: str, report: dict[str, Any], series: Any,
 # routes
 
 
-def patient_routes(store: Store, gate: Gate, admin_key: str, base_url: Callable[[Any], str],
-                   link_expiry: Callable[[float], float | None], read_json: Callable[[Any], Any],
-                   page: Callable[[str], Any]) -> list[Any]:
+def patient_routes(
+    store: Store,
+    gate: Gate,
+    admin_key: str,
+    base_url: Callable[[Any], str],
+    link_expiry: Callable[[float], float | None],
+    read_json: Callable[[Any], Any],
+    page: Callable[[str], Any],
+) -> list[Any]:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
@@ -174,7 +196,7 @@ def patient_routes(store: Store, gate: Gate, admin_key: str, base_url: Callable[
         gate.check_admin(request)
         body = await read_json(request)
         if not isinstance(body, dict):
-            return error(400, "expected {\"code\": ..., \"label\": ...}")
+            return error(400, 'expected {"code": ..., "label": ...}')
         try:
             code = check_code(body.get("code", ""))
         except PatientCodeError as exc:
@@ -184,8 +206,16 @@ def patient_routes(store: Store, gate: Gate, admin_key: str, base_url: Callable[
             return error(409, f"patient code {code} is already taken")
         token = new_token()
         issued = store.add_patient_token(code, token_hash(token))
-        return JSONResponse({"code": code, "label": label, "history_url": link(request, code, token),
-                             "history_token": token, "history_expires_at": link_expiry(issued)}, status_code=201)
+        return JSONResponse(
+            {
+                "code": code,
+                "label": label,
+                "history_url": link(request, code, token),
+                "history_token": token,
+                "history_expires_at": link_expiry(issued),
+            },
+            status_code=201,
+        )
 
     async def list_patients(request: Any) -> Any:
         gate.check_admin(request)
@@ -198,8 +228,15 @@ def patient_routes(store: Store, gate: Gate, admin_key: str, base_url: Callable[
             return error(404, "not found")
         token = new_token()
         issued = store.add_patient_token(code, token_hash(token))
-        return JSONResponse({"code": code, "history_url": link(request, code, token), "history_token": token,
-                             "history_expires_at": link_expiry(issued)}, status_code=201)
+        return JSONResponse(
+            {
+                "code": code,
+                "history_url": link(request, code, token),
+                "history_token": token,
+                "history_expires_at": link_expiry(issued),
+            },
+            status_code=201,
+        )
 
     async def history_page(request: Any) -> Any:
         check_history(gate, store, request, request.path_params["code"], admin_key)
@@ -237,8 +274,9 @@ def patient_routes(store: Store, gate: Gate, admin_key: str, base_url: Callable[
         if content is None:
             return error(404, "not found")
         filename = f"{code}-{sid}-{name}" if sid else f"{code}-{name}"
-        return Response(content, media_type=_EXPORTS[name][1],
-                        headers={"content-disposition": f'attachment; filename="{filename}"'})
+        return Response(
+            content, media_type=_EXPORTS[name][1], headers={"content-disposition": f'attachment; filename="{filename}"'}
+        )
 
     return [
         Route("/api/patients", create_patient, methods=["POST"]),

@@ -35,8 +35,14 @@ class AnalysedKeyframe:
 
 
 class Recorder:
-    def __init__(self, store: Store, session_id: str, analysis: AnalysisSession,
-                 counts: Callable[[], dict[str, int]], shown: Callable[[KeyframeTrace], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        session_id: str,
+        analysis: AnalysisSession,
+        counts: Callable[[], dict[str, int]],
+        shown: Callable[[KeyframeTrace], None],
+    ) -> None:
         """``counts``: the session's frame counts now; ``shown``: called once a keyframe is stored and in the statistics."""
         self.store = store
         self.session_id = session_id
@@ -62,10 +68,19 @@ class Recorder:
     def _record(self) -> None:
         assert self.unstored is not None
         estimate, segment = self.unstored.estimate, self.unstored.segment
-        self.store.add_keyframe(self.session_id, self.analysis.next_seq, estimate.frame_index, estimate.time_s,
-                                self.unstored.received_at, segment.segment_id if segment is not None else None,
-                                estimate.n_helpers, estimate.left, estimate.right,
-                                closure=estimate.closure, movement=estimate.movement)
+        self.store.add_keyframe(
+            self.session_id,
+            self.analysis.next_seq,
+            estimate.frame_index,
+            estimate.time_s,
+            self.unstored.received_at,
+            segment.segment_id if segment is not None else None,
+            estimate.n_helpers,
+            estimate.left,
+            estimate.right,
+            closure=estimate.closure,
+            movement=estimate.movement,
+        )
         done, self.unstored = self.unstored, None
         # Stored, so shown and counted; the writes below may fail without losing it.
         states = self.analysis.add(estimate, segment, done.received_at)

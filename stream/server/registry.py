@@ -25,7 +25,6 @@ from stream.server.models import ModelPool
 from stream.server.settings import ServerSettings
 from stream.server.store import Store
 
-
 log = logging.getLogger(__name__)
 
 
@@ -38,8 +37,14 @@ class OwnedElsewhere(Exception):
 
 
 class SessionRegistry:
-    def __init__(self, settings: ServerSettings, store: Store, models: ModelPool,
-                 cluster: Cluster | None = None, metrics: Any = None) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        store: Store,
+        models: ModelPool,
+        cluster: Cluster | None = None,
+        metrics: Any = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.models = models
@@ -91,8 +96,14 @@ class SessionRegistry:
         if not owner.is_self:
             raise OwnedElsewhere(owner)
         try:
-            return LiveSession(record, self.settings, self.store, self.models, hub=ClusterHub(self.cluster, record.id),
-                               observe_latency=self._observe())
+            return LiveSession(
+                record,
+                self.settings,
+                self.store,
+                self.models,
+                hub=ClusterHub(self.cluster, record.id),
+                observe_latency=self._observe(),
+            )
         except BaseException:
             await self.cluster.release(record.id)
             raise
@@ -113,8 +124,9 @@ class SessionRegistry:
                 try:
                     await self.cluster.release(session.id)
                 except Exception as exc:  # the lease runs out by itself
-                    log.warning("session %s: lease not released (%s); it expires in %g s", session.id, exc,
-                                self.cluster.lease_s)
+                    log.warning(
+                        "session %s: lease not released (%s); it expires in %g s", session.id, exc, self.cluster.lease_s
+                    )
 
     def lease_lost(self, session_id: str) -> None:
         """Another node took this session (this node stalled past its lease): stop holding it here."""

@@ -62,16 +62,27 @@ def build_session_report(store: Store, session_id: str) -> tuple[Report, AUSerie
     if record.status == "live":
         warnings.append("the session was still live when this report was made: it covers the keyframes stored so far")
     report = assemble_report(
-        statistics(slice(None)), counts, config, source=f"live session {session_id}",
-        estimator_is_proxy=bool(record.estimator.get("is_proxy", True)), warnings=warnings,
-        findings=findings(None, counts), mirrored=record.mirrored,
-        estimator=record.estimator.get("name", config.estimator), model=record.estimator.get("model") or None,
+        statistics(slice(None)),
+        counts,
+        config,
+        source=f"live session {session_id}",
+        estimator_is_proxy=bool(record.estimator.get("is_proxy", True)),
+        warnings=warnings,
+        findings=findings(None, counts),
+        mirrored=record.mirrored,
+        estimator=record.estimator.get("name", config.estimator),
+        model=record.estimator.get("model") or None,
     )
     session = SessionInfo(record.id, record.label, record.created_at, record.ended_at, record.status)
     exercises = [
-        ExerciseReport(seg.segment_id, seg.exercise, seg.start_s, seg.end_s,
-                       statistics(stored.segment_ids == seg.segment_id),
-                       findings(seg.segment_id, segment_counts(counts)))
+        ExerciseReport(
+            seg.segment_id,
+            seg.exercise,
+            seg.start_s,
+            seg.end_s,
+            statistics(stored.segment_ids == seg.segment_id),
+            findings(seg.segment_id, segment_counts(counts)),
+        )
         for seg in segments
     ]
     return report.with_session(session, exercises, store.findings(session_id)), stored.series

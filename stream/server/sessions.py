@@ -18,8 +18,8 @@ import math
 import secrets
 import time
 from collections import OrderedDict, deque
-from enum import Enum
 from collections.abc import Callable
+from enum import Enum
 from typing import Protocol
 
 from starlette.requests import HTTPConnection
@@ -77,8 +77,9 @@ class FailureLimit:
     Memory is bounded: at most ``max_addresses`` addresses are remembered, the least recent go first.
     """
 
-    def __init__(self, limit: int, window_s: float, max_addresses: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limit: int, window_s: float, max_addresses: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.window_s = window_s
         self.max_addresses = max_addresses
@@ -117,8 +118,14 @@ def client_address(conn: HTTPConnection) -> str:
 class Gate:
     """Answers "may this request do that?" for every route."""
 
-    def __init__(self, store: TokenStore, admin_key: str, failures: FailureLimit | None = None,
-                 link_ttl_s: float | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: TokenStore,
+        admin_key: str,
+        failures: FailureLimit | None = None,
+        link_ttl_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
         self._admin_key = admin_key.encode("utf-8")
         self.failures = failures or FailureLimit(limit=30, window_s=60.0)
@@ -178,5 +185,9 @@ class Gate:
         if self.link_ttl_s is None:
             return None
         digest = token_hash(token)
-        issued = [t for stored, t in self._store.tokens(session_id, Role.CLINICIAN.value) if hmac.compare_digest(digest, stored)]
+        issued = [
+            t
+            for stored, t in self._store.tokens(session_id, Role.CLINICIAN.value)
+            if hmac.compare_digest(digest, stored)
+        ]
         return issued[0] + self.link_ttl_s if issued else None

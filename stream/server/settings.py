@@ -12,7 +12,6 @@ from pathlib import Path
 from stream.config import AnalysisConfig
 from stream.errors import ConfigError
 
-
 MIN_ADMIN_KEY_CHARS = 32  # a guessable clinic key opens every session
 
 
@@ -98,7 +97,7 @@ class ServerSettings:
     # the answer, or an offer aiortc fails on in the background); the session goes back to waiting.
     connect_timeout_s: float = 15.0
 
-    def validate(self) -> "ServerSettings":
+    def validate(self) -> ServerSettings:
         problems = []
         if (self.certfile is None) != (self.keyfile is None):
             problems.append("--certfile and --keyfile go together")

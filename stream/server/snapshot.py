@@ -34,14 +34,21 @@ class StreamHealth:
 
     def to_json(self) -> JSONObject:
         h = self.counts
-        return clean_object({
-            "frames_per_s": self.frames_per_s, "keyframes_per_s": self.keyframes_per_s,
-            "frames_received": h.frames_received, "frames_analysed": h.frames_analysed,
-            "frames_stale_dropped": h.frames_stale_dropped, "frames_dropped_storage": h.frames_dropped_storage,
-            "keyframes": h.keyframes, "keyframes_dropped": h.keyframes_dropped,
-            **self.latency,
-            "viewers": self.viewers, "viewer_updates_dropped": self.viewer_updates_dropped,
-        })
+        return clean_object(
+            {
+                "frames_per_s": self.frames_per_s,
+                "keyframes_per_s": self.keyframes_per_s,
+                "frames_received": h.frames_received,
+                "frames_analysed": h.frames_analysed,
+                "frames_stale_dropped": h.frames_stale_dropped,
+                "frames_dropped_storage": h.frames_dropped_storage,
+                "keyframes": h.keyframes,
+                "keyframes_dropped": h.keyframes_dropped,
+                **self.latency,
+                "viewers": self.viewers,
+                "viewer_updates_dropped": self.viewer_updates_dropped,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ class Publisher:
         while True:
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._changed.clear()
             self.publish_now()

@@ -150,7 +150,6 @@ def _database_errors() -> tuple[type[BaseException], ...]:
 _DATABASE_ERRORS = _database_errors()
 
 
-
 def _complete(parts: list[tuple[Any, ...]]) -> bool:
     """Every row measured (the series has it), and at least one row (an empty series measured nothing)."""
     return bool(parts) and all(None not in p for p in parts)
@@ -171,9 +170,15 @@ class SessionRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "label": self.label, "created_at": self.created_at, "status": self.status,
-            "ended_at": self.ended_at, "mirrored": self.mirrored, "n_keyframes": self.n_keyframes,
-            "estimator": self.estimator, "counts": self.counts,
+            "id": self.id,
+            "label": self.label,
+            "created_at": self.created_at,
+            "status": self.status,
+            "ended_at": self.ended_at,
+            "mirrored": self.mirrored,
+            "n_keyframes": self.n_keyframes,
+            "estimator": self.estimator,
+            "counts": self.counts,
         }
 
 
@@ -186,8 +191,13 @@ class PatientRecord:
     last_session_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"code": self.code, "label": self.label, "created_at": self.created_at,
-                "n_sessions": self.n_sessions, "last_session_at": self.last_session_at}
+        return {
+            "code": self.code,
+            "label": self.label,
+            "created_at": self.created_at,
+            "n_sessions": self.n_sessions,
+            "last_session_at": self.last_session_at,
+        }
 
 
 @dataclass(frozen=True)
@@ -321,8 +331,16 @@ class Store:
     @staticmethod
     def _session(row: tuple[Any, ...]) -> SessionRecord:
         return SessionRecord(
-            id=row[0], label=row[1], created_at=row[2], status=row[3], ended_at=row[4], mirrored=bool(row[5]),
-            config=json.loads(row[6]), estimator=json.loads(row[7]), counts=json.loads(row[8]), n_keyframes=row[9],
+            id=row[0],
+            label=row[1],
+            created_at=row[2],
+            status=row[3],
+            ended_at=row[4],
+            mirrored=bool(row[5]),
+            config=json.loads(row[6]),
+            estimator=json.loads(row[7]),
+            counts=json.loads(row[8]),
+            n_keyframes=row[9],
         )
 
     def session(self, session_id: str) -> SessionRecord | None:
@@ -334,9 +352,18 @@ class Store:
 
     # -- results -------------------------------------------------------------------------------
     def add_keyframe(
-        self, session_id: str, seq: int, frame_index: int, time_s: float, received_at: float,
-        segment_id: int | None, n_helpers: int, left: np.ndarray, right: np.ndarray,
-        closure: np.ndarray | None = None, movement: np.ndarray | None = None,
+        self,
+        session_id: str,
+        seq: int,
+        frame_index: int,
+        time_s: float,
+        received_at: float,
+        segment_id: int | None,
+        n_helpers: int,
+        left: np.ndarray,
+        right: np.ndarray,
+        closure: np.ndarray | None = None,
+        movement: np.ndarray | None = None,
     ) -> None:
         """One keyframe; ``closure`` (2,) left, right and ``movement`` (2, 3) are NULL when not measured."""
         values: list[float | None] = [*map(float, left), *map(float, right)]
@@ -358,14 +385,14 @@ class Store:
             (session_id,),
         )
         n, n_au = len(rows), len(_AU_COLUMNS)
-        values = np.array([r[4:4 + n_au] for r in rows], dtype=float).reshape(n, n_au)
-        closure = [r[4 + n_au:6 + n_au] for r in rows]
-        movement = [r[6 + n_au:] for r in rows]
+        values = np.array([r[4 : 4 + n_au] for r in rows], dtype=float).reshape(n, n_au)
+        closure = [r[4 + n_au : 6 + n_au] for r in rows]
+        movement = [r[6 + n_au :] for r in rows]
         series = AUSeries(
             frames=np.array([r[0] for r in rows], dtype=int),
             time_s=np.array([r[1] for r in rows], dtype=float),
             left=values[:, : len(AU_NAMES)],
-            right=values[:, len(AU_NAMES):],
+            right=values[:, len(AU_NAMES) :],
             closure=np.array(closure, dtype=float).reshape(n, 2) if _complete(closure) else None,
             movement=np.array(movement, dtype=float).reshape(n, 2, 3) if _complete(movement) else None,
         )
@@ -449,7 +476,9 @@ class Store:
     def add_patient_token(self, code: str, digest: str) -> float:
         """Store a patient-history link's hash; returns the time it was issued."""
         issued = time.time()
-        self._write("INSERT INTO patient_tokens (hash, patient_code, created_at) VALUES (?, ?, ?)", (digest, code, issued))
+        self._write(
+            "INSERT INTO patient_tokens (hash, patient_code, created_at) VALUES (?, ?, ?)", (digest, code, issued)
+        )
         return issued
 
     def patient_tokens(self, code: str) -> list[tuple[str, float]]:
@@ -457,8 +486,9 @@ class Store:
         return [(r[0], float(r[1])) for r in rows]
 
     def attach_session(self, session_id: str, code: str, kind: str) -> None:
-        self._write("INSERT INTO patient_sessions (session_id, patient_code, kind) VALUES (?, ?, ?)",
-                    (session_id, code, kind))
+        self._write(
+            "INSERT INTO patient_sessions (session_id, patient_code, kind) VALUES (?, ?, ?)", (session_id, code, kind)
+        )
 
     def session_patient(self, session_id: str) -> tuple[str, str] | None:
         """(patient code, kind) of a session attached to a patient, else None."""
@@ -488,8 +518,15 @@ class Store:
         return (int(rows[0][0]), rows[0][1], json.loads(rows[0][2])) if rows else None
 
     def add_recorded_session(
-        self, session_id: str, label: str, created_at: float, config: dict[str, Any], estimator: dict[str, Any],
-        counts: dict[str, Any], series: AUSeries, patient_code: str,
+        self,
+        session_id: str,
+        label: str,
+        created_at: float,
+        config: dict[str, Any],
+        estimator: dict[str, Any],
+        counts: dict[str, Any],
+        series: AUSeries,
+        patient_code: str,
     ) -> None:
         """An offline analysis (numbers only: its AU series) as an ended session of a patient, in one transaction."""
         n = len(series)
@@ -499,18 +536,32 @@ class Store:
         for i in range(n):
             values: list[float | None] = [*map(float, series.left[i]), *map(float, series.right[i])]
             values += [None] * 2 if series.closure is None else [float(v) for v in series.closure[i]]
-            values += [None] * 6 if series.movement is None else [float(v) for v in np.asarray(series.movement[i]).reshape(6)]
+            values += (
+                [None] * 6 if series.movement is None else [float(v) for v in np.asarray(series.movement[i]).reshape(6)]
+            )
             t = float(series.time_s[i])
             rows.append((session_id, i, int(series.frames[i]), t, created_at + t, None, 0, *values))
         with self._failing("write to"), self._db.transaction() as tx:
             tx.execute(
                 "INSERT INTO sessions (id, label, created_at, status, ended_at, mirrored, config_json, estimator_json,"
                 " counts_json) VALUES (?, ?, ?, 'ended', ?, ?, ?, ?, ?)",
-                (session_id, label, created_at, time.time(), int(bool(config.get("mirrored", False))),
-                 json.dumps(config), json.dumps(estimator), json.dumps(counts)),
+                (
+                    session_id,
+                    label,
+                    created_at,
+                    time.time(),
+                    int(bool(config.get("mirrored", False))),
+                    json.dumps(config),
+                    json.dumps(estimator),
+                    json.dumps(counts),
+                ),
             )
             tx.executemany(
                 f"INSERT INTO keyframes (session_id, seq, frame_index, time_s, received_at, segment_id, n_helpers, {columns})"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, {marks})", rows)
-            tx.execute("INSERT INTO patient_sessions (session_id, patient_code, kind) VALUES (?, ?, 'recorded')",
-                       (session_id, patient_code))
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, {marks})",
+                rows,
+            )
+            tx.execute(
+                "INSERT INTO patient_sessions (session_id, patient_code, kind) VALUES (?, ?, 'recorded')",
+                (session_id, patient_code),
+            )

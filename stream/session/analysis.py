@@ -33,7 +33,11 @@ from stream.session.exercises import Segment, Timeline
 from stream.session.findings import FindingsSchedule, LiveSeries, findings_json, segment_counts
 from stream.session.jsonsafe import JSONObject, clean_object
 from stream.session.snapshot import (
-    AnalysisSnapshot, EstimatorInfo, KeyframeRow, SegmentStatistics, statistics_summary,
+    AnalysisSnapshot,
+    EstimatorInfo,
+    KeyframeRow,
+    SegmentStatistics,
+    statistics_summary,
 )
 from stream.symptoms.statistics import SymptomAccumulator, SymptomState
 from stream.types import AUEstimate, AUSeries, Frame, Keyframe
@@ -69,9 +73,17 @@ class ScopeState:
 
 
 class AnalysisSession:
-    def __init__(self, config: AnalysisConfig, normal: np.ndarray, *, name: str = "", mirrored: bool = False,
-                 history: SessionHistory | None = None, estimator: EstimatorInfo | None = None,
-                 tail: int = 40) -> None:
+    def __init__(
+        self,
+        config: AnalysisConfig,
+        normal: np.ndarray,
+        *,
+        name: str = "",
+        mirrored: bool = False,
+        history: SessionHistory | None = None,
+        estimator: EstimatorInfo | None = None,
+        tail: int = 40,
+    ) -> None:
         """``name`` labels log lines; ``tail``: how many recent keyframes a snapshot carries."""
         history = history or SessionHistory.empty()
         self.config = config
@@ -89,8 +101,11 @@ class AnalysisSession:
         self._retrack = False
         self._tail: deque[KeyframeRow] = deque(maxlen=tail)
         for i in range(max(0, len(series) - tail), len(series)):
-            self._tail.append(KeyframeRow.of(i, series.frames[i], series.time_s[i], history.received_at[i],
-                                             series.left[i], series.right[i]))
+            self._tail.append(
+                KeyframeRow.of(
+                    i, series.frames[i], series.time_s[i], history.received_at[i], series.left[i], series.right[i]
+                )
+            )
         self._accumulators: dict[str, SymptomAccumulator] = {}
         self._statistics: dict[str, JSONObject] = {}  # scope -> dashboard statistics, with "findings"
         self._findings: dict[str, JSONObject] = {}  # scope -> findings; absent: not computed yet
@@ -99,8 +114,9 @@ class AnalysisSession:
         self._findings_due = FindingsSchedule()
         self._findings_failed = False
         # The findings need a scope's whole series at once: kept here, appended per keyframe.
-        self._series = LiveSeries.from_series(series, history.segment_ids,
-                                              {s.segment_id: s.exercise for s in self.timeline.segments})
+        self._series = LiveSeries.from_series(
+            series, history.segment_ids, {s.segment_id: s.exercise for s in self.timeline.segments}
+        )
         self._replay(history)
 
     def _replay(self, history: SessionHistory) -> None:
@@ -155,8 +171,12 @@ class AnalysisSession:
         frame = Frame(self._frame_index, time_s, image)
         self._frame_index += 1
         if self._frame_shape is not None and image.shape != self._frame_shape:
-            log.info("session %s: frame size changed from %s to %s; tracking, keyframes and AU reference restart",
-                     self.name, "x".join(map(str, self._frame_shape[1::-1])), "x".join(map(str, image.shape[1::-1])))
+            log.info(
+                "session %s: frame size changed from %s to %s; tracking, keyframes and AU reference restart",
+                self.name,
+                "x".join(map(str, self._frame_shape[1::-1])),
+                "x".join(map(str, image.shape[1::-1])),
+            )
             pipeline.restart_tracking()
         elif self._retrack:
             pipeline.retrack()
@@ -190,10 +210,14 @@ class AnalysisSession:
         """
         seq = self._seq
         self._seq += 1
-        self._series.append(estimate, segment.segment_id if segment is not None else None,
-                            segment.exercise if segment is not None else "")
-        self._tail.append(KeyframeRow.of(seq, estimate.frame_index, estimate.time_s, received_at,
-                                         estimate.left, estimate.right))
+        self._series.append(
+            estimate,
+            segment.segment_id if segment is not None else None,
+            segment.exercise if segment is not None else "",
+        )
+        self._tail.append(
+            KeyframeRow.of(seq, estimate.frame_index, estimate.time_s, received_at, estimate.left, estimate.right)
+        )
         scopes = [SESSION] if segment is None else [SESSION, segment.scope]
         states = []
         for scope in scopes:
@@ -299,12 +323,22 @@ class AnalysisSession:
         with self._merge_lock:
             statistics = dict(self._statistics)
         segments = tuple(
-            SegmentStatistics(seg, statistics.get(seg.scope) if current is not None and seg.segment_id == current.segment_id
-                              else statistics_summary(statistics.get(seg.scope)))
-            for seg in self.timeline.segments)
+            SegmentStatistics(
+                seg,
+                statistics.get(seg.scope)
+                if current is not None and seg.segment_id == current.segment_id
+                else statistics_summary(statistics.get(seg.scope)),
+            )
+            for seg in self.timeline.segments
+        )
         tail = tuple(self._tail)
         return AnalysisSnapshot(
-            estimator=self.estimator, mirrored=self.mirrored, keyframes=self._seq,
-            latest=tail[-1] if tail else None, tail=tail, session_statistics=statistics.get(SESSION),
-            segments=segments, current=current,
+            estimator=self.estimator,
+            mirrored=self.mirrored,
+            keyframes=self._seq,
+            latest=tail[-1] if tail else None,
+            tail=tail,
+            session_statistics=statistics.get(SESSION),
+            segments=segments,
+            current=current,
         )

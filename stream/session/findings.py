@@ -45,22 +45,46 @@ class LiveSeries:
         self._exercises: list[str] = []  # the exercise key of the keyframe's segment, "" outside any
 
     @classmethod
-    def from_series(cls, s: AUSeries, segment_ids: np.ndarray, exercises: Mapping[int, str]) -> "LiveSeries":
+    def from_series(cls, s: AUSeries, segment_ids: np.ndarray, exercises: Mapping[int, str]) -> LiveSeries:
         """A stored series; ``segment_ids``: each row's segment (-1 outside any); ``exercises``: segment id -> key."""
         out = cls()
         for i in range(len(s)):
             segment_id = int(segment_ids[i])
-            out._add(int(s.frames[i]), float(s.time_s[i]), s.left[i], s.right[i],
-                     None if s.closure is None else s.closure[i], None if s.movement is None else s.movement[i],
-                     segment_id, exercises.get(segment_id, ""))
+            out._add(
+                int(s.frames[i]),
+                float(s.time_s[i]),
+                s.left[i],
+                s.right[i],
+                None if s.closure is None else s.closure[i],
+                None if s.movement is None else s.movement[i],
+                segment_id,
+                exercises.get(segment_id, ""),
+            )
         return out
 
     def append(self, estimate: AUEstimate, segment_id: int | None, exercise: str) -> None:
-        self._add(estimate.frame_index, estimate.time_s, estimate.left, estimate.right, estimate.closure,
-                  estimate.movement, -1 if segment_id is None else segment_id, exercise)
+        self._add(
+            estimate.frame_index,
+            estimate.time_s,
+            estimate.left,
+            estimate.right,
+            estimate.closure,
+            estimate.movement,
+            -1 if segment_id is None else segment_id,
+            exercise,
+        )
 
-    def _add(self, frame: int, time_s: float, left: np.ndarray, right: np.ndarray, closure: np.ndarray | None,
-             movement: np.ndarray | None, segment_id: int, exercise: str) -> None:
+    def _add(
+        self,
+        frame: int,
+        time_s: float,
+        left: np.ndarray,
+        right: np.ndarray,
+        closure: np.ndarray | None,
+        movement: np.ndarray | None,
+        segment_id: int,
+        exercise: str,
+    ) -> None:
         self._frames.append(frame)
         self._time_s.append(time_s)
         self._left.append(np.asarray(left, dtype=float))
@@ -102,8 +126,9 @@ def segment_counts(counts: Mapping[str, object]) -> dict[str, object]:
     return {"frames": counts.get("frames", 0)}
 
 
-def findings_json(series: AUSeries, context: np.ndarray, counts: Mapping[str, object], config: AnalysisConfig,
-                  normal: np.ndarray) -> JSONObject:
+def findings_json(
+    series: AUSeries, context: np.ndarray, counts: Mapping[str, object], config: AnalysisConfig, normal: np.ndarray
+) -> JSONObject:
     """``Findings.to_json()`` of one scope under ``config.rules``, JSON-safe (NaN -> None).
 
     Floats keep 6 significant digits (p-values are small: no fixed decimals).
@@ -127,14 +152,13 @@ class FindingsSchedule:
     def changed(self, scope: str) -> None:
         self._version[scope] = self._version.get(scope, 0) + 1
 
-    def due(self, now: float, *, closed: set[str] | frozenset[str] = frozenset(),
-            force: bool = False) -> list[tuple[str, int]]:
+    def due(
+        self, now: float, *, closed: set[str] | frozenset[str] = frozenset(), force: bool = False
+    ) -> list[tuple[str, int]]:
         """(scope, keyframe count) of pending scopes whose interval has passed; an ended exercise (``closed``) at once."""
         pending = [(s, v) for s, v in list(self._version.items()) if v > self._computed.get(s, 0)]
-        return sorted((s, v) for s, v in pending
-                      if force or s in closed or now >= self._next_at.get(s, -math.inf))
+        return sorted((s, v) for s, v in pending if force or s in closed or now >= self._next_at.get(s, -math.inf))
 
     def done(self, scope: str, version: int, started: float, finished: float) -> None:
         self._computed[scope] = max(version, self._computed.get(scope, 0))
         self._next_at[scope] = started + max(MIN_INTERVAL_S, COST_FACTOR * (finished - started))
-

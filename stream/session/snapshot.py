@@ -38,8 +38,11 @@ class EstimatorInfo:
         if "name" not in stored:
             return None
         model = stored.get("model")
-        return cls(str(stored["name"]), bool(stored.get("is_proxy", True)),
-                   clean_object(model, decimals=None) if isinstance(model, dict) else {})
+        return cls(
+            str(stored["name"]),
+            bool(stored.get("is_proxy", True)),
+            clean_object(model, decimals=None) if isinstance(model, dict) else {},
+        )
 
     def to_json(self) -> JSONObject:
         return {"name": self.name, "is_proxy": self.is_proxy, "model": self.model}
@@ -57,14 +60,22 @@ class KeyframeRow:
     right: list[JSON]
 
     @classmethod
-    def of(cls, seq: int, frame_index: int, time_s: float, received_at: float, left: object, right: object) -> KeyframeRow:
+    def of(
+        cls, seq: int, frame_index: int, time_s: float, received_at: float, left: object, right: object
+    ) -> KeyframeRow:
         l, r = clean(left), clean(right)
         assert isinstance(l, list) and isinstance(r, list)
         return cls(seq, int(frame_index), float(time_s), float(received_at), l, r)
 
     def to_json(self) -> JSONObject:
-        return {"seq": self.seq, "frame_index": self.frame_index, "time_s": clean(self.time_s),
-                "received_at": clean(self.received_at), "left": self.left, "right": self.right}
+        return {
+            "seq": self.seq,
+            "frame_index": self.frame_index,
+            "time_s": clean(self.time_s),
+            "received_at": clean(self.received_at),
+            "left": self.left,
+            "right": self.right,
+        }
 
 
 @dataclass(frozen=True)
@@ -99,12 +110,16 @@ class AnalysisSnapshot:
             "mirrored": self.mirrored,
             "latest": self.latest.to_json() if self.latest is not None else None,
             "series": {
-                "seq": [r.seq for r in self.tail], "time_s": [clean(r.time_s) for r in self.tail],
-                "left": [r.left for r in self.tail], "right": [r.right for r in self.tail],
+                "seq": [r.seq for r in self.tail],
+                "time_s": [clean(r.time_s) for r in self.tail],
+                "left": [r.left for r in self.tail],
+                "right": [r.right for r in self.tail],
             },
             "statistics": {"session": self.session_statistics, "segments": [s.to_json() for s in self.segments]},
-            "exercise": {"current": clean_object(self.current.to_json()) if self.current is not None else None,
-                         "protocol": [e.key for e in PROTOCOL]},
+            "exercise": {
+                "current": clean_object(self.current.to_json()) if self.current is not None else None,
+                "protocol": [e.key for e in PROTOCOL],
+            },
         }
 
 

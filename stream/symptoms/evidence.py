@@ -182,7 +182,9 @@ class Findings:
         }
 
 
-def signals(left: np.ndarray, right: np.ndarray, closure: np.ndarray | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def signals(
+    left: np.ndarray, right: np.ndarray, closure: np.ndarray | None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per side, name -> (n,) series: the 12 AUs and, when measured, eye closure (``closure``: (n, 2) left, right)."""
     out: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] = ({}, {})
     for s, values in enumerate((np.asarray(left, float), np.asarray(right, float))):
@@ -259,8 +261,14 @@ def running_median(values: np.ndarray, width: int) -> np.ndarray:
 # muscle function
 
 
-def _region(name: str, aus: tuple[str, ...], sig_l: dict[str, np.ndarray], sig_r: dict[str, np.ndarray],
-            n: int, rules: EvidenceRules) -> RegionFinding:
+def _region(
+    name: str,
+    aus: tuple[str, ...],
+    sig_l: dict[str, np.ndarray],
+    sig_r: dict[str, np.ndarray],
+    n: int,
+    rules: EvidenceRules,
+) -> RegionFinding:
     present = [au for au in aus if au in sig_l]
     if n == 0 or not present:
         a_l = a_r = np.zeros(n)
@@ -284,8 +292,15 @@ def _voluntary_rows(movement: np.ndarray, k: int, rules: EvidenceRules) -> np.nd
     return movement[:, :, _OTHER_REGION[k]].max(axis=1) <= rules.move_threshold
 
 
-def _region_from(name: str, a_l: np.ndarray, a_r: np.ndarray, n: int, rules: EvidenceRules,
-                 note: str = "", rows: np.ndarray | None = None) -> RegionFinding:
+def _region_from(
+    name: str,
+    a_l: np.ndarray,
+    a_r: np.ndarray,
+    n: int,
+    rules: EvidenceRules,
+    note: str = "",
+    rows: np.ndarray | None = None,
+) -> RegionFinding:
     """The verdict from one activity series per side (time-ordered, one value per keyframe).
 
     ``n`` counts every keyframe of the analysis; the series may be the subset ``rows`` of them
@@ -304,15 +319,22 @@ def _region_from(name: str, a_l: np.ndarray, a_r: np.ndarray, n: int, rules: Evi
         return RegionFinding(name, status, None, n, n_moving, None, None, None, None, None, None, reason)
 
     if n < rules.min_keyframes:
-        return empty("not_enough_keyframes", f"{n} keyframe{'' if n == 1 else 's'} in all; "
-                                             f"at least {rules.min_keyframes} are needed")
+        return empty(
+            "not_enough_keyframes",
+            f"{n} keyframe{'' if n == 1 else 's'} in all; at least {rules.min_keyframes} are needed",
+        )
     if n_moving < rules.min_moving:
-        return empty("did_not_move", f"moved in {n_moving} of {n} keyframes{note}; at least {rules.min_moving} are needed")
+        return empty(
+            "did_not_move", f"moved in {n_moving} of {n} keyframes{note}; at least {rules.min_moving} are needed"
+        )
     if episodes < rules.min_episodes:
         # One stretch of movement (a sentence spoken, one long expression) is one observation however
         # many keyframes it spans; a side is graded on a movement seen at least twice.
-        return empty("not_enough_keyframes", f"moved in one stretch only ({n_moving} keyframes{note}); "
-                                             f"a verdict needs the movement at least {rules.min_episodes} times")
+        return empty(
+            "not_enough_keyframes",
+            f"moved in one stretch only ({n_moving} keyframes{note}); "
+            f"a verdict needs the movement at least {rules.min_episodes} times",
+        )
     x_l, x_r = a_l[moving], a_r[moving]
     sl, sr = float(x_l.sum()), float(x_r.sum())
     index = (sl - sr) / (sl + sr)
@@ -333,17 +355,23 @@ def _region_from(name: str, a_l: np.ndarray, a_r: np.ndarray, n: int, rules: Evi
     excludes_zero = lo > 0 or hi < 0
     if excludes_zero and abs(index) > rules.healthy_asymmetry:
         weaker: Side = "right" if index > 0 else "left"
-        reason = (f"the {weaker} side moved {percent:.0f} % as much as the other "
-                  f"({rules.confidence:.0%} interval {p_int[0]:.0f}-{p_int[1]:.0f} %) over {n_moving} moving keyframes{note}")
-        return RegionFinding(name, "weaker_side", weaker, n, n_moving, index, (lo, hi), percent, p_int,
-                             delta, (d_lo, d_hi), reason)
+        reason = (
+            f"the {weaker} side moved {percent:.0f} % as much as the other "
+            f"({rules.confidence:.0%} interval {p_int[0]:.0f}-{p_int[1]:.0f} %) over {n_moving} moving keyframes{note}"
+        )
+        return RegionFinding(
+            name, "weaker_side", weaker, n, n_moving, index, (lo, hi), percent, p_int, delta, (d_lo, d_hi), reason
+        )
     if not excludes_zero:
         reason = f"the interval of the asymmetry ({lo:+.2f} to {hi:+.2f}) includes no difference"
     else:
-        reason = (f"the difference ({percent:.0f} %) is within what healthy faces show "
-                  f"(weaker side at {_weaker_percent(rules.healthy_asymmetry):.0f} % or more)")
-    return RegionFinding(name, "no_clear_difference", None, n, n_moving, index, (lo, hi), percent, p_int,
-                         delta, (d_lo, d_hi), reason)
+        reason = (
+            f"the difference ({percent:.0f} %) is within what healthy faces show "
+            f"(weaker side at {_weaker_percent(rules.healthy_asymmetry):.0f} % or more)"
+        )
+    return RegionFinding(
+        name, "no_clear_difference", None, n, n_moving, index, (lo, hi), percent, p_int, delta, (d_lo, d_hi), reason
+    )
 
 
 def _weaker_percent(index: float) -> float:
@@ -410,11 +438,19 @@ def _normal_value(normal: np.ndarray, row: str, col: str) -> float:
     return 0.0  # eye closure is not in DISFA's matrix: it does not co-occur with mouth AUs in healthy faces
 
 
-def _synkinesis(sig_l: dict[str, np.ndarray], sig_r: dict[str, np.ndarray], normal: np.ndarray,
-                context: np.ndarray | None, rules: EvidenceRules, threshold: float,
-                regions: dict[str, RegionFinding]) -> tuple[list[SynkinesisFinding], int]:
-    active = {"left": {k: v > threshold for k, v in sig_l.items()},
-              "right": {k: v > threshold for k, v in sig_r.items()}}
+def _synkinesis(
+    sig_l: dict[str, np.ndarray],
+    sig_r: dict[str, np.ndarray],
+    normal: np.ndarray,
+    context: np.ndarray | None,
+    rules: EvidenceRules,
+    threshold: float,
+    regions: dict[str, RegionFinding],
+) -> tuple[list[SynkinesisFinding], int]:
+    active = {
+        "left": {k: v > threshold for k, v in sig_l.items()},
+        "right": {k: v > threshold for k, v in sig_r.items()},
+    }
     n = len(next(iter(sig_l.values())))
     names = set(sig_l)
     pairs = [(i, j) for i in EYE_SIGNALS for j in MOUTH_SIGNALS] + [(i, j) for i in MOUTH_SIGNALS for j in EYE_SIGNALS]
@@ -453,10 +489,27 @@ def _synkinesis(sig_l: dict[str, np.ndarray], sig_r: dict[str, np.ndarray], norm
     adjusted = _holm([c[9] for c in candidates])
     findings = []
     for k, (side, au, trigger, n_trigger, n_together, n_other, episodes, cross, same, p) in enumerate(candidates):
-        if (cross > rules.cooccurrence_threshold and same > rules.cooccurrence_threshold
-                and episodes >= rules.min_episodes and adjusted[k] < rules.alpha):
-            findings.append(SynkinesisFinding(side, au, trigger, n_trigger, n_together, n_other, episodes,
-                                              float(cross), float(same), float(p), float(adjusted[k])))
+        if (
+            cross > rules.cooccurrence_threshold
+            and same > rules.cooccurrence_threshold
+            and episodes >= rules.min_episodes
+            and adjusted[k] < rules.alpha
+        ):
+            findings.append(
+                SynkinesisFinding(
+                    side,
+                    au,
+                    trigger,
+                    n_trigger,
+                    n_together,
+                    n_other,
+                    episodes,
+                    float(cross),
+                    float(same),
+                    float(p),
+                    float(adjusted[k]),
+                )
+            )
     findings.sort(key=lambda f: (f.p_adjusted, f.side, f.au, f.trigger))
     return findings, m
 
@@ -468,9 +521,13 @@ def _index(x_l: np.ndarray, x_r: np.ndarray) -> np.ndarray:
     return np.where(total > 0, (sl - sr) / np.where(total > 0, total, 1.0), 0.0)
 
 
-def _movement_synkinesis(movement: np.ndarray, context: np.ndarray | None, rules: EvidenceRules,
-                         regions: dict[str, RegionFinding],
-                         closure: np.ndarray | None = None) -> tuple[list[SynkinesisFinding], int]:
+def _movement_synkinesis(
+    movement: np.ndarray,
+    context: np.ndarray | None,
+    rules: EvidenceRules,
+    regions: dict[str, RegionFinding],
+    closure: np.ndarray | None = None,
+) -> tuple[list[SynkinesisFinding], int]:
     """Synkinesis from direction-free movement: does one side take a larger share of a region's movement
     when the other region moves than when it is still?
 
@@ -519,17 +576,33 @@ def _movement_synkinesis(movement: np.ndarray, context: np.ndarray | None, rules
             x_s, x_o = (x_l, x_r) if side == "left" else (x_r, x_l)
             together = with_t & (x_s > rules.move_threshold)
             p = max(float(np.mean(sign * boot_shift <= 0.0)), 1.0 / (rules.n_boot + 1))
-            candidates.append(SynkinesisFinding(
-                side, name, trigger, int(with_t.sum()), int(together.sum()),
-                int((with_t & (x_o > rules.move_threshold)).sum()), _episodes(together),
-                float(sign * shift), float("nan"), p, p,
-                share_with_trigger=(1.0 + sign * a_with) / 2.0, share_without_trigger=(1.0 + sign * a_without) / 2.0))
+            candidates.append(
+                SynkinesisFinding(
+                    side,
+                    name,
+                    trigger,
+                    int(with_t.sum()),
+                    int(together.sum()),
+                    int((with_t & (x_o > rules.move_threshold)).sum()),
+                    _episodes(together),
+                    float(sign * shift),
+                    float("nan"),
+                    p,
+                    p,
+                    share_with_trigger=(1.0 + sign * a_with) / 2.0,
+                    share_without_trigger=(1.0 + sign * a_without) / 2.0,
+                )
+            )
     m = len(candidates)
     adjusted = _holm([c.p_value for c in candidates])
     findings = []
     for i, c in enumerate(candidates):
-        if (c.cross_difference > rules.synkinesis_shift and adjusted[i] < rules.alpha
-                and c.n_together >= rules.min_cooccurrences and c.episodes >= rules.min_episodes):
+        if (
+            c.cross_difference > rules.synkinesis_shift
+            and adjusted[i] < rules.alpha
+            and c.n_together >= rules.min_cooccurrences
+            and c.episodes >= rules.min_episodes
+        ):
             findings.append(replace(c, p_adjusted=float(adjusted[i])))
     findings.sort(key=lambda f: (f.p_adjusted, f.side, f.au))
     return findings, m
@@ -556,18 +629,24 @@ def material_warnings(counts: dict[str, Any], n_keyframes: int, rules: EvidenceR
     gated = int(counts.get("frames_pose_gated") or 0)
     duration = counts.get("duration_s")
     if frames and without / frames >= 0.2:
-        out.append(f"no face in {without} of {frames} frames ({100 * without / frames:.0f} %): "
-                   "findings rest on the rest of the video only")
+        out.append(
+            f"no face in {without} of {frames} frames ({100 * without / frames:.0f} %): "
+            "findings rest on the rest of the video only"
+        )
     if frames <= 1 or (duration is not None and float(duration) < 1.0):
         out.append("a still image or a clip under 1 s cannot show movement: no verdict is possible")
     elif n_keyframes < rules.min_keyframes:
-        out.append(f"only {n_keyframes} keyframes (at least {rules.min_keyframes} are needed for a verdict): "
-                   "record longer, with the guided movements")
+        out.append(
+            f"only {n_keyframes} keyframes (at least {rules.min_keyframes} are needed for a verdict): "
+            "record longer, with the guided movements"
+        )
     face_frames = frames - without
     if face_frames and gated / face_frames >= 0.2:
-        out.append(f"head turned away from the camera, or from the pose of its neutral reference, in {gated} of "
-                   f"{face_frames} face frames ({100 * gated / face_frames:.0f} %); those frames were not measured: "
-                   "ask the patient to keep facing the camera")
+        out.append(
+            f"head turned away from the camera, or from the pose of its neutral reference, in {gated} of "
+            f"{face_frames} face frames ({100 * gated / face_frames:.0f} %); those frames were not measured: "
+            "ask the patient to keep facing the camera"
+        )
     return out
 
 
@@ -580,20 +659,44 @@ def paper_findings(state: Any) -> Findings:
     regions = {}
     for name, region in state.regions.items():
         status: RegionStatus = "weaker_side" if region.weaker_side else "no_clear_difference"
-        reason = (f"|ΔAM| = {abs(region.delta_am):.2f} "
-                  f"{'>' if region.weaker_side else '<='} {state.asymmetry_threshold} (paper's dead band)")
-        regions[name] = RegionFinding(name, status, region.weaker_side, state.n_frames, state.n_frames,
-                                      None, None, None, None, region.delta_am, None, reason)
+        reason = (
+            f"|ΔAM| = {abs(region.delta_am):.2f} "
+            f"{'>' if region.weaker_side else '<='} {state.asymmetry_threshold} (paper's dead band)"
+        )
+        regions[name] = RegionFinding(
+            name,
+            status,
+            region.weaker_side,
+            state.n_frames,
+            state.n_frames,
+            None,
+            None,
+            None,
+            None,
+            region.delta_am,
+            None,
+            reason,
+        )
     pairs = []
     for pair in state.synkinesis_pairs:
         side: Side = "right" if pair.matrix.startswith("right") else "left"
-        pairs.append(SynkinesisFinding(side, pair.row, pair.col, 0, 0, 0, 0, pair.value, float("nan"),
-                                       float("nan"), float("nan")))
-    return Findings("paper", regions, pairs, int(np.asarray(state.mask).sum()) * 2, [], {
-        "asymmetry_threshold": state.asymmetry_threshold,
-        "cooccurrence_threshold": state.cooccurrence_threshold,
-        "normal_threshold": state.normal_threshold,
-    })
+        pairs.append(
+            SynkinesisFinding(
+                side, pair.row, pair.col, 0, 0, 0, 0, pair.value, float("nan"), float("nan"), float("nan")
+            )
+        )
+    return Findings(
+        "paper",
+        regions,
+        pairs,
+        int(np.asarray(state.mask).sum()) * 2,
+        [],
+        {
+            "asymmetry_threshold": state.asymmetry_threshold,
+            "cooccurrence_threshold": state.cooccurrence_threshold,
+            "normal_threshold": state.normal_threshold,
+        },
+    )
 
 
 def _num(value: float | None) -> float | None:

@@ -104,9 +104,7 @@ def _matrix(rows: Sequence[tuple[str, Sequence[object]]], label: str) -> np.ndar
             if value is None:
                 raise InputError(f"{label}: {where}, column {AU_NAMES[j]}: {cell!r} is not a number")
             if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-                raise InputError(
-                    f"{label}: {where}, column {AU_NAMES[j]}: {cell} is not a probability in [0, 1]"
-                )
+                raise InputError(f"{label}: {where}, column {AU_NAMES[j]}: {cell} is not a probability in [0, 1]")
             matrix[i, j] = value
     return matrix
 

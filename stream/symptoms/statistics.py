@@ -184,9 +184,7 @@ class SymptomAccumulator:
         normal_threshold: float = 0.5,
     ) -> SymptomState:
         """The statistics of every keyframe so far, masked with the normal-subject matrix."""
-        active_mean = {
-            side: _ratio(self._either_sum[k], self._either_count) for k, side in enumerate(SIDES)
-        }
+        active_mean = {side: _ratio(self._either_sum[k], self._either_count) for k, side in enumerate(SIDES)}
         active_count = np.diagonal(self._joint)
         cooccurrence = {}
         for key in COOCCURRENCE_KEYS:

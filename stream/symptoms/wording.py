@@ -45,15 +45,23 @@ def pair_words(pair: Mapping[str, Any]) -> str:
     n_trigger, together, other = pair.get("n_trigger"), pair.get("n_together"), pair.get("n_other_side")
     if not n_trigger:  # the paper's rule carries no counts
         value = pair.get("cross_difference")
-        return f"{side} {au} with {trigger}: co-occurrence difference {value:+.2f}" if value is not None else f"{side} {au} with {trigger}"
+        return (
+            f"{side} {au} with {trigger}: co-occurrence difference {value:+.2f}"
+            if value is not None
+            else f"{side} {au} with {trigger}"
+        )
     with_t, without_t = pair.get("share_with_trigger"), pair.get("share_without_trigger")
     if with_t is not None and without_t is not None:
-        text = (f"{side} {au} moves with the {trigger}: the {side} side takes {100 * with_t:.0f} % of the {au}' "
-                f"movement while the {trigger} moves, {100 * without_t:.0f} % otherwise; moving in {together} of "
-                f"{n_trigger} keyframes (other side {other}), {pair.get('episodes')} episodes")
+        text = (
+            f"{side} {au} moves with the {trigger}: the {side} side takes {100 * with_t:.0f} % of the {au}' "
+            f"movement while the {trigger} moves, {100 * without_t:.0f} % otherwise; moving in {together} of "
+            f"{n_trigger} keyframes (other side {other}), {pair.get('episodes')} episodes"
+        )
     else:
-        text = (f"{side} {au} with {trigger}: active in {together} of {n_trigger} keyframes with {trigger} "
-                f"(other side {other}), {pair.get('episodes')} episodes")
+        text = (
+            f"{side} {au} with {trigger}: active in {together} of {n_trigger} keyframes with {trigger} "
+            f"(other side {other}), {pair.get('episodes')} episodes"
+        )
     p = pair.get("p_adjusted")
     if p is not None:
         text += f", corrected p = {p:.2g}"

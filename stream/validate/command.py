@@ -12,13 +12,26 @@ from stream.errors import InputError
 
 
 def add_validate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("clips", nargs="*", help="healthy clips or folders of clips (default: ../shared/data and ../shared/data/healthy when present)")
-    p.add_argument("--out", default="validation", help="folder for the per-case AU series and the scores (default: %(default)s)")
+    p.add_argument(
+        "clips",
+        nargs="*",
+        help="healthy clips or folders of clips (default: ../shared/data and ../shared/data/healthy when present)",
+    )
+    p.add_argument(
+        "--out", default="validation", help="folder for the per-case AU series and the scores (default: %(default)s)"
+    )
     p.add_argument("--quick", action="store_true", help="only the unmodified clip and a frozen right side")
     p.add_argument("--cases", help="comma-separated case names (see docs/validity.md)")
     p.add_argument("--jobs", type=int, default=2, help="analysis processes (default: %(default)s)")
-    p.add_argument("--rules", choices=["evidence", "paper"], default="evidence", help="decision rules to score (default: %(default)s)")
-    p.add_argument("--rescore", action="store_true", help="score the results already in --out without analysing anything")
+    p.add_argument(
+        "--rules",
+        choices=["evidence", "paper"],
+        default="evidence",
+        help="decision rules to score (default: %(default)s)",
+    )
+    p.add_argument(
+        "--rescore", action="store_true", help="score the results already in --out without analysing anything"
+    )
     p.add_argument("--failures", action="store_true", help="list every case that missed its ground truth")
 
 

@@ -205,13 +205,22 @@ class FaceGeometry:
         y = np.asarray(ys, dtype=np.float32)[:, None]
         return m[0, 0] * x + m[0, 1] * y + m[0, 2], m[1, 0] * x + m[1, 1] * y + m[1, 2]
 
-    def box(self, a_range: tuple[float, float], b_range: tuple[float, float], image_shape: tuple[int, ...],
-            margin: float = 0.0) -> tuple[int, int, int, int] | None:
+    def box(
+        self,
+        a_range: tuple[float, float],
+        b_range: tuple[float, float],
+        image_shape: tuple[int, ...],
+        margin: float = 0.0,
+    ) -> tuple[int, int, int, int] | None:
         """Pixel box (x0, y0, x1, y1) around a face-coordinate rectangle grown by ``margin`` IOD,
         clipped to the image; None when too little of it is inside."""
-        corners = np.array([self.to_image(a, b)
-                            for a in (a_range[0] - margin, a_range[1] + margin)
-                            for b in (b_range[0] - margin, b_range[1] + margin)])
+        corners = np.array(
+            [
+                self.to_image(a, b)
+                for a in (a_range[0] - margin, a_range[1] + margin)
+                for b in (b_range[0] - margin, b_range[1] + margin)
+            ]
+        )
         h, w = image_shape[:2]
         x0, y0 = max(0, int(math.floor(corners[:, 0].min()))), max(0, int(math.floor(corners[:, 1].min())))
         x1, y1 = min(w, int(math.ceil(corners[:, 0].max())) + 1), min(h, int(math.ceil(corners[:, 1].max())) + 1)
@@ -366,8 +375,9 @@ class Constructor:
         # the reference in frame t's head pose, rendered only over the box
         pose = cv2.getAffineTransform(self._reference_points, g.landmarks[:3].astype(np.float32))
         pose[:, 2] -= (x0, y0)
-        warped_ref = cv2.warpAffine(self._reference, pose, (cw, ch), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REPLICATE)
+        warped_ref = cv2.warpAffine(
+            self._reference, pose, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         crop = image[y0:y1, x0:x1]
 
         # u: crop(x) ~ warped_ref(x + u(x)). Flow and mask are computed at a fixed face scale (the
@@ -422,8 +432,9 @@ class Constructor:
         except ValueError:
             return 0.0
         halves = split_halves(aligned)
-        closure, _ = self._lids.measure((cv2.cvtColor(halves.left, cv2.COLOR_RGB2GRAY),
-                                         cv2.cvtColor(halves.right, cv2.COLOR_RGB2GRAY)))
+        closure, _ = self._lids.measure(
+            (cv2.cvtColor(halves.left, cv2.COLOR_RGB2GRAY), cv2.cvtColor(halves.right, cv2.COLOR_RGB2GRAY))
+        )
         return float(np.clip((closure.mean() / 5.0 - 0.2) / 0.5, 0.0, 1.0))
 
     def _synkinesis(self, image: np.ndarray, g: FaceGeometry, trigger: float, follow: float) -> np.ndarray:

@@ -51,11 +51,18 @@ class CaseResult:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> "CaseResult":
+    def load(cls, path: Path) -> CaseResult:
         with np.load(path) as z:
-            return cls(str(z["clip"]), str(z["case"]), z["left"], z["right"],
-                       z["closure"] if "closure" in z else None, z["movement"] if "movement" in z else None,
-                       z["time_s"], json.loads(str(z["counts"])))
+            return cls(
+                str(z["clip"]),
+                str(z["case"]),
+                z["left"],
+                z["right"],
+                z["closure"] if "closure" in z else None,
+                z["movement"] if "movement" in z else None,
+                z["time_s"],
+                json.loads(str(z["counts"])),
+            )
 
 
 def find_clips(paths: list[str]) -> list[Path]:
@@ -67,7 +74,9 @@ def find_clips(paths: list[str]) -> list[Path]:
         elif p.is_file():
             clips.append(p)
         else:
-            raise InputError(f"validation clip or folder {p} does not exist: give video files or folders that hold them")
+            raise InputError(
+                f"validation clip or folder {p} does not exist: give video files or folders that hold them"
+            )
     return clips
 
 
@@ -76,8 +85,9 @@ def clip_landmarks(clip: Path, config: AnalysisConfig) -> tuple[np.ndarray, floa
     from stream.face.detect import build_detector
     from stream.face.track import TrackingDetector
 
-    tracker = TrackingDetector(build_detector(config.detector, weights=config.weights, device=config.device),
-                               detect_every=config.detect_every)
+    tracker = TrackingDetector(
+        build_detector(config.detector, weights=config.weights, device=config.device), detect_every=config.detect_every
+    )
     out = []
     with VideoFile(clip) as video:
         fps = video.info.fps or 30.0
@@ -118,7 +128,9 @@ def _reencode(frames: Iterator[Frame], fps: float, crf: int, scale: float, path:
             image = frame.image
             if scale != 1.0:
                 h, w = image.shape[:2]
-                image = cv2.resize(image, (int(round(w * scale / 2)) * 2, int(round(h * scale / 2)) * 2), interpolation=cv2.INTER_AREA)
+                image = cv2.resize(
+                    image, (int(round(w * scale / 2)) * 2, int(round(h * scale / 2)) * 2), interpolation=cv2.INTER_AREA
+                )
             elif image.shape[0] % 2 or image.shape[1] % 2:
                 image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
             if stream is None:
@@ -155,8 +167,9 @@ def run_case(clip: Path, case: Case, landmarks: np.ndarray, fps: float, config: 
     counts = {**pipeline.counts.as_dict(), "seconds": time.perf_counter() - t0}
     if len(series.time_s):
         counts["duration_s"] = float(series.time_s[-1])
-    return CaseResult(clip.name, case.name, series.left, series.right, series.closure, series.movement,
-                      series.time_s, counts)
+    return CaseResult(
+        clip.name, case.name, series.left, series.right, series.closure, series.movement, series.time_s, counts
+    )
 
 
 def _worker(clip: str, cases: list[Case], config: AnalysisConfig, out: str) -> list[str]:
@@ -189,8 +202,14 @@ def _worker(clip: str, cases: list[Case], config: AnalysisConfig, out: str) -> l
     return done
 
 
-def run_all(clips: list[Path], cases: list[Case], out: Path, config: AnalysisConfig, jobs: int = 2,
-            log: Callable[[str], object] = print) -> None:
+def run_all(
+    clips: list[Path],
+    cases: list[Case],
+    out: Path,
+    config: AnalysisConfig,
+    jobs: int = 2,
+    log: Callable[[str], object] = print,
+) -> None:
     """Every case of every clip, ``jobs`` processes, results under ``out`` (existing results are kept)."""
     out.mkdir(parents=True, exist_ok=True)
     # One job per (clip, chunk of cases): the landmarks of a clip are computed once and cached.

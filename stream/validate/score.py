@@ -23,11 +23,22 @@ from stream.validate.run import CaseResult
 _SWAP = {"left": "right", "right": "left", None: None}
 
 
-def findings_for(result: CaseResult, normal: np.ndarray, rules: str = "evidence",
-                 evidence: EvidenceRules | None = None, config: AnalysisConfig | None = None) -> Findings:
+def findings_for(
+    result: CaseResult,
+    normal: np.ndarray,
+    rules: str = "evidence",
+    evidence: EvidenceRules | None = None,
+    config: AnalysisConfig | None = None,
+) -> Findings:
     """The findings ``analyze`` would report for this case's series (the same code path)."""
-    series = AUSeries(np.arange(len(result.left)), result.time_s, result.left, result.right,
-                      closure=result.closure, movement=result.movement)
+    series = AUSeries(
+        np.arange(len(result.left)),
+        result.time_s,
+        result.left,
+        result.right,
+        closure=result.closure,
+        movement=result.movement,
+    )
     config = replace(config or AnalysisConfig(), rules=rules)
     return series_findings(series, dict(result.counts), config, normal, rules=evidence)
 
@@ -101,8 +112,13 @@ def _pairs(f: Findings) -> set[tuple[str, str, str]]:
     return {(s.side, s.au, s.trigger) for s in f.synkinesis}
 
 
-def score(results: Mapping[str, Mapping[str, CaseResult]], normal: np.ndarray, rules: str = "evidence",
-          evidence: EvidenceRules | None = None, config: AnalysisConfig | None = None) -> Score:
+def score(
+    results: Mapping[str, Mapping[str, CaseResult]],
+    normal: np.ndarray,
+    rules: str = "evidence",
+    evidence: EvidenceRules | None = None,
+    config: AnalysisConfig | None = None,
+) -> Score:
     """``results``: clip -> case name -> result. Cases missing from a clip are skipped."""
     out = Score(rules, sorted(results))
     t = out.tallies
@@ -126,8 +142,9 @@ def score(results: Mapping[str, Mapping[str, CaseResult]], normal: np.ndarray, r
                     flagged = verdict[region] is not None
                     t["control_false_weaker"].add(flagged)
                     if flagged:
-                        out.failures.append(f"{where}: {region} names the {verdict[region]} side weaker "
-                                            f"({f.regions[region].reason})")
+                        out.failures.append(
+                            f"{where}: {region} names the {verdict[region]} side weaker ({f.regions[region].reason})"
+                        )
                 out.pairs["control"].append(len(pairs))
                 if pairs:
                     out.failures.append(f"{where}: synkinesis pairs {sorted(pairs)}")
@@ -157,8 +174,9 @@ def score(results: Mapping[str, Mapping[str, CaseResult]], normal: np.ndarray, r
                     ok = verdict[case.region] == case.side
                     t[key].add(ok)
                     if not ok:
-                        out.failures.append(f"{where}: {case.region} {verdict[case.region]} "
-                                            f"({f.regions[case.region].reason})")
+                        out.failures.append(
+                            f"{where}: {case.region} {verdict[case.region]} ({f.regions[case.region].reason})"
+                        )
                 for region in REGION_NAMES:
                     if region != case.region:
                         flagged = verdict[region] is not None and verdict[region] != base[region]

@@ -33,8 +33,14 @@ def _interleaved_ms(jobs: dict[str, Callable[[], object]], repeats: int, sync: C
     return {k: float(statistics.median(v)) for k, v in samples.items()}
 
 
-def bench_dem(light: bool, ms: list[int], repeats: int, device: str | None = None, naive_ms: list[int] | None = None,
-              seed: int = 0) -> dict:
+def bench_dem(
+    light: bool,
+    ms: list[int],
+    repeats: int,
+    device: str | None = None,
+    naive_ms: list[int] | None = None,
+    seed: int = 0,
+) -> dict:
     """Figures for ``python -m stream bench --dem``.
 
     ``light``: the CPU configuration (preset "light") instead of the paper's resolution (preset "default").
@@ -59,8 +65,10 @@ def bench_dem(light: bool, ms: list[int], repeats: int, device: str | None = Non
         jobs[f"dvpm{m}"] = partial(est.difference, current, helpers[:m]) if m else (lambda: None)
         jobs[f"total{m}"] = partial(lambda chosen: est.estimate(est.encode_halves(halves, 10_000), chosen), helpers[:m])
     times = _interleaved_ms(jobs, repeats, sync)
-    rows = [{"m": m, "ovpm_ms": times["ovpm"], "dvpm_ms": times[f"dvpm{m}"] if m else 0.0, "total_ms": times[f"total{m}"]}
-            for m in ms]
+    rows = [
+        {"m": m, "ovpm_ms": times["ovpm"], "dvpm_ms": times[f"dvpm{m}"] if m else 0.0, "total_ms": times[f"total{m}"]}
+        for m in ms
+    ]
     base = next((r["total_ms"] for r in rows if r["m"] == 0), times["ovpm"])
     for r in rows:
         r["ratio_to_m0"] = r["total_ms"] / base
@@ -74,11 +82,14 @@ def bench_dem(light: bool, ms: list[int], repeats: int, device: str | None = Non
             # No cache: OVPM on the current keyframe and on every helper again, then the DVPM.
             logits, feats = est.ovpm(to_input(batch.to(est.device)))
             cached = [f.to(est.cache_dtype) for f in est.ovpm.cached_features(feats)]
-            deltas = [(c[:2].unsqueeze(0).float() - c[2:].view(m, 2, *c.shape[1:]).float()).flatten(0, 1) for c in cached]
+            deltas = [
+                (c[:2].unsqueeze(0).float() - c[2:].view(m, 2, *c.shape[1:]).float()).flatten(0, 1) for c in cached
+            ]
             est.dvpm(deltas)
 
-        t = _interleaved_ms({"naive": uncached, "m0": lambda: est.estimate(est.encode_halves(halves, 10_000), [])},
-                            repeats, sync)
+        t = _interleaved_ms(
+            {"naive": uncached, "m0": lambda: est.estimate(est.encode_halves(halves, 10_000), [])}, repeats, sync
+        )
         naive.append({"m": m, "total_ms": t["naive"], "ratio_to_m0": t["naive"] / t["m0"]})
 
     per_keyframe = current.nbytes
@@ -119,7 +130,9 @@ def format_bench(result: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for r in result["rows"]:
-        lines.append(f"| {r['m']} | {r['ovpm_ms']:.1f} | {r['dvpm_ms']:.1f} | {r['total_ms']:.1f} | {r['ratio_to_m0']:.2f} |")
+        lines.append(
+            f"| {r['m']} | {r['ovpm_ms']:.1f} | {r['dvpm_ms']:.1f} | {r['total_ms']:.1f} | {r['ratio_to_m0']:.2f} |"
+        )
     for r in result["naive"]:
         lines.append(f"| {r['m']} (naive, no cache) | - | - | {r['total_ms']:.1f} | {r['ratio_to_m0']:.2f} |")
     lines += [

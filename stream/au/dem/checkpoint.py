@@ -115,7 +115,10 @@ def _content_hash(config: dict[str, Any], ovpm_state: dict, dvpm_state: dict | N
 
 
 def _integrity(data: dict[str, Any], hasher: _Hasher) -> dict[str, str | None]:
-    return {part: None if data.get(part) is None else hasher.digest((part, data[part])) for part in ("config", "ovpm", "dvpm")}
+    return {
+        part: None if data.get(part) is None else hasher.digest((part, data[part]))
+        for part in ("config", "ovpm", "dvpm")
+    }
 
 
 def fingerprint(model: torch.nn.Module, config: DemConfig) -> str:
@@ -174,11 +177,15 @@ def _seal_state(path: Path) -> str:
     if len(tail) >= 22 and tail[-22:-18] == _EOCD and tail[-2:] == b"\x00\x00":
         return "missing"
     eocd, seal = tail[:22], tail[22:]
-    if (len(tail) < 22 + _SEAL_LENGTH or eocd[:4] != _EOCD or eocd[20:22] != struct.pack("<H", _SEAL_LENGTH)
-            or not seal.startswith(_SEAL_PREFIX)):
+    if (
+        len(tail) < 22 + _SEAL_LENGTH
+        or eocd[:4] != _EOCD
+        or eocd[20:22] != struct.pack("<H", _SEAL_LENGTH)
+        or not seal.startswith(_SEAL_PREFIX)
+    ):
         return "broken"
     actual = _hash_file(path, size - _SEAL_LENGTH - 2, b"\x00\x00")
-    return "ok" if actual.encode() == seal[len(_SEAL_PREFIX):] else "broken"
+    return "ok" if actual.encode() == seal[len(_SEAL_PREFIX) :] else "broken"
 
 
 def save_sealed(obj: Any, path: str | Path) -> Path:
@@ -197,7 +204,11 @@ def load_sealed(path: str | Path, what: str, fix: str) -> Any:
     path = Path(path)
     seal = _seal_state(path)
     if seal != "ok":
-        problem = "carries no seal (written by an older version?)" if seal == "missing" else "does not match its seal (damaged or edited)"
+        problem = (
+            "carries no seal (written by an older version?)"
+            if seal == "missing"
+            else "does not match its seal (damaged or edited)"
+        )
         raise CheckpointError(f"{path}: this {what} {problem}: {fix}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -226,8 +237,15 @@ def _plain(obj: Any) -> Any:
     raise TypeError(f"a checkpoint record holds plain values only, got {type(obj).__name__}")
 
 
-def pack(config: DemConfig, ovpm: OVPM, dvpm: DVPM | None, *, ovpm_record: dict | None = None,
-         dvpm_record: dict | None = None, ovpm_fingerprint: str | None = None) -> dict[str, Any]:
+def pack(
+    config: DemConfig,
+    ovpm: OVPM,
+    dvpm: DVPM | None,
+    *,
+    ovpm_record: dict | None = None,
+    dvpm_record: dict | None = None,
+    ovpm_fingerprint: str | None = None,
+) -> dict[str, Any]:
     """The checkpoint dict. ``ovpm_fingerprint``: the OVPM the DVPM was trained on (default: this one)."""
     hasher = _Hasher()
     cfg = config.as_dict()
@@ -238,7 +256,9 @@ def pack(config: DemConfig, ovpm: OVPM, dvpm: DVPM | None, *, ovpm_record: dict 
         "format": FORMAT,
         "config": cfg,
         "ovpm": {"state_dict": ovpm_state, "fingerprint": fp, "trained": _plain(ovpm_record or {})},
-        "dvpm": None if dvpm_state is None else {
+        "dvpm": None
+        if dvpm_state is None
+        else {
             "state_dict": dvpm_state,
             "ovpm_fingerprint": ovpm_fingerprint or fp,
             "trained": _plain(dvpm_record or {}),
@@ -274,9 +294,18 @@ def weights_spec(path: Path, config: DemConfig, sha256: str | None = None) -> we
     """What a loaded checkpoint is, as weights data: where it lies, its pinned checksum (if any), its
     configuration and the preprocessing of its half-face input (``models.to_input``)."""
     return weights.WeightsSpec(
-        name=path.stem, url=path.resolve().as_uri(), sha256=sha256, config=config, suffix=path.suffix,
-        preprocessing={"colour_order": "RGB", "size_hw": config.input_size, "scale": 1 / 255,
-                       "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+        name=path.stem,
+        url=path.resolve().as_uri(),
+        sha256=sha256,
+        config=config,
+        suffix=path.suffix,
+        preprocessing={
+            "colour_order": "RGB",
+            "size_hw": config.input_size,
+            "scale": 1 / 255,
+            "mean": IMAGENET_MEAN,
+            "std": IMAGENET_STD,
+        },
     )
 
 
@@ -312,7 +341,9 @@ def read(path: str | Path) -> dict[str, Any]:
     if _content_hash(data["config"], data["ovpm"]["state_dict"], dvpm_state, hasher) != data["sha256"]:
         raise CheckpointError(f"{path}: the {PART_NAMES['sha256']} does not match the weights: {RETRAIN_HINT}")
     if _fingerprint(data["ovpm"]["state_dict"], data["config"], hasher) != data["ovpm"]["fingerprint"]:
-        raise CheckpointError(f"{path}: OVPM weights do not match their recorded fingerprint (file corrupt or edited): {RETRAIN_HINT}")
+        raise CheckpointError(
+            f"{path}: OVPM weights do not match their recorded fingerprint (file corrupt or edited): {RETRAIN_HINT}"
+        )
     if seal == "missing":
         raise CheckpointError(
             f"{path}: the file carries no seal (the sha256 of its bytes that the train command writes), so it was "
@@ -332,7 +363,10 @@ def _check_structure(path: Path, data: dict[str, Any]) -> None:
 
     if not isinstance(data.get("config"), dict):
         raise missing("config", "is missing" if "config" not in data else "is not a dict")
-    for part, keys in (("ovpm", ("state_dict", "fingerprint", "trained")), ("dvpm", ("state_dict", "ovpm_fingerprint", "trained"))):
+    for part, keys in (
+        ("ovpm", ("state_dict", "fingerprint", "trained")),
+        ("dvpm", ("state_dict", "ovpm_fingerprint", "trained")),
+    ):
         if part not in data:
             raise missing(part, "is missing")
         entry = data[part]
@@ -423,16 +457,19 @@ def _config(path: Path, data: dict[str, Any]) -> DemConfig:
     try:
         return DemConfig.from_dict(data["config"])
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: the {PART_NAMES['config']} is not a valid DEM configuration ({exc}): {RETRAIN_HINT}") from exc
+        raise CheckpointError(
+            f"{path}: the {PART_NAMES['config']} is not a valid DEM configuration ({exc}): {RETRAIN_HINT}"
+        ) from exc
 
 
 def _load_state(path: Path, part: str, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: the {PART_NAMES[part]} does not fit its configuration ({exc}): {RETRAIN_HINT}") from exc
+        raise CheckpointError(
+            f"{path}: the {PART_NAMES[part]} does not fit its configuration ({exc}): {RETRAIN_HINT}"
+        ) from exc
 
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").clone() for k, v in state.items()}
-

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from stream.config import AnalysisConfig
 from stream.aus import AU_NAMES, N_AUS
+from stream.config import AnalysisConfig
 from stream.errors import ConfigError, InputError
 from stream.progress import Progress
 
@@ -81,11 +81,11 @@ class HalfFaceSet:
         height, width = self.images.shape[2:4]
         return int(height), int(width)
 
-    def subset(self, idx: Iterable[int] | np.ndarray) -> "HalfFaceSet":
+    def subset(self, idx: Iterable[int] | np.ndarray) -> HalfFaceSet:
         idx = np.asarray(list(idx) if not isinstance(idx, np.ndarray) else idx, dtype=np.int64)
         return HalfFaceSet(self.images[idx], self.labels[idx], self.video[idx], self.subject[idx], self.frame[idx])
 
-    def resized(self, size: tuple[int, int]) -> "HalfFaceSet":
+    def resized(self, size: tuple[int, int]) -> HalfFaceSet:
         """The same set at another half-face size (H, W), resampled as the estimator does (INTER_AREA)."""
         if self.size == tuple(size):
             return self
@@ -96,7 +96,7 @@ class HalfFaceSet:
                 out[i, s] = cv2.resize(self.images[i, s], (w, h), interpolation=cv2.INTER_AREA)
         return HalfFaceSet(out, self.labels, self.video, self.subject, self.frame)
 
-    def split(self, fraction: float = 0.8, by: str = "frame", seed: int = 0) -> tuple["HalfFaceSet", "HalfFaceSet"]:
+    def split(self, fraction: float = 0.8, by: str = "frame", seed: int = 0) -> tuple[HalfFaceSet, HalfFaceSet]:
         """Train/test split. ``by="frame"``: the paper's random 8:2 over keyframes; ``"subject"``: whole
         subjects on one side (no identity leakage); ``"video"``: whole videos on one side."""
         rng = np.random.default_rng(seed)
@@ -109,18 +109,22 @@ class HalfFaceSet:
         keys = self.subject if by == "subject" else self.video
         groups = np.unique(keys)
         if len(groups) < 2:
-            raise InputError(f"a split by {by} needs at least 2 {by}s, found {len(groups)}: use another --split or more data")
+            raise InputError(
+                f"a split by {by} needs at least 2 {by}s, found {len(groups)}: use another --split or more data"
+            )
         groups = groups[rng.permutation(len(groups))]
         n_train = min(max(1, int(round(fraction * len(groups)))), len(groups) - 1)
         train_mask = np.isin(keys, groups[:n_train])
         return self.subset(np.flatnonzero(train_mask)), self.subset(np.flatnonzero(~train_mask))
 
     @staticmethod
-    def concatenate(parts: list["HalfFaceSet"]) -> "HalfFaceSet":
+    def concatenate(parts: list[HalfFaceSet]) -> HalfFaceSet:
         parts = [p for p in parts if len(p)]
         if not parts:
             raise InputError("no keyframes to concatenate: the dataset gave no usable frames")
-        return HalfFaceSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("images", "labels", "video", "subject", "frame")))
+        return HalfFaceSet(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("images", "labels", "video", "subject", "frame"))
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +158,9 @@ def read_label_file(path: Path) -> dict[str, int]:
         if match is None or not match.group(1).lower().endswith(IMAGE_EXTENSIONS):
             if lineno <= 2 and not out:
                 continue  # header (DISFA+ has two lines)
-            raise DatasetLayoutError(f"{path} line {lineno}: expected '<frame>.jpg <intensity 0..5>', got {text[:60]!r}")
+            raise DatasetLayoutError(
+                f"{path} line {lineno}: expected '<frame>.jpg <intensity 0..5>', got {text[:60]!r}"
+            )
         value = int(float(match.group(2)))
         if not 0 <= value <= 5:
             raise DatasetLayoutError(f"{path} line {lineno}: intensity {value} outside 0..5")
@@ -184,7 +190,9 @@ def _trial_labels(label_dir: Path, images: list[Path]) -> tuple[dict[str, np.nda
         for s in (0, 1):
             source = sided[s] if sided[s].is_file() else both
             if not source.is_file():
-                raise DatasetLayoutError(f"{label_dir} has no {au}.txt (nor {au}_left.txt/{au}_right.txt): {LAYOUT_HINT}")
+                raise DatasetLayoutError(
+                    f"{label_dir} has no {au}.txt (nor {au}_left.txt/{au}_right.txt): {LAYOUT_HINT}"
+                )
             if source.name not in hashes:
                 hashes[source.name] = hashlib.sha256(source.read_bytes()).hexdigest()
             for name, value in read_label_file(source).items():
@@ -246,8 +254,12 @@ class PrepareSettings:
     mirrored: bool = False  # DISFA+ frames are unmirrored camera images
 
     def key(self) -> dict[str, Any]:
-        return {"version": CACHE_VERSION, "detector": self.detector, "keyframe_threshold": self.keyframe_threshold,
-                "mirrored": self.mirrored}
+        return {
+            "version": CACHE_VERSION,
+            "detector": self.detector,
+            "keyframe_threshold": self.keyframe_threshold,
+            "mirrored": self.mirrored,
+        }
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -313,7 +325,10 @@ def _stale(stored: dict[str, Any] | None, key: dict[str, Any], video: str) -> tu
     if stored.get("labels") != key["labels"]:
         old, new = stored.get("labels") or {}, key["labels"]
         changed = sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
-        return f"labels of {video} changed since they were cached ({', '.join(changed)}): cache entry rebuilt with the new labels", False
+        return (
+            f"labels of {video} changed since they were cached ({', '.join(changed)}): cache entry rebuilt with the new labels",
+            False,
+        )
     return None, False
 
 
@@ -395,8 +410,13 @@ def load_dataset(
         # Labels from the files just read (their hashes are in the key), never from the cache.
         labels = np.stack([trial.labels[f] for f in frames]).astype(np.int64)
         images = np.stack([prepared["left"], prepared["right"]], axis=1)
-        part = HalfFaceSet(images, labels, np.full(n, trial.video, dtype=object),
-                           np.full(n, trial.subject, dtype=object), frames.astype(object))
+        part = HalfFaceSet(
+            images,
+            labels,
+            np.full(n, trial.video, dtype=object),
+            np.full(n, trial.subject, dtype=object),
+            frames.astype(object),
+        )
         parts.append(part.resized(size))
     bar.close(f"{sum(len(p) for p in parts)} keyframes, {no_face} frames without a usable face")
     if not parts:

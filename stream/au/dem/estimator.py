@@ -58,8 +58,14 @@ class DemEstimator(AUEstimator):
     name = "dem"
     is_proxy = False
 
-    def __init__(self, ovpm: OVPM, dvpm: DVPM, device: str | torch.device | None = None,
-                 cache_dtype: torch.dtype = torch.float16, source: ckpt.CheckpointInfo | None = None) -> None:
+    def __init__(
+        self,
+        ovpm: OVPM,
+        dvpm: DVPM,
+        device: str | torch.device | None = None,
+        cache_dtype: torch.dtype = torch.float16,
+        source: ckpt.CheckpointInfo | None = None,
+    ) -> None:
         self.device = default_device(str(device) if device is not None else None)
         self.ovpm = ovpm.to(self.device).eval()
         self.dvpm = dvpm.to(self.device).eval()
@@ -75,8 +81,14 @@ class DemEstimator(AUEstimator):
             sha = ckpt.model_sha256(self.config, self.ovpm, self.dvpm)
             return describe(self.config, sha256=sha, ovpm_fingerprint=ckpt.fingerprint(self.ovpm, self.config))
         s = self.source
-        return describe(self.config, sha256=s.sha256, ovpm_fingerprint=s.ovpm_fingerprint, path=s.path,
-                        ovpm_record=s.ovpm_record, dvpm_record=s.dvpm_record)
+        return describe(
+            self.config,
+            sha256=s.sha256,
+            ovpm_fingerprint=s.ovpm_fingerprint,
+            path=s.path,
+            ovpm_record=s.ovpm_record,
+            dvpm_record=s.dvpm_record,
+        )
 
     @staticmethod
     def constant_output_warning(values: np.ndarray) -> str | None:
@@ -121,12 +133,16 @@ def _parse_dtype(name: str | None) -> torch.dtype:
 
 @register_estimator("dem")
 def build_dem(
-    checkpoint: str | None = None, device: str | None = None, cache_dtype: str | None = None,
+    checkpoint: str | None = None,
+    device: str | None = None,
+    cache_dtype: str | None = None,
     checkpoint_sha256: str | None = None,
 ) -> DemEstimator:
     """The DEM estimator from a trained checkpoint (file, run folder or URL); there is no untrained fallback."""
     if not checkpoint:
-        raise CheckpointError(f"the dem estimator needs a trained OVPM/DVPM checkpoint (--checkpoint PATH): {ckpt.TRAIN_HINT}")
+        raise CheckpointError(
+            f"the dem estimator needs a trained OVPM/DVPM checkpoint (--checkpoint PATH): {ckpt.TRAIN_HINT}"
+        )
     if not is_url(checkpoint) and not Path(checkpoint).exists():
         raise CheckpointError(f"DEM checkpoint {checkpoint} does not exist: {ckpt.TRAIN_HINT}")
     dev = default_device(device)

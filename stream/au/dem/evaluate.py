@@ -34,8 +34,13 @@ def _draw(pool: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(pool, size=min(m, len(pool)), replace=False))
 
 
-def predict_video(est: DemEstimator, codes: Sequence[KeyframeCode], m: int, rng: np.random.Generator,
-                  timings: list[float] | None = None) -> np.ndarray:
+def predict_video(
+    est: DemEstimator,
+    codes: Sequence[KeyframeCode],
+    m: int,
+    rng: np.random.Generator,
+    timings: list[float] | None = None,
+) -> np.ndarray:
     """DEM values (n, 2, 12) of one video's keyframes, helpers from the same video."""
     out = np.empty((len(codes), 2, codes[0].own.shape[-1]))
     everyone = np.arange(len(codes))
@@ -49,8 +54,9 @@ def predict_video(est: DemEstimator, codes: Sequence[KeyframeCode], m: int, rng:
     return out
 
 
-def evaluate_codes(est: DemEstimator, codes: Sequence[KeyframeCode], data: HalfFaceSet, ms: Sequence[int] = FIGURE6_MS,
-                   seed: int = 0) -> dict[int, dict[str, Any]]:
+def evaluate_codes(
+    est: DemEstimator, codes: Sequence[KeyframeCode], data: HalfFaceSet, ms: Sequence[int] = FIGURE6_MS, seed: int = 0
+) -> dict[int, dict[str, Any]]:
     """Metrics per m for keyframes already encoded (``codes[i]`` belongs to ``data`` row i)."""
     preds = {m: np.empty(data.labels.shape) for m in ms}
     timings: dict[int, list[float]] = {m: [] for m in ms}
@@ -66,11 +72,15 @@ def evaluate_codes(est: DemEstimator, codes: Sequence[KeyframeCode], data: HalfF
 def _result(pred: np.ndarray, data: HalfFaceSet, timings: list[float]) -> dict[str, Any]:
     flat_pred = pred.reshape(-1, pred.shape[-1])
     flat_label = data.labels.reshape(-1, data.labels.shape[-1])
-    return {"metrics": metrics.summary(flat_pred, flat_label), "dem_ms": 1000 * float(np.mean(timings)) if timings else 0.0}
+    return {
+        "metrics": metrics.summary(flat_pred, flat_label),
+        "dem_ms": 1000 * float(np.mean(timings)) if timings else 0.0,
+    }
 
 
-def evaluate(est: DemEstimator, data: HalfFaceSet, ms: Sequence[int] = FIGURE6_MS, seed: int = 0,
-             progress: bool = False) -> dict[str, Any]:
+def evaluate(
+    est: DemEstimator, data: HalfFaceSet, ms: Sequence[int] = FIGURE6_MS, seed: int = 0, progress: bool = False
+) -> dict[str, Any]:
     """Encode video by video, evaluate every m, and time a keyframe (OVPM encode + DEM with m helpers)."""
 
     preds = {m: np.empty(data.labels.shape) for m in ms}
@@ -96,8 +106,14 @@ def evaluate(est: DemEstimator, data: HalfFaceSet, ms: Sequence[int] = FIGURE6_M
         r = _result(preds[m], data, dem_s[m])
         r["ms_per_keyframe"] = encode_ms + r["dem_ms"]
         by_m[m] = r
-    return {"keyframes": len(data), "videos": len(videos), "encode_ms": encode_ms, "by_m": by_m,
-            "device": str(est.device), "seed": seed}
+    return {
+        "keyframes": len(data),
+        "videos": len(videos),
+        "encode_ms": encode_ms,
+        "by_m": by_m,
+        "device": str(est.device),
+        "seed": seed,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,13 +131,17 @@ def format_tables(result: dict[str, Any]) -> str:
     ]
     for m, r in sorted(by_m.items()):
         s = r["metrics"]
-        lines.append(f"| {m} | {s['accuracy']['mean']:.4f} | {s['mae']['mean']:.3f} | {s['icc']['mean']:.3f} "
-                     f"| {s['pcc']['mean']:.3f} | {r.get('ms_per_keyframe', r['dem_ms']):.1f} |")
+        lines.append(
+            f"| {m} | {s['accuracy']['mean']:.4f} | {s['mae']['mean']:.3f} | {s['icc']['mean']:.3f} "
+            f"| {s['pcc']['mean']:.3f} | {r.get('ms_per_keyframe', r['dem_ms']):.1f} |"
+        )
     for m, r in sorted(by_m.items()):
         s = r["metrics"]
         lines += ["", f"Per AU, m = {m}:", "", "| AU | accuracy | MAE | ICC(3,1) | PCC |", "|---|---|---|---|---|"]
         for au in (*AU_NAMES, "mean"):
-            lines.append(f"| {au} | {s['accuracy'][au]:.4f} | {s['mae'][au]:.3f} | {s['icc'][au]:.3f} | {s['pcc'][au]:.3f} |")
+            lines.append(
+                f"| {au} | {s['accuracy'][au]:.4f} | {s['mae'][au]:.3f} | {s['icc'][au]:.3f} | {s['pcc'][au]:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -65,7 +65,7 @@ class DemConfig:
     def input_size(self) -> tuple[int, int]:
         return (max(16, round(PAPER_SIZE[0] * self.input_scale)), max(8, round(PAPER_SIZE[1] * self.input_scale)))
 
-    def validate(self) -> "DemConfig":
+    def validate(self) -> DemConfig:
         problems = []
         if self.backbone not in BACKBONES:
             problems.append(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
@@ -74,7 +74,9 @@ class DemConfig:
         if self.width <= 0 or self.dvpm_width <= 0:
             problems.append(f"width multipliers must be > 0, got width={self.width}, dvpm_width={self.dvpm_width}")
         if self.backbone == "resnet50" and self.width != 1.0:
-            problems.append("resnet50 has no width multiplier: use width=1.0 (or mobilenet_v3_large / vgg for a narrow model)")
+            problems.append(
+                "resnet50 has no width multiplier: use width=1.0 (or mobilenet_v3_large / vgg for a narrow model)"
+            )
         if self.head not in ("vgg", "pool") or self.dvpm_head not in ("vgg", "pool"):
             problems.append(f"heads must be 'vgg' or 'pool', got head={self.head!r}, dvpm_head={self.dvpm_head!r}")
         if self.fusion not in ("add", "concat"):
@@ -91,7 +93,7 @@ class DemConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DemConfig":
+    def from_dict(cls, d: dict[str, Any]) -> DemConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -100,7 +102,6 @@ class DemConfig:
         if d.get("feature_grid") is not None:
             d["feature_grid"] = tuple(d["feature_grid"])
         return cls(**d).validate()
-
 
 
 # Named configurations. "default": paper backbone and resolution, light DVPM on pooled features.
@@ -157,8 +158,12 @@ class _VGGTrunk(nn.Module):
             hidden = _ch(4096, width)
             self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
             self.classifier = nn.Sequential(
-                nn.Linear(cin * 49, hidden), nn.ReLU(True), nn.Dropout(0.5),
-                nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(0.5),
+                nn.Linear(cin * 49, hidden),
+                nn.ReLU(True),
+                nn.Dropout(0.5),
+                nn.Linear(hidden, hidden),
+                nn.ReLU(True),
+                nn.Dropout(0.5),
                 nn.Linear(hidden, n_out),
             )
         else:
@@ -190,7 +195,9 @@ class _TorchvisionTrunk(nn.Module):
             self.net.fc = nn.Linear(self.net.fc.in_features, n_out)
             self.stage_modules = [
                 nn.Sequential(self.net.conv1, self.net.bn1, self.net.relu, self.net.maxpool, self.net.layer1),
-                self.net.layer2, self.net.layer3, self.net.layer4,
+                self.net.layer2,
+                self.net.layer3,
+                self.net.layer4,
             ]
             self.stage_channels = [256, 512, 1024, 2048]
             self.stage_convs = [3, 4, 6, 3]
@@ -285,7 +292,9 @@ class OVPM(nn.Module):
 def _block(family: str, cin: int, cout: int) -> nn.Module:
     """One DVPM trunk block in the style of the backbone family."""
     if family.startswith("vgg"):
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+        )
     if family == "resnet50":
         return _ResidualBlock(cin, cout)
     return _InvertedResidual(cin, cout)
@@ -295,10 +304,15 @@ class _ResidualBlock(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
         )
-        self.skip = nn.Identity() if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.skip = (
+            nn.Identity() if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.body(x) + self.skip(x))
@@ -309,9 +323,14 @@ class _InvertedResidual(nn.Module):
         super().__init__()
         mid = cin * expand
         self.body = nn.Sequential(
-            nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.Hardswish(inplace=True),
-            nn.Conv2d(mid, mid, 3, padding=1, groups=mid, bias=False), nn.BatchNorm2d(mid), nn.Hardswish(inplace=True),
-            nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout),
+            nn.Conv2d(cin, mid, 1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.Hardswish(inplace=True),
+            nn.Conv2d(mid, mid, 3, padding=1, groups=mid, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.Hardswish(inplace=True),
+            nn.Conv2d(mid, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
         )
         self.residual = cin == cout
 
@@ -362,13 +381,19 @@ class DVPM(nn.Module):
             hidden = _ch(4096, config.dvpm_width)
             self.pool = nn.AdaptiveAvgPool2d((7, 7))
             self.head = nn.Sequential(
-                nn.Linear(last * 49, hidden), nn.ReLU(True), nn.Dropout(0.5),
-                nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(0.5),
+                nn.Linear(last * 49, hidden),
+                nn.ReLU(True),
+                nn.Dropout(0.5),
+                nn.Linear(hidden, hidden),
+                nn.ReLU(True),
+                nn.Dropout(0.5),
                 nn.Linear(hidden, N_AUS * DVPM_CLASSES),
             )
         else:
             self.pool = nn.AdaptiveAvgPool2d(1)
-            self.head = nn.Sequential(nn.Linear(last, 256), nn.ReLU(True), nn.Dropout(0.2), nn.Linear(256, N_AUS * DVPM_CLASSES))
+            self.head = nn.Sequential(
+                nn.Linear(last, 256), nn.ReLU(True), nn.Dropout(0.2), nn.Linear(256, N_AUS * DVPM_CLASSES)
+            )
 
     def forward(self, deltas: list[torch.Tensor]) -> torch.Tensor:
         if len(deltas) != len(self.stages):

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from stream.aus import AU_NAMES
 from stream.au.dem.models import PRESETS, DemConfig
+from stream.aus import AU_NAMES
 
 # An intensity spread (5th to 95th percentile over a clip) below this, in every AU on both sides, is
 # "nearly constant". One intensity step is 1.0; a healthy face doing the guided exercises moves its
@@ -26,20 +26,40 @@ CONSTANT_SPREAD = 0.25
 MIN_KEYFRAMES = 5  # fewer keyframes say nothing about whether the output moves
 
 
-def describe(config: DemConfig, *, sha256: str, ovpm_fingerprint: str, path: str | None = None,
-             ovpm_record: dict[str, Any] | None = None, dvpm_record: dict[str, Any] | None = None) -> dict[str, Any]:
+def describe(
+    config: DemConfig,
+    *,
+    sha256: str,
+    ovpm_fingerprint: str,
+    path: str | None = None,
+    ovpm_record: dict[str, Any] | None = None,
+    dvpm_record: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The model behind a ``dem`` estimate, as a JSON-ready dict (see ``DemEstimator.model_info``)."""
     ovpm_record, dvpm_record = ovpm_record or {}, dvpm_record or {}
     preset = _preset(config, ovpm_record.get("preset"))
     data = ovpm_record.get("data")
-    training_set = None if not isinstance(data, dict) else {
-        k: data.get(k) for k in ("name", "keyframes", "videos", "subjects", "train_keyframes", "held_out_keyframes", "split")
-    }
+    training_set = (
+        None
+        if not isinstance(data, dict)
+        else {
+            k: data.get(k)
+            for k in ("name", "keyframes", "videos", "subjects", "train_keyframes", "held_out_keyframes", "split")
+        }
+    )
     held = dvpm_record.get("held_out")
-    held_out = None if not isinstance(held, dict) else {
-        "keyframes": held.get("keyframes"), "videos": held.get("videos"), "split": held.get("split"),
-        "by_m": {str(m): {k: _finite(v) for k, v in figures.items()} for m, figures in (held.get("by_m") or {}).items()},
-    }
+    held_out = (
+        None
+        if not isinstance(held, dict)
+        else {
+            "keyframes": held.get("keyframes"),
+            "videos": held.get("videos"),
+            "split": held.get("split"),
+            "by_m": {
+                str(m): {k: _finite(v) for k, v in figures.items()} for m, figures in (held.get("by_m") or {}).items()
+            },
+        }
+    )
     info: dict[str, Any] = {
         "estimator": "dem",
         "proxy": False,
@@ -64,23 +84,28 @@ def summary_line(info: dict[str, Any]) -> str:
         parts[0] += f" (preset {info['preset']})"
     ts = info.get("training_set")
     if ts and ts.get("name"):
-        parts.append(f"trained on {ts['name']} ({ts.get('train_keyframes')} of {ts.get('keyframes')} keyframes, "
-                     f"{ts.get('videos')} videos)")
+        parts.append(
+            f"trained on {ts['name']} ({ts.get('train_keyframes')} of {ts.get('keyframes')} keyframes, "
+            f"{ts.get('videos')} videos)"
+        )
     else:
         parts.append("training set not recorded")
     ho = info.get("held_out")
     if ho and ho.get("by_m"):
         m = max(ho["by_m"], key=int)
         f = ho["by_m"][m]
-        parts.append(f"held out {ho.get('keyframes')} keyframes: accuracy {_fmt(f.get('accuracy'), 2)}, "
-                     f"MAE {_fmt(f.get('mae'), 2)}, ICC {_fmt(f.get('icc'), 2)} at m = {m}")
+        parts.append(
+            f"held out {ho.get('keyframes')} keyframes: accuracy {_fmt(f.get('accuracy'), 2)}, "
+            f"MAE {_fmt(f.get('mae'), 2)}, ICC {_fmt(f.get('icc'), 2)} at m = {m}"
+        )
     else:
         parts.append("no held-out figures recorded")
     return "; ".join(parts)
 
 
-def constant_output_warning(values: np.ndarray, *, min_spread: float = CONSTANT_SPREAD,
-                            min_keyframes: int = MIN_KEYFRAMES) -> str | None:
+def constant_output_warning(
+    values: np.ndarray, *, min_spread: float = CONSTANT_SPREAD, min_keyframes: int = MIN_KEYFRAMES
+) -> str | None:
     """A warning when every AU series of a clip stays nearly constant, else None.
 
     ``values``: (T, 2, 12) AU intensities over T keyframes (patient's left, right), or (T, K) series.
@@ -100,10 +125,12 @@ def constant_output_warning(values: np.ndarray, *, min_spread: float = CONSTANT_
         return None
     widest = int(np.argmax(spread))
     name = _series_name(widest, v.shape[1])
-    return (f"the AU model's output is nearly constant over this clip: across {len(v)} keyframes every AU stays "
-            f"within a spread of {spread.max():.2f} intensity steps (widest: {name}), values between "
-            f"{v.min():.1f} and {v.max():.1f}; an under-trained checkpoint reads every face this way, so do not "
-            "read symptoms from these numbers unless the face truly did not move")
+    return (
+        f"the AU model's output is nearly constant over this clip: across {len(v)} keyframes every AU stays "
+        f"within a spread of {spread.max():.2f} intensity steps (widest: {name}), values between "
+        f"{v.min():.1f} and {v.max():.1f}; an under-trained checkpoint reads every face this way, so do not "
+        "read symptoms from these numbers unless the face truly did not move"
+    )
 
 
 def _series_name(index: int, k: int) -> str:

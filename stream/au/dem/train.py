@@ -45,24 +45,45 @@ def _optimiser(
     return opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma=s.gamma)
 
 
-def _resume(state_path: Path | None, model: torch.nn.Module, opt: torch.optim.Optimizer,
-            sched: torch.optim.lr_scheduler.LRScheduler) -> tuple[int, list[dict]]:
+def _resume(
+    state_path: Path | None,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+) -> tuple[int, list[dict]]:
     if state_path is None or not state_path.is_file():
         return 0, []
-    state = load_sealed(state_path, "resumable training state",
-                        "delete it and rerun the same `python -m stream train` command to train that stage from the start")
+    state = load_sealed(
+        state_path,
+        "resumable training state",
+        "delete it and rerun the same `python -m stream train` command to train that stage from the start",
+    )
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     return int(state["epoch"]), list(state["history"])
 
 
-def _save_state(state_path: Path | None, model: torch.nn.Module, opt: torch.optim.Optimizer,
-                sched: torch.optim.lr_scheduler.LRScheduler, epoch: int, history: list[dict]) -> None:
+def _save_state(
+    state_path: Path | None,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    epoch: int,
+    history: list[dict],
+) -> None:
     if state_path is None:
         return
-    save_sealed({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "epoch": epoch, "history": history}, state_path)
+    save_sealed(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "history": history,
+        },
+        state_path,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -70,15 +91,16 @@ def _save_state(state_path: Path | None, model: torch.nn.Module, opt: torch.opti
 
 
 @torch.no_grad()
-def predict_ovpm(ovpm: OVPM, data: HalfFaceSet, batch_size: int = 64,
-                 device: str | torch.device | None = None) -> np.ndarray:
+def predict_ovpm(
+    ovpm: OVPM, data: HalfFaceSet, batch_size: int = 64, device: str | torch.device | None = None
+) -> np.ndarray:
     """Expected intensities (N, 2, 12) for every half-face of ``data``."""
     dev = torch_device(device)
     ovpm.to(dev).eval()
     halves = data.images.reshape(-1, *data.images.shape[2:])
     out = []
     for a in range(0, len(halves), batch_size):
-        x = to_input(torch.from_numpy(halves[a:a + batch_size]).to(dev))
+        x = to_input(torch.from_numpy(halves[a : a + batch_size]).to(dev))
         out.append(expected_intensity(ovpm(x)[0]).cpu())
     return torch.cat(out).numpy().reshape(len(data), 2, -1)
 
@@ -109,7 +131,7 @@ def train_ovpm(
         bar = Progress(f"ovpm epoch {epoch + 1}/{settings.epochs}", n, progress)
         total = 0.0
         for a in range(0, n, settings.batch_size):
-            idx = order[a:a + settings.batch_size]
+            idx = order[a : a + settings.batch_size]
             if len(idx) < 2:  # batch norm needs 2
                 continue
             logits, _ = ovpm(to_input(halves[idx].to(dev)))
@@ -180,9 +202,16 @@ class FeatureBank:
     Falls back to recomputing per batch when the whole set would exceed ``max_bytes``.
     """
 
-    def __init__(self, ovpm: OVPM, data: HalfFaceSet, device: torch.device, dtype: torch.dtype = torch.float16,
-                 max_bytes: int = 4 << 30,
-                 batch_size: int = 32, progress: bool = False) -> None:
+    def __init__(
+        self,
+        ovpm: OVPM,
+        data: HalfFaceSet,
+        device: torch.device,
+        dtype: torch.dtype = torch.float16,
+        max_bytes: int = 4 << 30,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> None:
         self.ovpm, self.data, self.device, self.dtype = ovpm.eval(), data, device, dtype
         per_frame = 2 * sum(int(np.prod(s)) for s in ovpm.feature_shapes()) * torch.empty(0, dtype=dtype).element_size()
         self.bank: list[torch.Tensor] | None = None
@@ -220,12 +249,13 @@ def _dvpm_batch(
 
 
 @torch.no_grad()
-def dvpm_accuracy(dvpm: DVPM, bank: FeatureBank, data: HalfFaceSet, pairs: np.ndarray, dev: torch.device,
-                  batch_size: int = 64) -> dict[str, float]:
+def dvpm_accuracy(
+    dvpm: DVPM, bank: FeatureBank, data: HalfFaceSet, pairs: np.ndarray, dev: torch.device, batch_size: int = 64
+) -> dict[str, float]:
     dvpm.eval()
     hits, err, n = 0.0, 0.0, 0
     for a in range(0, len(pairs), batch_size):
-        deltas, target = _dvpm_batch(bank, data, pairs[a:a + batch_size], dev)
+        deltas, target = _dvpm_batch(bank, data, pairs[a : a + batch_size], dev)
         logits = dvpm(deltas)
         hits += float((logits.argmax(-1) == target).float().sum())
         err += float((expected_difference(logits) - (target.float() - DVPM_CLASSES // 2)).abs().sum())
@@ -260,8 +290,11 @@ def train_dvpm(
             "no DVPM training pairs: every video of the training set has fewer than 2 keyframes: "
             "add videos with more frames, or lower the keyframe threshold"
         )
-    val_pairs = (same_video_pairs(val.video, max_pairs and max_pairs // 4, settings.seed + 1)
-                 if val_bank is not None and val is not None else None)
+    val_pairs = (
+        same_video_pairs(val.video, max_pairs and max_pairs // 4, settings.seed + 1)
+        if val_bank is not None and val is not None
+        else None
+    )
     opt, sched = _optimiser(dvpm, settings)
     start, history = _resume(Path(state_path) if state_path else None, dvpm, opt, sched)
     for epoch in range(start, settings.epochs):
@@ -271,7 +304,7 @@ def train_dvpm(
         bar = Progress(f"dvpm epoch {epoch + 1}/{settings.epochs}", len(pairs), progress)
         total = 0.0
         for a in range(0, len(order), settings.batch_size):
-            batch = pairs[order[a:a + settings.batch_size]]
+            batch = pairs[order[a : a + settings.batch_size]]
             deltas, target = _dvpm_batch(bank, train, batch, dev)
             logits = dvpm(deltas)
             loss = F.cross_entropy(logits.reshape(-1, DVPM_CLASSES), target.reshape(-1))
@@ -281,7 +314,12 @@ def train_dvpm(
             total += float(loss.detach()) * len(batch)
             bar.update(a + len(batch), f"loss {float(loss.detach()):.3f}")
         sched.step()
-        row: dict[str, Any] = {"epoch": epoch + 1, "loss": total / len(pairs), "pairs": int(len(pairs)), "lr": sched.get_last_lr()[0]}
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": total / len(pairs),
+            "pairs": int(len(pairs)),
+            "lr": sched.get_last_lr()[0],
+        }
         if val_bank is not None and val is not None and val_pairs is not None and len(val_pairs):
             row.update({f"val_{k}": v for k, v in dvpm_accuracy(dvpm, val_bank, val, val_pairs, dev).items()})
         history.append(row)
