@@ -1,4 +1,4 @@
-"""Graded scores (stream/grading.py) and exports (stream/export.py): pure, on findings from plain arrays.
+"""Graded scores (stream/grading/) and exports (stream/export.py): pure, on findings from plain arrays.
 
 The FHIR output is checked by a compact structural validator of the R4 JSON rules for the elements
 we write (``check_fhir_observation``/``check_fhir_bundle``, shared with the end-to-end test).
