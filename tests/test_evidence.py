@@ -184,7 +184,7 @@ def test_running_median_removes_one_keyframe_spikes():
 
 
 def test_exact_mcnemar_tail_holds_for_long_sessions():
-    from stream.symptoms.evidence import _binomial_tail
+    from stream.symptoms.synkinesis import _binomial_tail
 
     assert _binomial_tail(3, 3) == pytest.approx(1 / 8)
     assert _binomial_tail(0, 5) == 1.0

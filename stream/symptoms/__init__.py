@@ -1,7 +1,9 @@
 """Symptoms from per-side AU series (paper, section 4): asymmetry by region, synkinesis pairs.
 
 ``statistics`` is pure arithmetic (incremental and batch); ``normal`` loads the normal-subject
-co-occurrence matrix that masks the pairs healthy faces move together.
+co-occurrence matrix that masks the pairs healthy faces move together. ``evidence.assess`` turns the
+series into findings that carry their evidence (``regions`` and ``synkinesis`` decide, ``rules`` holds
+the thresholds, ``findings`` the result types, ``material`` the warnings about the recording).
 """
 
 from stream.symptoms.normal import load_normal_cooccurrence
