@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from test_server_support import (
+# tests/ is not a package: its helpers can be imported only after the sys.path lines above.
+from test_server_support import (  # noqa: E402
     ADMIN_KEY,
     ProcessServer,
     allow_loopback_ice,

@@ -244,8 +244,9 @@ def bench_pipeline(video: Path, config: AnalysisConfig, size: tuple[int, int] | 
 
 
 def format_pipeline(r: dict) -> str:
+    size = r["size"] if isinstance(r["size"], str) else "{:d}x{:d}".format(*r["size"])
     lines = [
-        f"video {r['video']} at {r['size'] if isinstance(r['size'], str) else '%dx%d' % tuple(r['size'])}: "
+        f"video {r['video']} at {size}: "
         f"{r['frames']} frames, {r['keyframes']} keyframes, {r['detector_runs']} detector runs "
         f"(detector {r['config']['detector']}, estimator {r['config']['estimator']}, m = {r['config']['helpers']})",
         "",
@@ -253,9 +254,8 @@ def format_pipeline(r: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for name, s in r["stages"].items():
-        lines.append(
-            f"| {name} | {s['n']} | {s['mean_ms']:.2f} | {s['p95_ms']:.2f} | {s['total_ms'] / max(r['frames'], 1):.2f} |"
-        )
+        per_frame_ms = s["total_ms"] / max(r["frames"], 1)
+        lines.append(f"| {name} | {s['n']} | {s['mean_ms']:.2f} | {s['p95_ms']:.2f} | {per_frame_ms:.2f} |")
     lines += [
         "",
         f"overall: {r['frames_per_cpu_s']:.1f} frames per CPU-second ({r['cpu_s']:.1f} CPU-s, all threads), "

@@ -68,7 +68,7 @@ def test_a_stream_is_counted_stored_shown_and_ended_and_a_reopened_session_shows
                 if i == len(face_frames) // 2:
                     session.start_exercise("smile")
                 slot.put(ReceivedFrame(frame, time.time(), time.perf_counter()))
-                await until(lambda: session.health.frames_analysed == i + 1, f"frame {i} to be analysed")
+                await until(lambda n=i + 1: session.health.frames_analysed == n, f"frame {i} to be analysed")
             slot.close()  # the patient's track ends
             await until(lambda: session.idle, "the stream to end")
             await until(lambda: json.loads(session.hub.latest or "{}")["status"] == "ended", "the final snapshot")

@@ -147,9 +147,8 @@ def test_a_reopened_session_continues_with_the_statistics_it_had(streamed, frame
     for scope in ("session", "segment:0"):
         assert without_findings(reopened.statistics(scope)) == without_findings(session.statistics(scope))
     assert reopened.pipeline_counts() == session.pipeline_counts()  # the counts carry over, and so
-    reopened.update_findings(
-        force=True
-    )  # do the warnings judged on them    assert reopened.statistics("session")["findings"] == session.statistics("session")["findings"]
+    reopened.update_findings(force=True)  # do the warnings judged on them
+    assert reopened.statistics("session")["findings"] == session.statistics("session")["findings"]
     assert reopened.snapshot().to_json()["series"] == session.snapshot().to_json()["series"]
     # a second sitting: the same exercise's keyframes add to what was stored
     more = stream_frames(reopened, frames[:20], t0=100.0)

@@ -145,14 +145,14 @@ def create_app(
     async def read_json(request: Request) -> Any:
         try:
             body = await request.body()
-        except ClientDisconnect:
-            raise HTTPException(400)
+        except ClientDisconnect as exc:
+            raise HTTPException(400) from exc
         try:
             return parse_json_body(body)
         except HostileJSON as exc:
-            raise HTTPException(400, str(exc))
-        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise HTTPException(400, "body is not JSON")
+            raise HTTPException(400, str(exc)) from exc
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise HTTPException(400, "body is not JSON") from exc
 
     def page(name: str) -> FileResponse:
         return FileResponse(STATIC_DIR / name, media_type="text/html; charset=utf-8")

@@ -1,4 +1,4 @@
-"""What a live session writes to the store, and when: every keyframe at once, statistics and counts at most once a second.
+"""What a live session stores, and when: every keyframe at once, statistics and counts at most once a second.
 
 Every keyframe analysed is stored before it is shown or counted (keyframes analysed = keyframes
 stored, whatever fails next); the statistics of its scopes and the session's frame counts follow at
@@ -43,7 +43,7 @@ class Recorder:
         counts: Callable[[], dict[str, int]],
         shown: Callable[[KeyframeTrace], None],
     ) -> None:
-        """``counts``: the session's frame counts now; ``shown``: called once a keyframe is stored and in the statistics."""
+        """``counts``: the frame counts now; ``shown``: called once a keyframe is stored and in the statistics."""
         self.store = store
         self.session_id = session_id
         self.analysis = analysis

@@ -253,7 +253,8 @@ class Store:
     # -- sessions and tokens ------------------------------------------------------------------
     def create_session(self, session_id: str, label: str, mirrored: bool, config: dict[str, Any]) -> None:
         self._write(
-            "INSERT INTO sessions (id, label, created_at, status, mirrored, config_json) VALUES (?, ?, ?, 'waiting', ?, ?)",
+            "INSERT INTO sessions (id, label, created_at, status, mirrored, config_json) "
+            "VALUES (?, ?, ?, 'waiting', ?, ?)",
             (session_id, label, time.time(), int(mirrored), json.dumps(config)),
         )
 
@@ -372,8 +373,8 @@ class Store:
         columns = ", ".join(_AU_COLUMNS + _MEASURE_COLUMNS)
         marks = ", ".join("?" * (len(_AU_COLUMNS) + len(_MEASURE_COLUMNS)))
         self._write(
-            f"INSERT INTO keyframes (session_id, seq, frame_index, time_s, received_at, segment_id, n_helpers, {columns})"
-            f" VALUES (?, ?, ?, ?, ?, ?, ?, {marks})",
+            "INSERT INTO keyframes (session_id, seq, frame_index, time_s, received_at, segment_id, n_helpers, "
+            f"{columns}) VALUES (?, ?, ?, ?, ?, ?, ?, {marks})",
             (session_id, seq, frame_index, time_s, received_at, segment_id, n_helpers, *values),
         )
 
@@ -557,8 +558,8 @@ class Store:
                 ),
             )
             tx.executemany(
-                f"INSERT INTO keyframes (session_id, seq, frame_index, time_s, received_at, segment_id, n_helpers, {columns})"
-                f" VALUES (?, ?, ?, ?, ?, ?, ?, {marks})",
+                "INSERT INTO keyframes (session_id, seq, frame_index, time_s, received_at, segment_id, n_helpers, "
+                f"{columns}) VALUES (?, ?, ?, ?, ?, ?, ?, {marks})",
                 rows,
             )
             tx.execute(

@@ -155,7 +155,7 @@ class FindingsSchedule:
     def due(
         self, now: float, *, closed: set[str] | frozenset[str] = frozenset(), force: bool = False
     ) -> list[tuple[str, int]]:
-        """(scope, keyframe count) of pending scopes whose interval has passed; an ended exercise (``closed``) at once."""
+        """(scope, keyframe count) of pending scopes past their interval; of an ended exercise (``closed``) at once."""
         pending = [(s, v) for s, v in list(self._version.items()) if v > self._computed.get(s, 0)]
         return sorted((s, v) for s, v in pending if force or s in closed or now >= self._next_at.get(s, -math.inf))
 

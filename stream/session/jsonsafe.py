@@ -8,11 +8,11 @@ One function for the two roundings a session needs: fixed decimals for intensiti
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import TypeAlias
 
 import numpy as np
 
-JSON = Union[None, bool, int, float, str, list["JSON"], dict[str, "JSON"]]
+JSON: TypeAlias = None | bool | int | float | str | list["JSON"] | dict[str, "JSON"]
 JSONObject = dict[str, JSON]
 
 

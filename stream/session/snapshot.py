@@ -63,9 +63,9 @@ class KeyframeRow:
     def of(
         cls, seq: int, frame_index: int, time_s: float, received_at: float, left: object, right: object
     ) -> KeyframeRow:
-        l, r = clean(left), clean(right)
-        assert isinstance(l, list) and isinstance(r, list)
-        return cls(seq, int(frame_index), float(time_s), float(received_at), l, r)
+        left_json, right_json = clean(left), clean(right)
+        assert isinstance(left_json, list) and isinstance(right_json, list)
+        return cls(seq, int(frame_index), float(time_s), float(received_at), left_json, right_json)
 
     def to_json(self) -> JSONObject:
         return {

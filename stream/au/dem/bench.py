@@ -137,8 +137,9 @@ def format_bench(result: dict) -> str:
         lines.append(f"| {r['m']} (naive, no cache) | - | - | {r['total_ms']:.1f} | {r['ratio_to_m0']:.2f} |")
     lines += [
         "",
-        f"Helper cache: {c['bytes_per_keyframe'] / 1024:.1f} KiB per keyframe ({c['dtype']}); at the default buffer bounds "
-        f"{c['buffer_keyframes_at_default_bounds']} keyframes, peak {c['peak_bytes_at_default_bounds'] / 2**20:.1f} MiB.",
+        f"Helper cache: {c['bytes_per_keyframe'] / 1024:.1f} KiB per keyframe ({c['dtype']}); "
+        f"at the default buffer bounds {c['buffer_keyframes_at_default_bounds']} keyframes, "
+        f"peak {c['peak_bytes_at_default_bounds'] / 2**20:.1f} MiB.",
     ]
     return "\n".join(lines) + "\n"
 

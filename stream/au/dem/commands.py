@@ -163,7 +163,8 @@ def _train(args: argparse.Namespace) -> int:
         )
     )
     print(
-        f"{len(train)} training and {len(test)} held-out keyframes ({args.split} split), model input {config.input_size}",
+        f"{len(train)} training and {len(test)} held-out keyframes ({args.split} split), "
+        f"model input {config.input_size}",
         file=sys.stderr,
     )
 

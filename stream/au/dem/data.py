@@ -326,7 +326,8 @@ def _stale(stored: dict[str, Any] | None, key: dict[str, Any], video: str) -> tu
         old, new = stored.get("labels") or {}, key["labels"]
         changed = sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
         return (
-            f"labels of {video} changed since they were cached ({', '.join(changed)}): cache entry rebuilt with the new labels",
+            f"labels of {video} changed since they were cached ({', '.join(changed)}): "
+            "cache entry rebuilt with the new labels",
             False,
         )
     return None, False

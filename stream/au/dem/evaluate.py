@@ -165,16 +165,21 @@ def figure6_svg(result: dict[str, Any], width: int = 560, height: int = 320) -> 
 
     a_lo, a_hi, sa = scale(acc)
     c_lo, c_hi, sc = scale(cost)
+    title = escape("DEM: accuracy and time per keyframe vs m (paper Fig. 6)")
+    mid_y = top + ph / 2
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{width / 2}" y="18" text-anchor="middle">{escape("DEM: accuracy and time per keyframe vs m (paper Fig. 6)")}</text>',
+        f'<text x="{width / 2}" y="18" text-anchor="middle">{title}</text>',
         f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="black"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="#1f77b4"/>',
         f'<line x1="{left + pw}" y1="{top}" x2="{left + pw}" y2="{top + ph}" stroke="#d62728"/>',
         f'<text x="{left + pw / 2}" y="{height - 8}" text-anchor="middle">helpers m</text>',
-        f'<text x="12" y="{top + ph / 2}" fill="#1f77b4" transform="rotate(-90 12 {top + ph / 2})" text-anchor="middle">accuracy</text>',
-        f'<text x="{width - 10}" y="{top + ph / 2}" fill="#d62728" transform="rotate(90 {width - 10} {top + ph / 2})" text-anchor="middle">ms per keyframe</text>',
+        f'<text x="12" y="{mid_y}" fill="#1f77b4" transform="rotate(-90 12 {mid_y})" '
+        'text-anchor="middle">accuracy</text>',
+        f'<text x="{width - 10}" y="{mid_y}" fill="#d62728" transform="rotate(90 {width - 10} {mid_y})" '
+        'text-anchor="middle">ms per keyframe</text>',
     ]
     for m in ms:
         parts.append(f'<text x="{sx(m):.1f}" y="{top + ph + 16}" text-anchor="middle">{m}</text>')
