@@ -174,7 +174,16 @@ class _FlowPayload:
     eyes: np.ndarray  # (2,) eye movement (aperture change, closing or widening), 0..5
 
 
-_LK = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+_LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
+
+
+def _track(prev: np.ndarray, nxt: np.ndarray, points: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """Pyramidal Lucas-Kanade: where ``points`` of ``prev`` lie in ``nxt``, and a status per point (1: found)."""
+    # OpenCV's stubs type the output nextPts as required, but None (OpenCV allocates it) is the documented call.
+    found, status, _ = cv2.calcOpticalFlowPyrLK(  # type: ignore[call-overload]
+        prev, nxt, points, None, winSize=(15, 15), maxLevel=3, criteria=_LK_CRITERIA
+    )
+    return found, status
 
 
 class FlowAUEstimator(AUEstimator):
@@ -241,11 +250,11 @@ class FlowAUEstimator(AUEstimator):
         if pts is None or len(pts) < 12:
             self.unstabilised += 1
             return face
-        cur, st, _ = cv2.calcOpticalFlowPyrLK(self._reference, face, pts, None, **_LK)
+        cur, st = _track(self._reference, face, pts)
         if cur is None:
             self.unstabilised += 1
             return face
-        back, st2, _ = cv2.calcOpticalFlowPyrLK(face, self._reference, cur, None, **_LK)
+        back, st2 = _track(face, self._reference, cur)
         good = (st.ravel() == 1) & (st2.ravel() == 1) & (np.linalg.norm((back - pts).reshape(-1, 2), axis=1) < 1.0)
         if good.sum() < 12:
             self.unstabilised += 1
@@ -267,9 +276,9 @@ class FlowAUEstimator(AUEstimator):
         grey = self._split(face)
         ref = self._reference_halves
         assert ref is not None
-        disp = np.stack(
-            [region_displacements(self._dis.calc(ref[s], grey[s], None), self._offsets[s]) for s in range(2)]
-        )
+        # OpenCV's stubs type the output flow as required; None (OpenCV allocates it, no initial flow) is valid.
+        flows = [self._dis.calc(ref[s], grey[s], None) for s in range(2)]  # type: ignore[call-overload]
+        disp = np.stack([region_displacements(flows[s], self._offsets[s]) for s in range(2)])
         own = np.stack([au_from_displacements(disp[s]) for s in range(2)])
         halves = keyframe.halves
         closure, eyes = self._lids.measure(
@@ -291,7 +300,7 @@ class FlowAUEstimator(AUEstimator):
             for s in range(2):
                 # Sample j -> i flow where the regions are in frame j (shifted by j's own displacement).
                 offsets = self._offsets[s] + hp.disp[s, : len(REGION_NAMES)]
-                flow = self._dis_helper.calc(hp.grey[s], cur.grey[s], None)
+                flow = self._dis_helper.calc(hp.grey[s], cur.grey[s], None)  # type: ignore[call-overload]  # as above
                 out[k, s] = hp.disp[s] + region_displacements(flow, offsets)
         return out
 

@@ -147,6 +147,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
 
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from stream.server.app import create_app
     from stream.server.store import StorageError
@@ -167,7 +168,7 @@ def run_serve(args: argparse.Namespace) -> int:
             return 2
         argv = sys.argv[sys.argv.index("serve") + 1 :] if "serve" in sys.argv else []
         return run_workers(workers, settings.port, settings.host, settings.node_id or "node", argv, settings.admin_key)
-    log_config = None
+    log_config: dict[str, object] = LOGGING_CONFIG  # uvicorn's own default
     if getattr(args, "log_format", "text") == "json":
         from stream.server.logformat import uvicorn_log_config
 
@@ -208,7 +209,7 @@ def run_serve(args: argparse.Namespace) -> int:
         ssl_keyfile=settings.keyfile,
         access_log=False,
         log_level="info",
-        **({"log_config": log_config} if log_config is not None else {}),
+        log_config=log_config,
     )
     return 0
 
