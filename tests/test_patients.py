@@ -1,7 +1,7 @@
 """Patients over weeks (issue 12), end to end on real clips.
 
 Two recordings of the same real face (an excerpt of d9.mp4 with the patient's right side damped to
-15 %, then to 60 % of its motion: stream/validate/construct.py) are analysed by the real command
+15 %, then to 60 % of its motion: stream/validate/construct/) are analysed by the real command
 ``python -m stream analyze --patient --db`` into one SQLite store. The patient's history then shows
 the improvement, the real ``serve`` process answers the patient API, the history link and the
 exports (FHIR checked with the structural validator of test_grading), and headless Chromium renders

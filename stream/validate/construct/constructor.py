@@ -1,0 +1,82 @@
+"""The constructor of one clip: feeds every frame to freeze/damp or synkinesis, in order.
+
+Holds what a construction keeps between frames (the reference frame and its optical flow for
+freeze/damp, the clip's own trigger movement for synkinesis) and gives the ground-truth weight of
+every frame, so the validation harness (stream/validate/run.py) drives a case with one object.
+Pure: numpy and OpenCV, no file I/O.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from stream.validate.construct.damp import damp_frame
+from stream.validate.construct.geometry import FaceGeometry
+from stream.validate.construct.spec import CaseSpec, episodes
+from stream.validate.construct.synkinesis import NaturalTrigger, synkinesis_frame
+
+
+class Constructor:
+    """Stateful over one clip: call ``frame`` for every frame in order; returns the modified frame.
+
+    Frames are uint8 RGB (H, W, 3), unmirrored. A frame that is left alone (no landmarks, outside
+    every synkinesis episode, the reference frame itself) is returned as the same array; a changed
+    frame is a new array of the same shape.
+    """
+
+    def __init__(self, case: CaseSpec, fps: float, n_frames: int) -> None:
+        self.case = case
+        self.fps = float(fps)
+        self.n_frames = int(n_frames)
+        self.episodes = episodes(self.fps, self.n_frames)
+        self._reference: np.ndarray | None = None
+        self._reference_points: np.ndarray | None = None
+        self._dis: cv2.DISOpticalFlow | None = None
+        if not case.is_synkinesis:
+            # DISOpticalFlow_create is missing from opencv's stubs
+            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # type: ignore[attr-defined]
+        # Synkinesis follows the trigger wherever it happens, not only in the synthetic episodes: the
+        # clip's own smiles (mouth width) and eye closures (lid aperture) drive it too, as a real
+        # synkinesis accompanies every movement of the trigger.
+        self._natural = NaturalTrigger(case.kind)
+        self.last_synkinesis_weight = 0.0
+
+    @property
+    def reference(self) -> np.ndarray | None:
+        """The frame freeze/damp holds on to (the first frame with landmarks), once seen."""
+        return self._reference
+
+    def episode_weight(self, index: int) -> float:
+        """Ground-truth strength (0..1) of the constructed change at frame ``index``.
+
+        Synkinesis: the episode envelope. Freeze/damp change every frame after the reference,
+        so their weight is 1 throughout.
+        """
+        if not self.case.is_synkinesis:
+            return 1.0
+        t = index / self.fps
+        return max(ep.weight(t) for ep in self.episodes)
+
+    def frame(self, index: int, image: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
+        """The constructed version of frame ``index`` given its 5 landmarks (None: returned unchanged)."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"frame {index}: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        if landmarks is None:
+            return image
+        geometry = FaceGeometry(np.asarray(landmarks, dtype=np.float64))
+        if self.case.is_synkinesis:
+            trigger = self.episode_weight(index)
+            follow = max(trigger, self._natural.weight(image, geometry))
+            self.last_synkinesis_weight = follow
+            if follow <= 0.0:
+                return image
+            return synkinesis_frame(image, geometry, self.case, trigger, follow)
+        if self._reference is None:
+            self._reference = image.copy()
+            self._reference_points = geometry.landmarks[:3].astype(np.float32)
+            return image
+        if image.shape != self._reference.shape:
+            raise ValueError(f"frame {index} is {image.shape}, the reference frame was {self._reference.shape}")
+        assert self._reference_points is not None and self._dis is not None
+        return damp_frame(image, geometry, self.case, self._reference, self._reference_points, self._dis)

@@ -1,0 +1,92 @@
+"""Freeze and damp: one side (or one region of it) keeps only ``factor`` of its expression.
+
+The reference frame is warped into frame t's head pose with the affine of eyes + nose (so rigid
+head motion stays), dense optical flow from frame t to that warped reference measures the
+expression, and the chosen side is re-rendered from the reference moved by ``factor`` of that flow.
+``factor`` 0 is a frozen side (flaccid palsy), 0.35 / 0.6 a partial one. Pure: numpy and OpenCV.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from stream.validate.construct.geometry import (
+    BAND_BLEND_IOD,
+    ELLIPSE_CENTRE_B,
+    ELLIPSE_HALF_A,
+    ELLIPSE_HALF_B,
+    REGION_BANDS,
+    FaceGeometry,
+    WorkGrid,
+    side_region_mask,
+)
+from stream.validate.construct.spec import CaseSpec
+
+# Optical flow runs on the face crop scaled to this IOD (pixels): enough for lip and lid motion,
+# and it keeps DIS at a few milliseconds whatever the video's resolution. The flow box reaches this
+# far beyond the changed area so DIS sees the surroundings of what it measures.
+_FLOW_IOD_PX = 64.0
+_FLOW_CONTEXT_IOD = 0.15
+
+
+def support(case: CaseSpec) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Face-coordinate rectangle (a range, b range) outside which freeze/damp changes nothing."""
+    a_range = (-ELLIPSE_HALF_A, 0.0) if case.side == "right" else (0.0, ELLIPSE_HALF_A)
+    b_range = (ELLIPSE_CENTRE_B - ELLIPSE_HALF_B, ELLIPSE_CENTRE_B + ELLIPSE_HALF_B)
+    if case.region != "face":
+        low, high = REGION_BANDS[case.region]
+        b_range = (max(b_range[0], low - BAND_BLEND_IOD / 2), min(b_range[1], high + BAND_BLEND_IOD / 2))
+    return a_range, b_range
+
+
+def damp_frame(
+    image: np.ndarray,
+    g: FaceGeometry,
+    case: CaseSpec,
+    reference: np.ndarray,
+    reference_points: np.ndarray,
+    dis: cv2.DISOpticalFlow,
+) -> np.ndarray:
+    """Frame ``image`` (geometry ``g``) with ``case``'s side/region keeping ``case.factor`` of its motion
+    from ``reference`` (whose eye and nose landmarks are ``reference_points``), measured by ``dis``."""
+    box = g.box(*support(case), image.shape, margin=_FLOW_CONTEXT_IOD)
+    if box is None:
+        return image
+    x0, y0, x1, y1 = box
+    cw, ch = x1 - x0, y1 - y0
+    grid = WorkGrid(g, box, _FLOW_IOD_PX)
+
+    # the reference in frame t's head pose, rendered only over the box
+    pose = cv2.getAffineTransform(reference_points, g.landmarks[:3].astype(np.float32))
+    pose[:, 2] -= (x0, y0)
+    warped_ref = cv2.warpAffine(reference, pose, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    crop = image[y0:y1, x0:x1]
+
+    # u: crop(x) ~ warped_ref(x + u(x)). Flow and mask are computed at a fixed face scale (the
+    # cost no longer grows with the resolution) and brought to full resolution, where they are smooth.
+    grey_t = grid.shrink(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
+    grey_r = grid.shrink(cv2.cvtColor(warped_ref, cv2.COLOR_RGB2GRAY))
+    flow = dis.calc(grey_t, grey_r, None)  # type: ignore[call-overload]  # None: allocate (stubs omit it)
+    a, b = grid.face_coords()
+    # fraction of the flow each pixel keeps: factor on the chosen side/region, 1 elsewhere
+    keep = 1.0 - (1.0 - case.factor) * side_region_mask(a, b, case.side, case.region)
+    # sampling positions built on the small grid and resized: they are smooth, and exact where
+    # the flow is zero because resizing reproduces a linear field
+    full_map = grid.grow_positions(flow)
+    damped_map = grid.grow_positions(flow * keep[..., None])
+    # map2 None: map1 holds both coordinates (opencv's stubs omit None)
+    full = cv2.remap(  # type: ignore[call-overload]
+        warped_ref, full_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    damped = cv2.remap(  # type: ignore[call-overload]
+        warped_ref, damped_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    # What the flow cannot explain (teeth appearing, lighting) is kept in proportion to the motion
+    # kept: where keep is 1 this is the frame itself, bit for bit, so there is no seam to hide and
+    # the untouched side stays untouched; where keep is 0 it is the warped reference exactly.
+    keep3 = cv2.cvtColor(grid.grow(keep), cv2.COLOR_GRAY2RGB)
+    residual = cv2.multiply(cv2.subtract(crop, full, dtype=cv2.CV_32F), keep3)
+    result = image.copy()
+    result[y0:y1, x0:x1] = cv2.add(damped, residual, dtype=cv2.CV_8U)
+    return result

@@ -1,0 +1,149 @@
+"""Synthetic synkinesis: a smile with one eye closing, or eye closure with one mouth corner rising.
+
+During three known episodes a bilateral smile is synthesised together with one eye closing
+(``synkinesis_eye_on_smile``), or both eyes close together with one mouth corner rising
+(``synkinesis_mouth_on_eye_closure``); the synkinetic movement also follows the clip's own smiles
+and eye closures (``NaturalTrigger``), as a real synkinesis accompanies every movement of its
+trigger. Both movements are backward warps built to never fold. Pure: numpy and OpenCV.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from stream.au.lids import LidAperture
+from stream.face.align import align_face, split_halves
+from stream.types import Face
+from stream.validate.construct.geometry import EYE_INDEX, MOUTH_CORNER_INDEX, FaceGeometry, WorkGrid, smoothstep
+from stream.validate.construct.spec import CaseSpec
+
+# Synkinesis warp fields are computed at this IOD (pixels) and resized: their narrowest feature (the
+# lid's rise, 0.07 IOD) still spans several samples.
+_WARP_IOD_PX = 96.0
+
+# Smile: each mouth corner moves 0.14 IOD at full weight, direction 0.8 outward + 0.6 up (a
+# zygomaticus pull), Gaussian falloff of sigma 0.2 IOD. The largest gradient of that field is
+# 0.14 / 0.2 * exp(-1/2) = 0.42 < 1, so the warp cannot fold.
+SMILE_PULL_IOD = 0.14
+SMILE_SIGMA_IOD = 0.2
+SMILE_OUT, SMILE_UP = 0.8, 0.6
+
+# Lid closure, relative to the eye landmark (IOD). A symmetric bump as small as the eye would have to
+# slope faster than 1 to close it, and a backward warp that slopes faster than 1 folds (the texture
+# repeats mirrored). The profile therefore rises steeply below the eye (which only squeezes the open
+# eye into the lower lid line) and falls gently over the upper lid up to below the brow (which
+# stretches the lid skin down over the eye), like a real upper lid descending.
+LID_DROP_IOD = 0.14  # largest downward pull at full weight: closes a normally open eye
+LID_HALF_WIDTH_IOD = 0.26  # no pull beyond this lateral distance from the eye landmark
+LID_PLATEAU_IOD = 0.11  # full pull within this lateral distance
+LID_LOW_IOD, LID_PEAK_IOD, LID_TOP_IOD = -0.12, -0.05, 0.24  # profile: zero, full, zero again
+
+
+class NaturalTrigger:
+    """Stateful over one clip: how much the clip's own face makes the trigger movement, frame by frame."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._corners0: np.ndarray | None = None  # mouth corners (face frame) of the first frame
+        self._lids = LidAperture()
+
+    def weight(self, image: np.ndarray, g: FaceGeometry) -> float:
+        """0..1: how much the clip's own face makes the trigger movement in this frame.
+
+        Mouth: the corners' movement from the first frame in the face's frame (0.04 inter-ocular
+        distances starts it, 0.12 is full): oral-ocular synkinesis follows any deliberate mouth
+        movement, a smile, a pucker, a laugh. Eye closure:
+        both eyes' closure from the lid aperture (stream/au/lids.py) on the aligned half-faces, 20 %
+        closed starts it, 70 % is full.
+        """
+        if self.kind == "synkinesis_eye_on_smile":
+            # how far the mouth corners moved from the first frame, in the face's own frame (IOD)
+            to_face = g.to_face()
+            corners = np.array([to_face @ np.append(g.landmarks[i], 1.0) for i in (3, 4)])
+            if self._corners0 is None:
+                self._corners0 = corners
+                return 0.0
+            moved = float(np.mean(np.linalg.norm(corners - self._corners0, axis=1)))
+            return float(np.clip((moved - 0.04) / 0.08, 0.0, 1.0))
+        try:
+            aligned = align_face(image, Face(np.zeros(4), g.landmarks, 1.0))
+        except ValueError:
+            return 0.0
+        halves = split_halves(aligned)
+        closure, _ = self._lids.measure(
+            (cv2.cvtColor(halves.left, cv2.COLOR_RGB2GRAY), cv2.cvtColor(halves.right, cv2.COLOR_RGB2GRAY))
+        )
+        return float(np.clip((closure.mean() / 5.0 - 0.2) / 0.5, 0.0, 1.0))
+
+
+def synkinesis_frame(image: np.ndarray, g: FaceGeometry, case: CaseSpec, trigger: float, follow: float) -> np.ndarray:
+    """The synthetic trigger at weight ``trigger`` (episodes), the synkinetic movement at ``follow``."""
+    side = case.side
+    other = "left" if side == "right" else "right"
+    closing_eyes: tuple[str, ...]
+    rising_corners: tuple[str, ...]
+    eye_weights: tuple[float, ...]
+    corner_weights: tuple[float, ...]
+    if case.kind == "synkinesis_eye_on_smile":
+        closing_eyes, rising_corners = (side,), (side, other)
+        eye_weights, corner_weights = (follow,), (trigger, trigger)
+    else:
+        closing_eyes, rising_corners = (side, other), (side,)
+        eye_weights, corner_weights = (trigger, trigger), (follow,)
+    to_face = g.to_face()
+    eyes = [to_face @ np.append(g.landmarks[EYE_INDEX[s]], 1.0) for s in closing_eyes]
+    corners = [to_face @ np.append(g.landmarks[MOUTH_CORNER_INDEX[s]], 1.0) for s in rising_corners]
+    # one box around every displaced pixel: lid profiles and 3 sigma around each corner
+    reach = 3.0 * SMILE_SIGMA_IOD + SMILE_PULL_IOD
+    a_lo = min([e[0] - LID_HALF_WIDTH_IOD for e in eyes] + [c[0] - reach for c in corners])
+    a_hi = max([e[0] + LID_HALF_WIDTH_IOD for e in eyes] + [c[0] + reach for c in corners])
+    b_lo = min([e[1] + LID_LOW_IOD for e in eyes] + [c[1] - reach for c in corners])
+    b_hi = max([e[1] + LID_TOP_IOD + LID_DROP_IOD for e in eyes] + [c[1] + reach for c in corners])
+    box = g.box((a_lo, a_hi), (b_lo, b_hi), image.shape, margin=0.02)
+    if box is None:
+        return image
+    x0, y0, x1, y1 = box
+    grid = WorkGrid(g, box, _WARP_IOD_PX)
+    a, b = grid.face_coords()
+    # backward displacement (IOD, face frame): output(x) = image(x + displacement)
+    da = np.zeros_like(a)
+    db = np.zeros_like(b)
+    for (ea, eb), weight in zip(eyes, eye_weights):
+        # sample from above the eye: the upper lid comes down
+        db += weight * LID_DROP_IOD * lid_profile(a - np.float32(ea), b - np.float32(eb))
+    for (ca, cb), corner_side, weight in zip(corners, rising_corners, corner_weights):
+        if weight <= 0.0:
+            continue
+        outward = -1.0 if corner_side == "right" else 1.0  # the patient's right is at a < 0
+        # unit direction in pixels, expressed in the (oblique) face frame
+        direction_px = SMILE_OUT * outward * g.right_axis + SMILE_UP * g.up
+        direction_px /= np.linalg.norm(direction_px)
+        pa, pb = (to_face[:, :2] @ direction_px) * g.iod * SMILE_PULL_IOD * weight
+        pa, pb = np.float32(pa), np.float32(pb)
+        inv_two_sigma2 = np.float32(1.0 / (2.0 * SMILE_SIGMA_IOD**2))
+        # backward map of a forward Gaussian pull D: x <- x - D(x - D(x)) (fixed-point inverse);
+        # distances in the oblique frame are close enough to isotropic for a falloff
+        fa, fb = np.zeros_like(a), np.zeros_like(b)
+        for _ in range(2):
+            qa, qb = a - fa - np.float32(ca), b - fb - np.float32(cb)
+            falloff = np.exp(-(qa * qa + qb * qb) * inv_two_sigma2)
+            fa, fb = pa * falloff, pb * falloff
+        da -= fa
+        db -= fb
+    # face-frame displacement to pixels, brought to full resolution; then one remap
+    dx = grid.grow(g.iod * (da * np.float32(g.right_axis[0]) + db * np.float32(g.up[0])))
+    dy = grid.grow(g.iod * (da * np.float32(g.right_axis[1]) + db * np.float32(g.up[1])))
+    map_x = dx + np.arange(x0, x1, dtype=np.float32)[None, :]
+    map_y = dy + np.arange(y0, y1, dtype=np.float32)[:, None]
+    result = image.copy()
+    result[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return result
+
+
+def lid_profile(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """0..1 downward pull around one eye; (a, b) relative to the eye landmark, in IOD."""
+    across = smoothstep((LID_HALF_WIDTH_IOD - np.abs(a)) / (LID_HALF_WIDTH_IOD - LID_PLATEAU_IOD))
+    rise = smoothstep((b - LID_LOW_IOD) / (LID_PEAK_IOD - LID_LOW_IOD))
+    fall = smoothstep((LID_TOP_IOD - b) / (LID_TOP_IOD - LID_PEAK_IOD))
+    return (across * np.minimum(rise, fall)).astype(np.float32)
