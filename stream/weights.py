@@ -5,7 +5,7 @@ carries what a loader must know besides the tensors: the URL, the sha256, the ar
 (``config``) and the preprocessing the weights were trained with. ``resolve`` turns what a user gave
 (a file path, a URL, a known name, or nothing) into a verified local file; URLs (http, https, file) are
 downloaded once into ``cache_dir()`` and checked against the checksum. Used by the RetinaFace detector
-(``stream/face/retinaface.py``) and the DEM checkpoints (``stream/au/dem/checkpoint.py``).
+(``stream/face/retinaface/``) and the DEM checkpoints (``stream/au/dem/checkpoint.py``).
 """
 
 from __future__ import annotations
