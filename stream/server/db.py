@@ -1,8 +1,8 @@
 """The two databases the session store runs on: SQLite (embedded, the default) and PostgreSQL.
 
-``Store`` (``store.py``) holds every query, written once in portable SQL with ``?`` placeholders;
+``Store`` (the ``store`` package) holds every query, written once in portable SQL with ``?`` placeholders;
 a backend runs them: ``execute`` (one statement, committed at once), ``transaction`` (several, all
-or nothing), ``columns`` (what a table has, for migrations). The schema is one text (``store.py``)
+or nothing), ``columns`` (what a table has, for migrations). The schema is one text (``store/schema.py``)
 rendered for each dialect (``render_schema``: PostgreSQL's ``REAL`` is 4 bytes, so ``REAL`` columns
 become ``DOUBLE PRECISION`` there); migrations add the nullable columns a database written by an
 older version lacks, the same way on both.
