@@ -11,18 +11,12 @@ series. ``stream:node:<id>`` holds each live node's address, so a node can forwa
 session it does not own to the owner. Claiming, renewing and releasing are single Lua scripts, so
 two nodes never both believe they own a session.
 
-**Fan-out.** The owner publishes every dashboard snapshot (a complete state, serialised once) on
-``stream:snap:<session>`` and keeps the newest in ``stream:latest:<session>``. Every node relays
-the channels of the sessions its dashboards watch into a local ``Hub`` (bounded queues per viewer,
-oldest dropped, as for one node), so a clinician's WebSocket may land on any node; a viewer who joins
-gets the newest state at once. Each node counts its viewers per session in
-``stream:viewers:<session>`` (a hash by node id), which the owner sums (live nodes only) for the
-snapshot's ``viewers``.
+**Fan-out.** The owner publishes every dashboard snapshot through Redis and every node relays the
+sessions its dashboards watch: ``relay.SnapshotRelay``, which this node's ``Cluster`` holds and starts.
+The heartbeat here renews this node's viewer counts and sums them for the sessions it owns.
 
-Publishing never waits for Redis: the newest message per session is handed to one sender task, which
-sends whatever is pending in one round trip; a session that produced two snapshots while Redis was
-busy sends only the newer (each is complete). Redis failures are logged once per outage and
-counted (``errors``); the sessions go on (their results are in the store, not in Redis).
+Redis failures are logged once per outage and counted (``errors``); the sessions go on (their
+results are in the store, not in Redis).
 """
 
 from __future__ import annotations
@@ -36,12 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream.server.hub import Hub, Subscriber
+from stream.server.relay import PREFIX, SnapshotRelay, viewers_key
+from stream.server.relay import text as _text
 
 log = logging.getLogger(__name__)
 
-PREFIX = "stream:"
 MAX_CONNECTIONS = 32  # per node: one held by the subscription, the rest shared by calls
-LATEST_TTL_S = 3600  # the newest snapshot of a session stays readable this long after its last update
 
 # KEYS[1] owner key; ARGV: node id, lease ms. Returns the owner after the call (this node if claimed).
 _CLAIM = """
@@ -63,11 +57,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def _text(value: bytes | str) -> str:
-    """A Redis reply as text (the client returns bytes; its type hints say bytes or str)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def new_node_id() -> str:
@@ -106,38 +95,21 @@ class Cluster:
             url, max_connections=MAX_CONNECTIONS, timeout=10, health_check_interval=30
         )
         self._redis = redis.Redis(connection_pool=pool)
-        self._pubsub: Any = None
         self._claim = self._redis.register_script(_CLAIM)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
         self._owned: set[str] = set()
-        self._relays: dict[str, Hub] = {}  # session -> local hub of this node's viewers
-        self._joining: dict[str, asyncio.Lock] = {}  # session -> lock over its relay's setup and teardown
         self._viewer_totals: dict[str, int] = {}  # session (owned) -> viewers on all live nodes
-        self._pending: dict[str, str] = {}  # session -> newest snapshot not yet published
-        self._send = asyncio.Event()
+        self.relay = SnapshotRelay(self._redis, self.node_id, self._lease_ms, client_queue, self._failed, self._ok)
         self._tasks: list[asyncio.Task[Any]] = []
         self._failing = False
         self.errors = 0  # Redis calls that failed (metrics)
-        self.published = 0
         self.ready = False  # last heartbeat reached Redis
 
     # -- keys ------------------------------------------------------------------------------------
     @staticmethod
     def _owner_key(sid: str) -> str:
         return f"{PREFIX}owner:{sid}"
-
-    @staticmethod
-    def _channel(sid: str) -> str:
-        return f"{PREFIX}snap:{sid}"
-
-    @staticmethod
-    def _latest_key(sid: str) -> str:
-        return f"{PREFIX}latest:{sid}"
-
-    @staticmethod
-    def _viewers_key(sid: str) -> str:
-        return f"{PREFIX}viewers:{sid}"
 
     def _node_key(self, node_id: str | None = None) -> str:
         return f"{PREFIX}node:{node_id or self.node_id}"
@@ -151,13 +123,11 @@ class Cluster:
         """Register the node (fails here, at start, if Redis cannot be reached) and start its tasks."""
         await self._redis.set(self._node_key(), self.node_url, px=self._lease_ms)
         self.ready = True
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        # A channel of its own from the start: the listener has a subscription to wait on.
-        await self._pubsub.subscribe(f"{PREFIX}ctl:{self.node_id}")
+        await self.relay.start(f"{PREFIX}ctl:{self.node_id}")
         self._tasks = [
             asyncio.ensure_future(self._heartbeat()),
-            asyncio.ensure_future(self._listen()),
-            asyncio.ensure_future(self._sender()),
+            asyncio.ensure_future(self.relay.listen()),
+            asyncio.ensure_future(self.relay.sender()),
         ]
 
     async def close(self) -> None:
@@ -166,15 +136,13 @@ class Cluster:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await self._flush()
+            await self.relay.flush()
         for sid in list(self._owned):
             with contextlib.suppress(Exception):
                 await self.release(sid)
         with contextlib.suppress(Exception):
             await self._redis.delete(self._node_key())
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+        await self.relay.close()
         with contextlib.suppress(Exception):
             await self._redis.aclose(close_connection_pool=True)
 
@@ -242,11 +210,7 @@ class Cluster:
         if owned:
             indexes = await self._renew(keys=[self._owner_key(s) for s in owned], args=[self.node_id, self._lease_ms])
             lost = [owned[int(i) - 1] for i in indexes]
-        for sid, hub in self._relays.items():  # this node's viewer counts, with the lease's lifetime
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(self._viewers_key(sid), self.node_id, len(hub))
-                pipe.pexpire(self._viewers_key(sid), self._lease_ms)
-                await pipe.execute()
+        await self.relay.count_viewers()  # this node's viewer counts, with the lease's lifetime
         for sid in owned:
             if sid not in lost:
                 self._viewer_totals[sid] = await self._count_viewers(sid)
@@ -258,7 +222,7 @@ class Cluster:
                 self.on_lost(sid)
 
     async def _count_viewers(self, sid: str) -> int:
-        counts = await self._redis.hgetall(self._viewers_key(sid))
+        counts = await self._redis.hgetall(viewers_key(sid))
         if not counts:
             return 0
         nodes = list(counts)
@@ -273,105 +237,29 @@ class Cluster:
 
     def viewers(self, sid: str) -> int:
         """Viewers of an owned session on all live nodes (as of the last heartbeat, at least this node's)."""
-        local = len(self._relays[sid]) if sid in self._relays else 0
-        return max(local, self._viewer_totals.get(sid, 0))
+        return max(self.relay.local_viewers(sid), self._viewer_totals.get(sid, 0))
 
-    # -- fan-out ---------------------------------------------------------------------------------
+    # -- fan-out (``relay``) -----------------------------------------------------------------------
+    @property
+    def published(self) -> int:
+        return self.relay.published
+
     def publish(self, sid: str, message: str) -> None:
         """Hand a session's newest snapshot to the sender (never waits)."""
-        self._pending[sid] = message
-        self._send.set()
-
-    async def _sender(self) -> None:
-        while True:
-            await self._send.wait()
-            self._send.clear()
-            try:
-                await self._flush()
-                self._ok()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._failed("publish", exc)
-                await asyncio.sleep(0.5)
-
-    async def _flush(self) -> None:
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, {}
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for sid, message in pending.items():
-                pipe.set(self._latest_key(sid), message, ex=LATEST_TTL_S)
-                pipe.publish(self._channel(sid), message)
-            await pipe.execute()
-        self.published += len(pending)
+        self.relay.publish(sid, message)
 
     async def subscribe(self, sid: str) -> Subscriber:
-        """A viewer on this node: gets the newest snapshot at once, then every one published.
-
-        The first viewer of a session on this node subscribes to its channel, then reads the newest
-        snapshot; viewers joining meanwhile wait for that (one lock per session), so each starts
-        with the newest state. Messages arriving in between go to the hub already.
-        """
-        async with self._joining.setdefault(sid, asyncio.Lock()):
-            hub = self._relays.get(sid)
-            if hub is None:
-                hub = self._relays[sid] = Hub(self.client_queue)
-                try:
-                    await self._pubsub.subscribe(self._channel(sid))
-                    latest = await self._redis.get(self._latest_key(sid))
-                except BaseException:
-                    del self._relays[sid]
-                    raise
-                if latest is not None and hub.latest is None:
-                    hub.latest = _text(latest)
-            sub = hub.subscribe()
-        await self._count(sid, hub)
-        return sub
+        """A viewer on this node: gets the newest snapshot at once, then every one published."""
+        return await self.relay.subscribe(sid)
 
     async def unsubscribe(self, sid: str, sub: Subscriber) -> None:
-        async with self._joining.setdefault(sid, asyncio.Lock()):
-            hub = self._relays.get(sid)
-            if hub is None:
-                return
-            hub.unsubscribe(sub)
-            if len(hub) == 0:
-                del self._relays[sid]  # (its lock stays: a viewer may be waiting on it)
-                with contextlib.suppress(Exception):
-                    await self._pubsub.unsubscribe(self._channel(sid))
-        with contextlib.suppress(Exception):
-            await self._count(sid, hub)
-
-    async def _count(self, sid: str, hub: Hub) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self._viewers_key(sid), self.node_id, len(hub))
-            pipe.pexpire(self._viewers_key(sid), self._lease_ms)
-            await pipe.execute()
+        await self.relay.unsubscribe(sid, sub)
 
     def relay_dropped(self, sid: str) -> int:
-        hub = self._relays.get(sid)
-        return hub.dropped() if hub is not None else 0
-
-    async def _listen(self) -> None:
-        while True:
-            try:
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._failed("subscription", exc)
-                await asyncio.sleep(0.5)
-                continue
-            if message is None or message.get("type") != "message":
-                continue
-            channel = _text(message["channel"])
-            hub = self._relays.get(channel[len(PREFIX) + len("snap:") :])
-            if hub is not None:
-                hub.publish(_text(message["data"]))
+        return self.relay.dropped(sid)
 
     async def latest(self, sid: str) -> str | None:
-        found = await self._redis.get(self._latest_key(sid))
-        return _text(found) if found is not None else None
+        return await self.relay.latest(sid)
 
     async def ping(self) -> bool:
         try:

@@ -19,15 +19,13 @@ so a refusal can say which part changed. The seal exists because ``torch.load`` 
 container (local headers, CRCs, alignment padding): a flipped byte there changes no tensor, yet the
 file is no longer what ``stream train`` wrote, and we refuse it too.
 
-Hashing is over a canonical serialisation (sorted keys, type tags, each tensor's dtype, shape and
-little-endian bytes), not over pickle bytes, which depend on the torch version.
+This module is the file format (writing, reading, verifying, loading a pair); the canonical hashes
+live in ``hashing`` and the seal in ``seal``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +34,27 @@ import numpy as np
 import torch
 
 from stream import weights
+from stream.au.dem.hashing import Hasher, content_hash, fingerprint, fingerprint_state, integrity, model_sha256
 from stream.au.dem.models import DVPM, IMAGENET_MEAN, IMAGENET_STD, OVPM, DemConfig, build_pair
+from stream.au.dem.seal import load_sealed, save_sealed, seal_state
 from stream.errors import CheckpointError
+
+# Re-exported: callers name them ``checkpoint.fingerprint``, ``checkpoint.save_sealed`` and so on.
+__all__ = [
+    "CheckpointInfo",
+    "DemPair",
+    "fingerprint",
+    "load",
+    "load_ovpm",
+    "load_sealed",
+    "model_sha256",
+    "pack",
+    "read",
+    "resolve",
+    "save",
+    "save_sealed",
+    "weights_spec",
+]
 
 FORMAT = "stream-dem/2"
 OLD_FORMATS = ("stream-dem/1",)
@@ -52,168 +69,6 @@ PART_NAMES = {
     "sha256": "model hash ('sha256')",
     "integrity": "integrity table ('integrity')",
 }
-
-
-# --------------------------------------------------------------------------------------------
-# Canonical hashing
-
-
-class _Hasher:
-    """sha256 over a canonical serialisation; each tensor's bytes are hashed once per instance."""
-
-    def __init__(self) -> None:
-        self._tensors: dict[int, bytes] = {}
-
-    def digest(self, obj: Any) -> str:
-        h = hashlib.sha256()
-        self._feed(h, obj)
-        return h.hexdigest()
-
-    def _tensor(self, t: torch.Tensor) -> bytes:
-        key = id(t)
-        if key not in self._tensors:
-            c = t.detach().to("cpu").contiguous()
-            h = hashlib.sha256(f"{c.dtype}|{tuple(c.shape)}|".encode())
-            if c.numel():  # native byte order: little-endian on every platform torch ships for
-                h.update(c.reshape(-1).view(torch.uint8).numpy().data)
-            self._tensors[key] = h.digest()
-        return self._tensors[key]
-
-    def _feed(self, h: Any, obj: Any) -> None:
-        if isinstance(obj, torch.Tensor):
-            h.update(b"T" + self._tensor(obj))
-        elif isinstance(obj, dict):
-            h.update(b"D%d:" % len(obj))
-            for k in sorted(obj, key=lambda k: (type(k).__name__, str(k))):
-                self._feed(h, k)
-                self._feed(h, obj[k])
-        elif isinstance(obj, (list, tuple)):
-            h.update(b"L%d:" % len(obj))
-            for v in obj:
-                self._feed(h, v)
-        elif isinstance(obj, str):
-            b = obj.encode()
-            h.update(b"S%d:" % len(b) + b)
-        elif isinstance(obj, bool):
-            h.update(b"B1" if obj else b"B0")
-        elif isinstance(obj, int):
-            h.update(b"I%d;" % obj)
-        elif isinstance(obj, float):
-            h.update(b"F" + float.hex(obj).encode() + b";")
-        elif obj is None:
-            h.update(b"N")
-        else:
-            raise TypeError(f"cannot hash a {type(obj).__name__} in a DEM checkpoint")
-
-
-def _fingerprint(state: dict[str, torch.Tensor], config: dict[str, Any], hasher: _Hasher) -> str:
-    return hasher.digest(("stream-dem/ovpm", config, state))
-
-
-def _content_hash(config: dict[str, Any], ovpm_state: dict, dvpm_state: dict | None, hasher: _Hasher) -> str:
-    return hasher.digest(("stream-dem/model", config, ovpm_state, dvpm_state))
-
-
-def _integrity(data: dict[str, Any], hasher: _Hasher) -> dict[str, str | None]:
-    return {
-        part: None if data.get(part) is None else hasher.digest((part, data[part]))
-        for part in ("config", "ovpm", "dvpm")
-    }
-
-
-def fingerprint(model: torch.nn.Module, config: DemConfig) -> str:
-    """sha256 of the configuration and every OVPM parameter/buffer (names, dtypes, shapes, bytes)."""
-    return _fingerprint(model.state_dict(), config.as_dict(), _Hasher())
-
-
-def model_sha256(config: DemConfig, ovpm: OVPM, dvpm: DVPM | None) -> str:
-    """The model's content hash (config + both state dicts): what a report names as the checkpoint."""
-    return _content_hash(config.as_dict(), ovpm.state_dict(), None if dvpm is None else dvpm.state_dict(), _Hasher())
-
-
-# --------------------------------------------------------------------------------------------
-# The seal: sha256 of the whole file in the zip archive comment
-
-
-_SEAL_PREFIX = b"stream-sha256:"
-_SEAL_LENGTH = len(_SEAL_PREFIX) + 64
-_EOCD = b"PK\x05\x06"  # end of central directory record: 22 bytes, the comment length in its last 2
-
-
-def _hash_file(path: Path, length: int, tail: bytes = b"") -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        left = length
-        while left > 0:
-            chunk = f.read(min(left, 1 << 22))
-            if not chunk:
-                break
-            h.update(chunk)
-            left -= len(chunk)
-    h.update(tail)
-    return h.hexdigest()
-
-
-def _seal(path: Path) -> None:
-    """Append the sha256 of the file as its zip archive comment (zip readers, torch's included, skip it)."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        f.seek(size - 22)
-        eocd = f.read(22)
-    if eocd[:4] != _EOCD or eocd[20:22] != b"\x00\x00":
-        raise RuntimeError(f"{path}: torch.save wrote a zip layout this version cannot seal")
-    digest = _hash_file(path, size)
-    with path.open("r+b") as f:
-        f.seek(size - 2)
-        f.write(struct.pack("<H", _SEAL_LENGTH) + _SEAL_PREFIX + digest.encode())
-
-
-def _seal_state(path: Path) -> str:
-    """'ok', 'missing' (a plain zip without a seal) or 'broken' (a seal that does not match the bytes)."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        f.seek(max(0, size - 22 - _SEAL_LENGTH))
-        tail = f.read()
-    if len(tail) >= 22 and tail[-22:-18] == _EOCD and tail[-2:] == b"\x00\x00":
-        return "missing"
-    eocd, seal = tail[:22], tail[22:]
-    if (
-        len(tail) < 22 + _SEAL_LENGTH
-        or eocd[:4] != _EOCD
-        or eocd[20:22] != struct.pack("<H", _SEAL_LENGTH)
-        or not seal.startswith(_SEAL_PREFIX)
-    ):
-        return "broken"
-    actual = _hash_file(path, size - _SEAL_LENGTH - 2, b"\x00\x00")
-    return "ok" if actual.encode() == seal[len(_SEAL_PREFIX) :] else "broken"
-
-
-def save_sealed(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` then seal, through a temporary name: never a half-written file under the real one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    _seal(tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def load_sealed(path: str | Path, what: str, fix: str) -> Any:
-    """A sealed file's content (``weights_only=True``); CheckpointError naming ``what`` and ``fix`` otherwise."""
-    path = Path(path)
-    seal = _seal_state(path)
-    if seal != "ok":
-        problem = (
-            "carries no seal (written by an older version?)"
-            if seal == "missing"
-            else "does not match its seal (damaged or edited)"
-        )
-        raise CheckpointError(f"{path}: this {what} {problem}: {fix}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a damaged file
-        raise CheckpointError(f"{path}: this {what} cannot be read ({exc}): {fix}") from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,11 +102,11 @@ def pack(
     ovpm_fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """The checkpoint dict. ``ovpm_fingerprint``: the OVPM the DVPM was trained on (default: this one)."""
-    hasher = _Hasher()
+    hasher = Hasher()
     cfg = config.as_dict()
     ovpm_state = _cpu(ovpm.state_dict())
     dvpm_state = None if dvpm is None else _cpu(dvpm.state_dict())
-    fp = _fingerprint(ovpm_state, cfg, hasher)
+    fp = fingerprint_state(ovpm_state, cfg, hasher)
     data: dict[str, Any] = {
         "format": FORMAT,
         "config": cfg,
@@ -263,9 +118,9 @@ def pack(
             "ovpm_fingerprint": ovpm_fingerprint or fp,
             "trained": _plain(dvpm_record or {}),
         },
-        "sha256": _content_hash(cfg, ovpm_state, dvpm_state, hasher),
+        "sha256": content_hash(cfg, ovpm_state, dvpm_state, hasher),
     }
-    data["integrity"] = _integrity(data, hasher)
+    data["integrity"] = integrity(data, hasher)
     return data
 
 
@@ -314,7 +169,7 @@ def read(path: str | Path) -> dict[str, Any]:
     path = resolve(path)
     if not path.is_file():
         raise CheckpointError(f"DEM checkpoint {path} does not exist: {TRAIN_HINT}")
-    seal = _seal_state(path)
+    seal = seal_state(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt, truncated or foreign file
@@ -329,18 +184,18 @@ def read(path: str | Path) -> dict[str, Any]:
     if data["format"] != FORMAT:
         raise CheckpointError(f"{path} has format {data['format']!r}; this version reads {FORMAT!r}: {TRAIN_HINT}")
     _check_structure(path, data)
-    hasher = _Hasher()
+    hasher = Hasher()
     recorded = data["integrity"]
-    for part, actual in _integrity(data, hasher).items():
+    for part, actual in integrity(data, hasher).items():
         if recorded.get(part) != actual:
             raise CheckpointError(
                 f"{path}: the {PART_NAMES[part]} does not match the sha256 recorded with it "
                 f"(the file was damaged or edited after it was written): {RETRAIN_HINT}"
             )
     dvpm_state = None if data["dvpm"] is None else data["dvpm"]["state_dict"]
-    if _content_hash(data["config"], data["ovpm"]["state_dict"], dvpm_state, hasher) != data["sha256"]:
+    if content_hash(data["config"], data["ovpm"]["state_dict"], dvpm_state, hasher) != data["sha256"]:
         raise CheckpointError(f"{path}: the {PART_NAMES['sha256']} does not match the weights: {RETRAIN_HINT}")
-    if _fingerprint(data["ovpm"]["state_dict"], data["config"], hasher) != data["ovpm"]["fingerprint"]:
+    if fingerprint_state(data["ovpm"]["state_dict"], data["config"], hasher) != data["ovpm"]["fingerprint"]:
         raise CheckpointError(
             f"{path}: OVPM weights do not match their recorded fingerprint (file corrupt or edited): {RETRAIN_HINT}"
         )
