@@ -7,12 +7,12 @@ every other grading module builds or reads them. Pure, no I/O.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from stream.grading.scales import ESTIMATE_LABEL
+from stream.session.jsonsafe import finite_or_none, finite_pair
 from stream.symptoms.evidence import Findings
 
 ScoreKind = Literal["voluntary", "synkinesis", "resting", "composite"]
@@ -138,15 +138,3 @@ class ExerciseEvidence:
     segment_id: int
     findings: Findings
     delta_am: Mapping[str, float | None] = field(default_factory=dict)
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """JSON-safe number: NaN and infinities become None."""
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def finite_pair(values: tuple[float, float] | None) -> list[float | None] | None:
-    """JSON-safe interval (``finite_or_none`` of each end)."""
-    return None if values is None else [finite_or_none(values[0]), finite_or_none(values[1])]

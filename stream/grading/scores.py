@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from stream.grading.results import ExerciseEvidence, Score, finite_or_none, finite_pair
+from stream.grading.results import ExerciseEvidence, Score
 from stream.grading.scales import SYNKINESIS_WORDS, VOLUNTARY_WORDS, signal_region, synkinesis_severity, voluntary_score
+from stream.session.jsonsafe import finite_or_none, finite_pair
 from stream.symptoms.evidence import Findings, RegionFinding
 
 

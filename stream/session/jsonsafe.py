@@ -16,6 +16,18 @@ JSON: TypeAlias = None | bool | int | float | str | list["JSON"] | dict[str, "JS
 JSONObject = dict[str, JSON]
 
 
+def finite_or_none(value: float | None) -> float | None:
+    """JSON-safe number: NaN and infinities become None."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def finite_pair(values: tuple[float, float] | None) -> list[float | None] | None:
+    """JSON-safe interval (``finite_or_none`` of each end)."""
+    return None if values is None else [finite_or_none(values[0]), finite_or_none(values[1])]
+
+
 def clean(value: object, *, decimals: int | None = 3, significant: int | None = None) -> JSON:
     """``value`` with every float finite-or-None and rounded; arrays and numpy scalars as plain lists/numbers."""
     if isinstance(value, float):

@@ -10,13 +10,13 @@ Pure: frozen dataclasses; no I/O.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from stream.aus import Side
+from stream.session.jsonsafe import finite_or_none, finite_pair
 
 RegionStatus = Literal["weaker_side", "no_clear_difference", "did_not_move", "not_enough_keyframes"]
 
@@ -43,12 +43,12 @@ class RegionFinding:
             "weaker_side": self.weaker_side,
             "n_keyframes": self.n_keyframes,
             "n_moving": self.n_moving,
-            "asymmetry": _num(self.asymmetry),
-            "asymmetry_interval": _pair(self.asymmetry_interval),
-            "weaker_percent": _num(self.weaker_percent),
-            "weaker_percent_interval": _pair(self.weaker_percent_interval),
-            "delta_am": _num(self.delta_am),
-            "delta_am_interval": _pair(self.delta_am_interval),
+            "asymmetry": finite_or_none(self.asymmetry),
+            "asymmetry_interval": finite_pair(self.asymmetry_interval),
+            "weaker_percent": finite_or_none(self.weaker_percent),
+            "weaker_percent_interval": finite_pair(self.weaker_percent_interval),
+            "delta_am": finite_or_none(self.delta_am),
+            "delta_am_interval": finite_pair(self.delta_am_interval),
             "reason": self.reason,
         }
 
@@ -82,12 +82,12 @@ class SynkinesisFinding:
             "n_together": self.n_together,
             "n_other_side": self.n_other_side,
             "episodes": self.episodes,
-            "cross_difference": _num(self.cross_difference),
-            "same_side_difference": _num(self.same_side_difference),
-            "share_with_trigger": _num(self.share_with_trigger),
-            "share_without_trigger": _num(self.share_without_trigger),
-            "p_value": _num(self.p_value),
-            "p_adjusted": _num(self.p_adjusted),
+            "cross_difference": finite_or_none(self.cross_difference),
+            "same_side_difference": finite_or_none(self.same_side_difference),
+            "share_with_trigger": finite_or_none(self.share_with_trigger),
+            "share_without_trigger": finite_or_none(self.share_without_trigger),
+            "p_value": finite_or_none(self.p_value),
+            "p_adjusted": finite_or_none(self.p_adjusted),
         }
 
 
@@ -161,13 +161,3 @@ def paper_findings(state: Any) -> Findings:
             "normal_threshold": state.normal_threshold,
         },
     )
-
-
-def _num(value: float | None) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _pair(values: tuple[float, float] | None) -> list[float | None] | None:
-    return None if values is None else [_num(values[0]), _num(values[1])]
