@@ -11,16 +11,27 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from stream.grading.results import ExerciseEvidence, Score
+from stream.grading.results import ExerciseEvidence, Score, ScoreKind
 from stream.grading.scales import SYNKINESIS_WORDS, VOLUNTARY_WORDS, signal_region, synkinesis_severity, voluntary_score
 from stream.session.jsonsafe import finite_or_none, finite_pair
 from stream.symptoms.evidence import Findings, RegionFinding
+
+SCALES: dict[ScoreKind, str] = {"voluntary": "1-5", "synkinesis": "0-3", "resting": "0-20", "composite": "0-100"}
+
+
+def not_graded(
+    key: str, title: str, kind: ScoreKind, reason: str, basis: str = "", evidence: dict[str, Any] | None = None
+) -> Score:
+    """A score left without a value on its kind's scale; ``reason`` says why."""
+    return Score(
+        key, title, kind, None, SCALES[kind], reason, basis=basis, evidence={} if evidence is None else evidence
+    )
 
 
 def score_voluntary(key: str, title: str, finding: RegionFinding | None, basis: str) -> Score:
     key = f"{key}.voluntary"
     if finding is None:
-        return Score(key, title, "voluntary", None, "1-5", "no verdict for this region", basis=basis)
+        return not_graded(key, title, "voluntary", "no verdict for this region", basis)
     evidence = {
         "status": finding.status,
         "weaker_side": finding.weaker_side,
@@ -31,31 +42,25 @@ def score_voluntary(key: str, title: str, finding: RegionFinding | None, basis: 
         "finding": finding.reason,
     }
     if finding.status == "not_enough_keyframes":
-        return Score(
-            key, title, "voluntary", None, "1-5", f"not graded: {finding.reason}", basis=basis, evidence=evidence
-        )
+        return not_graded(key, title, "voluntary", f"not graded: {finding.reason}", basis, evidence)
     if finding.status == "did_not_move":
-        return Score(
+        return not_graded(
             key,
             title,
             "voluntary",
-            None,
-            "1-5",
             f"not graded: neither side moved enough ({finding.reason}); was the movement done?",
-            basis=basis,
-            evidence=evidence,
+            basis,
+            evidence,
         )
     percent, interval = finding.weaker_percent, finding.weaker_percent_interval
     if percent is None or interval is None or not math.isfinite(percent):
-        return Score(
+        return not_graded(
             key,
             title,
             "voluntary",
-            None,
-            "1-5",
             "not graded: these rules give no % of the stronger side (the evidence rules do)",
-            basis=basis,
-            evidence=evidence,
+            basis,
+            evidence,
         )
     lo, hi = voluntary_score(interval[0]), voluntary_score(interval[1])
     measured = f"weaker side at {percent:.0f} % of the stronger (95 % interval {interval[0]:.0f}-{interval[1]:.0f} %)"
@@ -78,26 +83,22 @@ def score_synkinesis(key: str, title: str, findings: Findings | None, region: st
     """Synkinesis during a movement of ``region``: pairs whose trigger is that region."""
     key = f"{key}.synkinesis"
     if findings is None:
-        return Score(key, title, "synkinesis", None, "0-3", "no findings for this movement", basis=basis)
+        return not_graded(key, title, "synkinesis", "no findings for this movement", basis)
     if findings.rules != "evidence":
-        return Score(
+        return not_graded(
             key,
             title,
             "synkinesis",
-            None,
-            "0-3",
             "not graded: the paper's pairs carry no tested effect (use the evidence rules)",
-            basis=basis,
+            basis,
         )
     if region == "eyebrows":
-        return Score(
+        return not_graded(
             key,
             title,
             "synkinesis",
-            None,
-            "0-3",
             "not graded: the evidence rules test eye-mouth synkinesis only, none for the eyebrows (brow raise)",
-            basis=basis,
+            basis,
         )
     pairs = [p for p in findings.synkinesis if signal_region(p.trigger) == region]
     evidence: dict[str, Any] = {"n_pairs_tested": findings.n_pairs_tested, "pairs": [p.to_json() for p in pairs]}
@@ -112,15 +113,13 @@ def score_synkinesis(key: str, title: str, findings: Findings | None, region: st
         )
         return Score(key, title, "synkinesis", float(value), "0-3", reason, basis=basis, evidence=evidence)
     if findings.n_pairs_tested == 0:
-        return Score(
+        return not_graded(
             key,
             title,
             "synkinesis",
-            None,
-            "0-3",
             "not graded: no pair could be tested (the trigger movement was not seen in enough keyframes)",
-            basis=basis,
-            evidence=evidence,
+            basis,
+            evidence,
         )
     return Score(
         key,
@@ -138,33 +137,29 @@ def score_synkinesis(key: str, title: str, findings: Findings | None, region: st
 def score_resting(rest: ExerciseEvidence | None, estimator_is_proxy: bool, dead_band: float) -> Score:
     title = "Resting symmetry"
     if rest is None:
-        return Score("resting", title, "resting", None, "0-20", "not graded: no rest exercise was recorded")
+        return not_graded("resting", title, "resting", "not graded: no rest exercise was recorded")
     delta = {k: finite_or_none(v) for k, v in rest.delta_am.items()}
     evidence = {"delta_am_at_rest": delta, "dead_band": dead_band, "estimator_is_proxy": estimator_is_proxy}
     basis = f"exercise segment {rest.segment_id} (rest)"
     if estimator_is_proxy:
-        return Score(
+        return not_graded(
             "resting",
             title,
             "resting",
-            None,
-            "0-20",
             "not graded: the flow proxy measures movement from the patient's own first frame, so an "
             "asymmetry already present at rest is part of its reference and cannot be seen",
-            basis=basis,
-            evidence=evidence,
+            basis,
+            evidence,
         )
     eye, mouth = delta.get("eyes"), delta.get("mouth")
     if eye is None or mouth is None:
-        return Score(
+        return not_graded(
             "resting",
             title,
             "resting",
-            None,
-            "0-20",
             "not graded: the rest exercise has no ΔAM for the eyes or the mouth",
-            basis=basis,
-            evidence=evidence,
+            basis,
+            evidence,
         )
     points = int(abs(eye) > dead_band) + int(abs(mouth) > dead_band)
     value = 5.0 * points

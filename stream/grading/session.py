@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from stream.grading.results import Basis, ExerciseEvidence, Grades, MovementGrade, RegionAsymmetry, Score
 from stream.grading.scales import ESTIMATE_LABEL, MOVEMENT_KEYS, MOVEMENTS, REGION_TITLES, REST
-from stream.grading.scores import score_resting, score_synkinesis, score_voluntary
+from stream.grading.scores import not_graded, score_resting, score_synkinesis, score_voluntary
 from stream.symptoms.evidence import Findings, RegionFinding
 
 
@@ -23,12 +23,10 @@ def _composite(movements: list[MovementGrade], resting: Score) -> Score:
     missing = [m.title for m in graded if m.voluntary.value is None]
     if len(graded) < 5 or missing:
         why = ", ".join(missing) if missing else "the five Sunnybrook movements were not recorded as exercises"
-        return Score(
+        return not_graded(
             "composite",
             title,
             "composite",
-            None,
-            "0-100",
             f"not computed: needs a voluntary score for all five Sunnybrook movements; missing: {why}",
         )
     voluntary = 4.0 * sum(float(m.voluntary.value or 0.0) for m in graded)
@@ -62,6 +60,29 @@ def _region_asymmetry(finding: RegionFinding) -> RegionAsymmetry:
         finding.asymmetry,
         finding.n_moving,
         finding.reason,
+    )
+
+
+def _movement(
+    key: str,
+    title: str,
+    region: str,
+    sunnybrook: bool,
+    finding: RegionFinding | None,
+    voluntary: Score,
+    synkinesis: Score,
+) -> MovementGrade:
+    """One movement's grade: its scores and the region finding (if any) they were read from."""
+    return MovementGrade(
+        key,
+        title,
+        region,
+        sunnybrook,
+        finding.weaker_side if finding else None,
+        finding.weaker_percent if finding else None,
+        finding.weaker_percent_interval if finding else None,
+        voluntary,
+        synkinesis,
     )
 
 
@@ -100,37 +121,17 @@ def grade(
             chosen = graded[-1] if graded else (segments[-1] if segments else None)
             if chosen is None:
                 none = "not graded: this exercise was not recorded"
-                movements.append(
-                    MovementGrade(
-                        m.key,
-                        m.title,
-                        m.region,
-                        m.sunnybrook,
-                        None,
-                        None,
-                        None,
-                        Score(f"{m.key}.voluntary", m.title, "voluntary", None, "1-5", none),
-                        Score(f"{m.key}.synkinesis", m.title, "synkinesis", None, "0-3", none),
-                    )
+                finding = None
+                voluntary = not_graded(f"{m.key}.voluntary", m.title, "voluntary", none)
+                synkinesis = not_graded(f"{m.key}.synkinesis", m.title, "synkinesis", none)
+            else:
+                where = f"exercise segment {chosen.segment_id}" + (
+                    f" (of {len(segments)} done)" if len(segments) > 1 else ""
                 )
-                continue
-            where = f"exercise segment {chosen.segment_id}" + (
-                f" (of {len(segments)} done)" if len(segments) > 1 else ""
-            )
-            finding = chosen.findings.regions.get(m.region)
-            movements.append(
-                MovementGrade(
-                    m.key,
-                    m.title,
-                    m.region,
-                    m.sunnybrook,
-                    finding.weaker_side if finding else None,
-                    finding.weaker_percent if finding else None,
-                    finding.weaker_percent_interval if finding else None,
-                    score_voluntary(m.key, m.title, finding, where),
-                    score_synkinesis(m.key, m.title, chosen.findings, m.region, where),
-                )
-            )
+                finding = chosen.findings.regions.get(m.region)
+                voluntary = score_voluntary(m.key, m.title, finding, where)
+                synkinesis = score_synkinesis(m.key, m.title, chosen.findings, m.region, where)
+            movements.append(_movement(m.key, m.title, m.region, m.sunnybrook, finding, voluntary, synkinesis))
         composite = _composite(movements, resting)
     else:
         basis = "whole_recording"
@@ -140,25 +141,14 @@ def grade(
         )
         for name, finding in session.regions.items():
             title = REGION_TITLES.get(name, name)
-            movements.append(
-                MovementGrade(
-                    f"region:{name}",
-                    title,
-                    name,
-                    False,
-                    finding.weaker_side,
-                    finding.weaker_percent,
-                    finding.weaker_percent_interval,
-                    score_voluntary(f"region:{name}", title, finding, "whole recording"),
-                    score_synkinesis(f"region:{name}", title, session, name, "whole recording"),
-                )
-            )
-        composite = Score(
+            key = f"region:{name}"
+            voluntary = score_voluntary(key, title, finding, "whole recording")
+            synkinesis = score_synkinesis(key, title, session, name, "whole recording")
+            movements.append(_movement(key, title, name, False, finding, voluntary, synkinesis))
+        composite = not_graded(
             "composite",
             "Composite (Sunnybrook-style)",
             "composite",
-            None,
-            "0-100",
             "not computed: a whole recording without exercise segments does not separate the five Sunnybrook movements",
         )
     return Grades(basis, movements, regions, resting, composite, notes)
