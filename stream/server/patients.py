@@ -192,6 +192,16 @@ def patient_routes(
     def link(request: Any, code: str, token: str) -> str:
         return f"{base_url(request)}/p/{code}/history?token={token}"
 
+    def issue_link(request: Any, code: str) -> dict[str, Any]:
+        """A new history link for patient ``code``: its URL, its token (shown once) and when it expires."""
+        token = new_token()
+        issued = store.add_patient_token(code, token_hash(token))
+        return {
+            "history_url": link(request, code, token),
+            "history_token": token,
+            "history_expires_at": link_expiry(issued),
+        }
+
     async def create_patient(request: Any) -> Any:
         gate.check_admin(request)
         body = await read_json(request)
@@ -204,18 +214,7 @@ def patient_routes(
         label = str(body.get("label", ""))[:200]
         if not store.create_patient(code, label):
             return error(409, f"patient code {code} is already taken")
-        token = new_token()
-        issued = store.add_patient_token(code, token_hash(token))
-        return JSONResponse(
-            {
-                "code": code,
-                "label": label,
-                "history_url": link(request, code, token),
-                "history_token": token,
-                "history_expires_at": link_expiry(issued),
-            },
-            status_code=201,
-        )
+        return JSONResponse({"code": code, "label": label, **issue_link(request, code)}, status_code=201)
 
     async def list_patients(request: Any) -> Any:
         gate.check_admin(request)
@@ -226,17 +225,7 @@ def patient_routes(
         code = request.path_params["code"]
         if store.patient(code) is None:
             return error(404, "not found")
-        token = new_token()
-        issued = store.add_patient_token(code, token_hash(token))
-        return JSONResponse(
-            {
-                "code": code,
-                "history_url": link(request, code, token),
-                "history_token": token,
-                "history_expires_at": link_expiry(issued),
-            },
-            status_code=201,
-        )
+        return JSONResponse({"code": code, **issue_link(request, code)}, status_code=201)
 
     async def history_page(request: Any) -> Any:
         check_history(gate, store, request, request.path_params["code"], admin_key)

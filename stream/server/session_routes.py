@@ -45,6 +45,13 @@ _REPORT_FILES = {
 def session_routes(
     settings: ServerSettings, store: Store, gate: Gate, node: Node, sessions: SessionRegistry
 ) -> list[BaseRoute]:
+    async def routed(request: Request, role: Role, *, ended_ok: bool = False) -> tuple[str, Response | None]:
+        """The session id once the request's token holds ``role`` in it, and the answer of the node that
+        holds the session when that is another one (None: serve it here)."""
+        sid = request.path_params["sid"]
+        gate.check(request, sid, role, ended_ok=ended_ok)
+        return sid, await node.route(request, sid)
+
     async def patient_page(request: Request) -> Response:
         gate.check(request, request.path_params["sid"], Role.PATIENT)
         return page("patient.html")
@@ -67,9 +74,8 @@ def session_routes(
         )
 
     async def offer(request: Request) -> Response:
-        sid = request.path_params["sid"]
-        gate.check(request, sid, Role.PATIENT)
-        if (moved := await node.route(request, sid)) is not None:
+        sid, moved = await routed(request, Role.PATIENT)
+        if moved is not None:
             return moved
         try:
             description = parse_offer(await read_json(request))
@@ -81,9 +87,8 @@ def session_routes(
         return JSONResponse({"sdp": answer.sdp, "type": answer.type})
 
     async def exercise(request: Request) -> Response:
-        sid = request.path_params["sid"]
-        gate.check(request, sid, Role.PATIENT)
-        if (moved := await node.route(request, sid)) is not None:
+        sid, moved = await routed(request, Role.PATIENT)
+        if moved is not None:
             return moved
         body = await read_json(request)
         if not isinstance(body, dict) or body.get("action") not in ("start", "stop"):
@@ -100,26 +105,23 @@ def session_routes(
         return JSONResponse({"segment": segment.to_json() if segment else None})
 
     async def hangup(request: Request) -> Response:
-        sid = request.path_params["sid"]
-        gate.check(request, sid, Role.PATIENT, ended_ok=True)
-        if (moved := await node.route(request, sid)) is not None:
+        sid, moved = await routed(request, Role.PATIENT, ended_ok=True)
+        if moved is not None:
             return moved
         async with sessions.use(sid) as session:
             await session.hang_up()
         return JSONResponse({"ok": True})
 
     async def state(request: Request) -> Response:
-        sid = request.path_params["sid"]
-        gate.check(request, sid, Role.CLINICIAN)
-        if (moved := await node.route(request, sid)) is not None:
+        sid, moved = await routed(request, Role.CLINICIAN)
+        if moved is not None:
             return moved
         async with sessions.use(sid) as session:
             return Response(session.hub.latest or "{}", media_type="application/json")
 
     async def scope_statistics(request: Request) -> Response:
-        sid = request.path_params["sid"]
-        gate.check(request, sid, Role.CLINICIAN)
-        if (moved := await node.route(request, sid)) is not None:
+        sid, moved = await routed(request, Role.CLINICIAN)
+        if moved is not None:
             return moved
         async with sessions.use(sid) as session:
             found = session.statistics(request.query_params.get("scope", "session"))
