@@ -61,6 +61,8 @@ from test_server_support import (  # noqa: E402
     free_port,
     load_face_frames,
     looping_track,
+    next_snapshot,
+    send_offer,
     ws_url,
 )
 
@@ -228,32 +230,9 @@ async def fanout(
 
 
 # -- takeover ------------------------------------------------------------------------------------
-async def next_snapshot(ws: Any, until: Any, timeout: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic())))
-        if until(message):
-            return message
-
-
 async def offer(url: str, session: dict[str, Any], frames: list[Any]) -> tuple[Any, int]:
-    import httpx
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver(looping_track(frames), direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    async with httpx.AsyncClient(timeout=60) as http:
-        r = await http.post(
-            f"{url}/api/s/{session['session_id']}/offer",
-            json={"sdp": pc.localDescription.sdp, "type": "offer"},
-            headers={"Authorization": f"Bearer {session['patient_token']}"},
-        )
-    if r.status_code != 200:
-        await pc.close()
-        return None, r.status_code
-    await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
-    return pc, 200
+    pc, r = await send_offer(url, session, looping_track(frames))
+    return pc, r.status_code
 
 
 async def takeover(runs: int, lease: float) -> dict[str, Any]:
@@ -271,7 +250,7 @@ async def takeover(runs: int, lease: float) -> dict[str, Any]:
                 pc, status = await offer(a.url, session, frames)
                 assert status == 200
                 async with websockets.connect(ws_url(c.url, session), max_size=None) as ws:
-                    before = await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 5)
+                    before = await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 5, timeout=180)
                     a.proc.send_signal(signal.SIGKILL)
                     killed = time.monotonic()
                     await pc.close()
@@ -287,7 +266,9 @@ async def takeover(runs: int, lease: float) -> dict[str, Any]:
                     attempts.append(tries)
                     n0 = before["health"]["keyframes"]
                     await next_snapshot(
-                        ws, lambda m, n0=n0: m["live"] and m["health"]["keyframes"] > n0 and m["latest"]["seq"] >= n0
+                        ws,
+                        lambda m, n0=n0: m["live"] and m["health"]["keyframes"] > n0 and m["latest"]["seq"] >= n0,
+                        timeout=180,
                     )
                     shown.append(time.monotonic() - killed)
                     await pc.close()

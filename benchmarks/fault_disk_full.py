@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +44,7 @@ from test_server_support import (  # noqa: E402
     connect_patient,
     create_session,
     load_face_frames,
+    next_snapshot,
     ws_url,
 )
 
@@ -104,24 +103,6 @@ def fill(path: Path) -> int:
     return written
 
 
-async def snapshot(
-    ws: Any,
-    until: Callable[[dict[str, Any]], bool],
-    timeout: float,
-    fail: Callable[[dict[str, Any]], bool] | None = None,
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("no snapshot met the condition in time")
-        message = json.loads(await asyncio.wait_for(ws.recv(), left))
-        if fail is not None and fail(message):
-            raise AssertionError(f"unexpected snapshot: status {message['status']}, alert {message.get('alert')}")
-        if until(message):
-            return message
-
-
 def storage_alert(m: dict[str, Any]) -> bool:
     return (m.get("alert") or {}).get("code") == "storage"
 
@@ -153,10 +134,10 @@ async def run(mnt: Path, tmp: Path, args: argparse.Namespace, r: dict[str, Any])
         assert (
             await http.post(f"/api/s/{sid}/exercise", json={"action": "start", "exercise": "smile"}, headers=patient)
         ).status_code == 200
-        first = await snapshot(ws, lambda m: m["health"]["keyframes"] >= 1, args.timeout, fail=ended)
+        first = await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 1, timeout=args.timeout, fail=ended)
         t_stream = time.monotonic()
         # 1. the tmpfs fills
-        paused = await snapshot(ws, storage_alert, args.timeout, fail=ended)
+        paused = await next_snapshot(ws, storage_alert, timeout=args.timeout, fail=ended)
         r["full_after_s"] = time.monotonic() - t_stream
         r["used_kib_when_full"], r["tmpfs_kib"] = used_kib(mnt)
         r["alert_message"] = paused["alert"]["message"]
@@ -165,8 +146,8 @@ async def run(mnt: Path, tmp: Path, args: argparse.Namespace, r: dict[str, Any])
         r["keyframes_before_full"] = paused["health"]["keyframes"] - first["health"]["keyframes"]
         state = (await http.get(f"/api/s/{sid}/state", headers=clinician)).json()
         r["api_state_alert"] = (state.get("alert") or {}).get("code")
-        dropping = await snapshot(
-            ws, lambda m: m["health"]["frames_dropped_storage"] >= args.drop_frames, args.timeout, fail=ended
+        dropping = await next_snapshot(
+            ws, lambda m: m["health"]["frames_dropped_storage"] >= args.drop_frames, timeout=args.timeout, fail=ended
         )
         r["dropping_live"] = dropping["status"] == "live" and dropping["live"] and storage_alert(dropping)
         r["keyframes_while_full"] = dropping["health"]["keyframes"] - paused["health"]["keyframes"]
@@ -175,7 +156,7 @@ async def run(mnt: Path, tmp: Path, args: argparse.Namespace, r: dict[str, Any])
         remount(mnt, args.grow_to)
         t_grow = time.monotonic()
         r["grown_at"] = time.time()  # wall clock, as the stored receipt times
-        resumed = await snapshot(ws, lambda m: m["alert"] is None, args.timeout, fail=ended)
+        resumed = await next_snapshot(ws, lambda m: m["alert"] is None, timeout=args.timeout, fail=ended)
         r["resume_after_s"] = time.monotonic() - t_grow
         r["frames_dropped_storage"] = resumed["health"]["frames_dropped_storage"]
 
@@ -183,28 +164,28 @@ async def run(mnt: Path, tmp: Path, args: argparse.Namespace, r: dict[str, Any])
         def not_full(m: dict[str, Any]) -> bool:
             return ended(m) or storage_alert(m)
 
-        fresh = await snapshot(
+        fresh = await next_snapshot(
             ws,
             lambda m: m["latest"] is not None and m["latest"]["received_at"] > r["grown_at"],
-            args.timeout,
+            timeout=args.timeout,
             fail=not_full,
         )
-        more = await snapshot(
+        more = await next_snapshot(
             ws,
             lambda m: m["health"]["keyframes"] >= fresh["health"]["keyframes"] + args.more - 1,
-            args.timeout,
+            timeout=args.timeout,
             fail=not_full,
         )
         r["keyframes_after_resume"] = more["health"]["keyframes"] - resumed["health"]["keyframes"]
         if args.refill:  # 3a. full again: the end of the stream meets a full disk
             r["ballast_bytes"] = fill(mnt / "ballast")
-            await snapshot(ws, storage_alert, args.timeout, fail=ended)
+            await next_snapshot(ws, storage_alert, timeout=args.timeout, fail=ended)
         # 3. hang-up, then SIGTERM
         t0 = time.monotonic()
         hang = await http.post(f"/api/s/{sid}/hangup", headers=patient)
         r["hangup_s"] = time.monotonic() - t0
         r["hangup_status"] = hang.status_code
-        final = await snapshot(ws, ended, args.timeout)
+        final = await next_snapshot(ws, ended, timeout=args.timeout)
         if args.refill:  # requests that must write: 503 once the last free bytes of the pages are used
             for _ in range(200):
                 created = await http.post("/api/sessions", json={}, headers={"Authorization": f"Bearer {ADMIN_KEY}"})

@@ -12,11 +12,13 @@ import json
 import os
 import signal
 import time
+from functools import partial
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+import test_server_support as support
 import websockets
 from test_server_support import (
     ProcessServer,
@@ -61,38 +63,21 @@ def patient_headers(session: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {session['patient_token']}"}
 
 
-async def next_snapshot(ws: Any, until: Any, timeout: float = TIMEOUT_S) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic())))
-        if until(message):
-            return message
+next_snapshot = partial(support.next_snapshot, timeout=TIMEOUT_S)
 
 
 async def offer_until_answered(url: str, session: dict[str, Any], frames: list[Any]) -> tuple[Any, list[int]]:
     """A patient (re)connecting: offers until a node answers (503 while the dead owner's lease runs)."""
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-
     statuses: list[int] = []
     deadline = time.monotonic() + TIMEOUT_S
-    async with httpx.AsyncClient(timeout=60) as http:
-        while True:
-            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-            pc.addTransceiver(looping_track(frames), direction="sendonly")
-            await pc.setLocalDescription(await pc.createOffer())
-            r = await http.post(
-                f"{url}/api/s/{session['session_id']}/offer",
-                json={"sdp": pc.localDescription.sdp, "type": "offer"},
-                headers=patient_headers(session),
-            )
-            statuses.append(r.status_code)
-            if r.status_code == 200:
-                await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
-                return pc, statuses
-            await pc.close()
-            assert r.status_code == 503 and r.headers.get("retry-after"), r.text
-            assert time.monotonic() < deadline, f"no node took the session over: {statuses}"
-            await asyncio.sleep(float(r.headers["retry-after"]))  # what the patient page does
+    while True:
+        pc, r = await support.send_offer(url, session, looping_track(frames))
+        statuses.append(r.status_code)
+        if pc is not None:
+            return pc, statuses
+        assert r.status_code == 503 and r.headers.get("retry-after"), r.text
+        assert time.monotonic() < deadline, f"no node took the session over: {statuses}"
+        await asyncio.sleep(float(r.headers["retry-after"]))  # what the patient page does
 
 
 def stored_rows(db: str, sid: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,10 +9,12 @@ import json
 import re
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
+import test_server_support as support
 import websockets
 from test_server_support import (
     ADMIN_KEY,
@@ -82,15 +84,7 @@ def clinician(session: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {session['clinician_token']}"}
 
 
-async def next_snapshot(ws: Any, until: Any, fail: Any = None, timeout: float = TIMEOUT_S) -> dict[str, Any]:
-    """The first snapshot where ``until`` holds; a snapshot where ``fail`` holds ends the test at once."""
-    deadline = time.monotonic() + timeout
-    while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic())))
-        if fail is not None and fail(message):
-            raise AssertionError(f"unexpected snapshot: status {message['status']}, alert {message.get('alert')}")
-        if until(message):
-            return message
+next_snapshot = partial(support.next_snapshot, timeout=TIMEOUT_S)
 
 
 def ended(m: dict[str, Any]) -> bool:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import time
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
+import test_server_support as support
 import websockets
 from test_server_support import (
     ADMIN_KEY,
@@ -42,12 +43,7 @@ def face_frames(shared_data):
     return load_face_frames(shared_data / "d9.mp4")
 
 
-async def next_snapshot(ws: Any, until: Any, timeout: float = TIMEOUT_S) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic())))
-        if until(message):
-            return message
+next_snapshot = partial(support.next_snapshot, timeout=TIMEOUT_S)
 
 
 def patient(session: dict[str, Any]) -> dict[str, str]:

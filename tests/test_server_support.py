@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import socket
 import subprocess
@@ -217,13 +218,13 @@ def looping_track(frames: list[Any]) -> Any:
     return LoopingTrack()
 
 
-async def connect_patient(url: str, session: dict[str, Any], frames: list[Any], track: Any = None) -> Any:
-    """A Python WebRTC patient: offer over HTTP with the patient token, stream ``frames`` in a loop
-    (or ``track``, a ``looping_track`` the test controls)."""
+async def send_offer(url: str, session: dict[str, Any], track: Any) -> tuple[Any, httpx.Response]:
+    """A Python WebRTC patient offers ``track`` over HTTP with the patient token: the connected peer and
+    the server's answer, or None and the refusal (the peer closed)."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver(track or looping_track(frames), direction="sendonly")
+    pc.addTransceiver(track, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     async with httpx.AsyncClient(timeout=60) as http:
         r = await http.post(
@@ -231,9 +232,30 @@ async def connect_patient(url: str, session: dict[str, Any], frames: list[Any], 
             json={"sdp": pc.localDescription.sdp, "type": "offer"},
             headers={"Authorization": f"Bearer {session['patient_token']}"},
         )
-    assert r.status_code == 200, r.text
+    if r.status_code != 200:
+        await pc.close()
+        return None, r
     await pc.setRemoteDescription(RTCSessionDescription(**r.json()))
+    return pc, r
+
+
+async def connect_patient(url: str, session: dict[str, Any], frames: list[Any], track: Any = None) -> Any:
+    """A Python WebRTC patient: offer over HTTP with the patient token, stream ``frames`` in a loop
+    (or ``track``, a ``looping_track`` the test controls)."""
+    pc, r = await send_offer(url, session, track or looping_track(frames))
+    assert pc is not None, r.text
     return pc
+
+
+async def next_snapshot(ws: Any, until: Any, fail: Any = None, timeout: float = 90.0) -> dict[str, Any]:
+    """The first dashboard snapshot where ``until`` holds; one where ``fail`` holds raises at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic())))
+        if fail is not None and fail(message):
+            raise AssertionError(f"unexpected snapshot: status {message['status']}, alert {message.get('alert')}")
+        if until(message):
+            return message
 
 
 def ws_url(url: str, session: dict[str, Any], token: str | None = None) -> str:
