@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_dem_data import make_disfa_plus
+from test_dem_data import TINY_TRAINING, dataset_arguments, make_disfa_plus
 
 from stream.au.base import build_estimator
 from stream.au.dem import checkpoint as ckpt
@@ -97,42 +97,19 @@ def run(tmp_path_factory) -> Run:
         data, detector = real_disfa_plus(base / "DISFAPlus", REAL_CLIP), "mtcnn"
     else:
         data, detector = make_disfa_plus(base / "DISFAPlus", frames=FRAMES), "test-fixed"
-    common = [
-        "--data",
-        str(data),
-        "--cache",
-        str(base / "cache"),
-        "--detector",
-        detector,
-        "--no-keyframe-filter",
-        "--no-progress",
-    ]
+    common = dataset_arguments(data, base / "cache", detector)
     torch.manual_seed(0)
     folder = base / "run"
-    code = main(
-        [
-            "train",
-            *common,
-            "--out",
-            str(folder),
-            "--preset",
-            "light",
-            "--input-scale",
-            "0.125",
-            "--width",
-            "0.0625",
-            "--epochs",
-            "1",
-            "--dvpm-epochs",
-            "1",
-            "--split",
-            "video",
-            "--max-pairs",
-            "20",
-        ]
-    )
+    code = main(["train", *common, "--out", str(folder), *TINY_TRAINING])
     assert code == 0
     return Run(data, base / "cache", folder, detector, common)
+
+
+def evaluate(common: list[str], checkpoint: Path, out: Path) -> int:
+    """The CLI's ``evaluate`` of ``checkpoint`` on every trial at threshold m = 0: its exit code."""
+    return main(
+        ["evaluate", *common, "--checkpoint", str(checkpoint), "--subset", "all", "--m", "0", "--out", str(out)]
+    )
 
 
 def flipped(source: Path, target: Path, position: int, mask: int = 0x01) -> Path:
@@ -193,20 +170,7 @@ def test_an_edited_dvpm_weight_is_refused_by_the_cli_with_exit_2(run, tmp_path, 
     torch.save(data, edited)
     assert "DVPM record ('dvpm'" in refusal(edited)
 
-    code = main(
-        [
-            "evaluate",
-            *run.common,
-            "--checkpoint",
-            str(edited),
-            "--subset",
-            "all",
-            "--m",
-            "0",
-            "--out",
-            str(tmp_path / "eval"),
-        ]
-    )
+    code = evaluate(run.common, edited, tmp_path / "eval")
     err = capsys.readouterr().err
     assert code == 2 and str(edited) in err and "DVPM record" in err
     assert not (tmp_path / "eval" / "dem_eval.json").exists()
@@ -267,20 +231,7 @@ def test_a_dem_pt_missing_a_part_is_refused_naming_it(run, tmp_path, capsys, par
     message = refusal(broken)
     assert expected in message and "missing" in message
 
-    code = main(
-        [
-            "evaluate",
-            *run.common,
-            "--checkpoint",
-            str(broken),
-            "--subset",
-            "all",
-            "--m",
-            "0",
-            "--out",
-            str(tmp_path / "eval"),
-        ]
-    )
+    code = evaluate(run.common, broken, tmp_path / "eval")
     err = capsys.readouterr().err
     assert code == 2 and expected in err and "Traceback" not in err
 
@@ -381,37 +332,12 @@ def test_corrected_labels_are_used_and_the_rebuild_is_said(run, tmp_path, capsys
     data, cache = tmp_path / "DISFAPlus", tmp_path / "cache"
     shutil.copytree(run.data, data)
     shutil.copytree(run.cache, cache)
-    common = [
-        "--data",
-        str(data),
-        "--cache",
-        str(cache),
-        "--detector",
-        run.detector,
-        "--no-keyframe-filter",
-        "--no-progress",
-    ]
+    common = dataset_arguments(data, cache, run.detector)
     settings = PrepareSettings(detector=run.detector, keyframe_threshold=None)
     size = ckpt.load(run.dem).config.input_size
 
     def evaluate_all(out: str) -> dict:
-        assert (
-            main(
-                [
-                    "evaluate",
-                    *common,
-                    "--checkpoint",
-                    str(run.dem),
-                    "--subset",
-                    "all",
-                    "--m",
-                    "0",
-                    "--out",
-                    str(tmp_path / out),
-                ]
-            )
-            == 0
-        )
+        assert evaluate(common, run.dem, tmp_path / out) == 0
         return json.loads((tmp_path / out / "dem_eval.json").read_text())["by_m"]["0"]["metrics"]
 
     before = evaluate_all("before")

@@ -31,6 +31,17 @@ class FixedFaceDetector(FaceDetector):
 
 register_detector("test-fixed")(lambda **_: FixedFaceDetector())
 
+# A training run small enough for a test: the light preset at 1/8 scale, one epoch of each stage.
+TINY_TRAINING = [
+    *("--preset", "light", "--input-scale", "0.125", "--width", "0.0625"),
+    *("--epochs", "1", "--dvpm-epochs", "1", "--split", "video", "--max-pairs", "20"),
+]
+
+
+def dataset_arguments(data: Path, cache: Path, detector: str) -> list[str]:
+    """The dataset options that the tests' DEM train and evaluate commands share."""
+    return ["--data", str(data), "--cache", str(cache), "--detector", detector, "--no-keyframe-filter", "--no-progress"]
+
 
 def make_disfa_plus(
     root: Path, subjects=("SN001", "SN003"), trials=("A1_AU1_TrailNo_1", "B2_AU6_TrailNo_2"), frames=4
@@ -123,40 +134,11 @@ def test_malformed_folder_fails_with_a_precise_message(tmp_path, damage, message
 def test_train_then_evaluate_commands_on_a_folder(tmp_path, capsys):
     torch.manual_seed(0)
     root = make_disfa_plus(tmp_path / "DISFAPlus", frames=6)
-    common = [
-        "--data",
-        str(root),
-        "--cache",
-        str(tmp_path / "cache"),
-        "--detector",
-        "test-fixed",
-        "--no-keyframe-filter",
-        "--no-progress",
-    ]
+    common = dataset_arguments(root, tmp_path / "cache", "test-fixed")
     train_parser = argparse.ArgumentParser()
     add_train_arguments(train_parser)
     run = tmp_path / "run"
-    args = train_parser.parse_args(
-        common
-        + [
-            "--out",
-            str(run),
-            "--preset",
-            "light",
-            "--input-scale",
-            "0.125",
-            "--width",
-            "0.0625",
-            "--epochs",
-            "1",
-            "--dvpm-epochs",
-            "1",
-            "--split",
-            "video",
-            "--max-pairs",
-            "20",
-        ]
-    )
+    args = train_parser.parse_args([*common, "--out", str(run), *TINY_TRAINING])
     assert run_train(args) == 0
     assert {"ovpm.pt", "dem.pt", "split.json", "ovpm.state.pt"} <= {p.name for p in run.iterdir()}
     assert run_train(args) == 0  # a rerun resumes: nothing left to train
