@@ -19,6 +19,8 @@ from stream.server import ServerSettings, create_app
 from stream.server.logformat import JsonFormatter
 from stream.server.workers import node_arguments
 
+SERVE_TWO_WORKERS = [sys.executable, "-m", "stream", "serve", "--workers", "2"]  # the supervisor and two nodes
+
 
 def metric_values(text: str) -> dict[str, float]:
     out = {}
@@ -125,12 +127,7 @@ def test_workers_flags_are_set_per_node_and_workers_need_postgresql_and_redis(tm
     ]
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "stream",
-            "serve",
-            "--workers",
-            "2",
+            *SERVE_TWO_WORKERS,
             "--db",
             str(tmp_path / "s.sqlite3"),
             "--admin-key",
@@ -154,12 +151,7 @@ def test_serve_workers_runs_nodes_that_share_the_sessions(postgres_url, redis_ur
     # no --admin-key: the supervisor generates one clinic key for all its nodes and prints it once
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "stream",
-            "serve",
-            "--workers",
-            "2",
+            *SERVE_TWO_WORKERS,
             "--port",
             str(port),
             "--db",
