@@ -34,28 +34,27 @@ class FrameCounts:
     values: Mapping[str, int | float | None]
 
     def _get(self, key: str) -> float | None:
-        value = self.values.get(key)
-        return _finite(value)
+        return _finite(self.values.get(key))
+
+    def _count(self, key: str) -> int | None:
+        n = self._get(key)
+        return None if n is None else int(n)
 
     @property
     def frames(self) -> int | None:
-        n = self._get("frames")
-        return None if n is None else int(n)
+        return self._count("frames")
 
     @property
     def keyframes(self) -> int | None:
-        n = self._get("keyframes")
-        return None if n is None else int(n)
+        return self._count("keyframes")
 
     @property
     def frames_without_face(self) -> int | None:
-        n = self._get("frames_without_face")
-        return None if n is None else int(n)
+        return self._count("frames_without_face")
 
     @property
     def frames_with_several_faces(self) -> int | None:
-        n = self._get("frames_with_several_faces")
-        return None if n is None else int(n)
+        return self._count("frames_with_several_faces")
 
     @property
     def duration_s(self) -> float | None:
