@@ -214,10 +214,8 @@ class FlowAUEstimator(AUEstimator):
         self._lids = LidAperture()
 
     @staticmethod
-    def _canonical_grey(keyframe: Keyframe) -> np.ndarray:
-        """Half-resolution grey face with the patient's right on the image's left, from the halves."""
-        left = cv2.cvtColor(keyframe.halves.left, cv2.COLOR_RGB2GRAY)
-        right = cv2.cvtColor(keyframe.halves.right, cv2.COLOR_RGB2GRAY)
+    def _canonical_grey(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Half-resolution grey face with the patient's right on the image's left, from the grey halves."""
         face = np.hstack([right, left[:, ::-1]])
         return cv2.resize(face, (face.shape[1] // SCALE, face.shape[0] // SCALE), interpolation=cv2.INTER_AREA)
 
@@ -268,7 +266,12 @@ class FlowAUEstimator(AUEstimator):
         )
 
     def encode(self, keyframe: Keyframe) -> KeyframeCode:
-        face = self._canonical_grey(keyframe)
+        # Full-resolution grey halves, converted once: the flow's face and the lid aperture both read them.
+        grey_halves = (
+            cv2.cvtColor(keyframe.halves.left, cv2.COLOR_RGB2GRAY),
+            cv2.cvtColor(keyframe.halves.right, cv2.COLOR_RGB2GRAY),
+        )
+        face = self._canonical_grey(*grey_halves)
         if self._reference is None:
             self._set_reference(face, keyframe.mouth_corners)  # the session's first keyframe is its neutral reference
         else:
@@ -280,10 +283,7 @@ class FlowAUEstimator(AUEstimator):
         flows = [self._dis.calc(ref[s], grey[s], None) for s in range(2)]  # type: ignore[call-overload]
         disp = np.stack([region_displacements(flows[s], self._offsets[s]) for s in range(2)])
         own = np.stack([au_from_displacements(disp[s]) for s in range(2)])
-        halves = keyframe.halves
-        closure, eyes = self._lids.measure(
-            (cv2.cvtColor(halves.left, cv2.COLOR_RGB2GRAY), cv2.cvtColor(halves.right, cv2.COLOR_RGB2GRAY))
-        )
+        closure, eyes = self._lids.measure(grey_halves)
         payload = _FlowPayload(grey=grey, disp=disp, closure=closure, eyes=eyes)
         return KeyframeCode(keyframe.frame_index, keyframe.time_s, own, payload, grey.nbytes + disp.nbytes)
 
