@@ -40,6 +40,7 @@ from stream.export import (
 from stream.grading import changes, grade_report
 from stream.server.sessions import AccessDenied, Gate, client_address, new_token, token_from, token_hash
 from stream.server.store import SessionRecord, StorageError, Store
+from stream.server.web import attachment
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def patient_routes(
     read_json: Callable[[Any], Any],
     page: Callable[[str], Any],
 ) -> list[Any]:
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
     def error(status: int, message: str) -> Any:
@@ -263,9 +264,7 @@ def patient_routes(
         if content is None:
             return error(404, "not found")
         filename = f"{code}-{sid}-{name}" if sid else f"{code}-{name}"
-        return Response(
-            content, media_type=_EXPORTS[name][1], headers={"content-disposition": f'attachment; filename="{filename}"'}
-        )
+        return attachment(content, _EXPORTS[name][1], filename)
 
     return [
         Route("/api/patients", create_patient, methods=["POST"]),

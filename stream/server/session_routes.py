@@ -32,7 +32,7 @@ from stream.server.session_report import build_session_report
 from stream.server.sessions import Gate, Role
 from stream.server.settings import ServerSettings
 from stream.server.store import Store
-from stream.server.web import error, page, read_json
+from stream.server.web import attachment, error, page, read_json
 from stream.session.exercises import PROTOCOL, ExerciseError
 
 _REPORT_FILES = {
@@ -136,9 +136,7 @@ def session_routes(
         loop = asyncio.get_running_loop()
         content = await loop.run_in_executor(None, _render_report, store, sid, kind)
         filename = f"{sid}-{request.path_params['name']}"
-        return Response(
-            content, media_type=media_type, headers={"content-disposition": f'attachment; filename="{filename}"'}
-        )
+        return attachment(content, media_type, filename)
 
     return [
         Route("/s/{sid}/patient", patient_page),

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 
 from stream.server.guard import HostileJSON, parse_json_body
 
@@ -51,3 +51,10 @@ async def read_json(request: Request) -> Any:
 
 def page(name: str) -> FileResponse:
     return FileResponse(STATIC_DIR / name, media_type="text/html; charset=utf-8")
+
+
+def attachment(content: bytes, media_type: str, filename: str) -> Response:
+    """A download: ``content`` saved by the browser as ``filename``."""
+    return Response(
+        content, media_type=media_type, headers={"content-disposition": f'attachment; filename="{filename}"'}
+    )
