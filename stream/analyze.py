@@ -246,7 +246,8 @@ def analyze_series(csv_path: str | Path, out_dir: str | Path, config: AnalysisCo
     """Compute the same report from an existing per-side AU series (researchers' own tools)."""
     config = (config or AnalysisConfig()).validate()
     series = read_series_csv(csv_path)
-    symptoms = series_symptoms(series.left, series.right, config)
+    normal = load_normal_cooccurrence(config.normal_cooccurrence)  # read once, for statistics and findings
+    symptoms = series_symptoms(series.left, series.right, config, normal)
     counts: dict[str, Any] = Counts(frames=len(series), keyframes=len(series)).as_dict()
     duration = float(np.nanmax(series.time_s)) if len(series) and np.isfinite(series.time_s).any() else None
     counts["duration_s"] = duration
@@ -256,7 +257,7 @@ def analyze_series(csv_path: str | Path, out_dir: str | Path, config: AnalysisCo
         config,
         source=str(csv_path),
         estimator_is_proxy=False,
-        findings=series_findings(series, counts, config),
+        findings=series_findings(series, counts, config, normal),
         estimator="external AU series",
     )
     paths = write_report(out_dir, report, series)
