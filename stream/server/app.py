@@ -56,7 +56,7 @@ from stream.server.session_routes import session_routes
 from stream.server.sessions import AccessDenied, FailureLimit, Gate
 from stream.server.settings import ServerSettings
 from stream.server.store import StorageError, Store
-from stream.server.web import ERROR_TEXT, STATIC_DIR, error, page, read_json
+from stream.server.web import ERROR_TEXT, STATIC_DIR, error
 
 __all__ = ["STATIC_DIR", "create_app"]
 
@@ -133,7 +133,7 @@ def create_app(
         *session_routes(settings, store, gate, node, sessions),
         *dashboard_routes(settings, gate, node),
         *node.routes(),
-        *patient_routes(store, gate, admin_key, base_url, link_expiry, read_json, page),
+        *patient_routes(store, gate, admin_key, base_url, link_expiry),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(

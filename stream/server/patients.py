@@ -30,6 +30,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
 from stream.errors import InputError
 from stream.export import (
     SessionResult,
@@ -40,7 +44,7 @@ from stream.export import (
 from stream.grading import changes, grade_report
 from stream.server.sessions import AccessDenied, Gate, client_address, new_token, token_from, token_hash
 from stream.server.store import SessionRecord, StorageError, Store
-from stream.server.web import attachment
+from stream.server.web import attachment, error, page, read_json
 
 log = logging.getLogger(__name__)
 
@@ -179,21 +183,13 @@ def patient_routes(
     store: Store,
     gate: Gate,
     admin_key: str,
-    base_url: Callable[[Any], str],
+    base_url: Callable[[Request], str],
     link_expiry: Callable[[float], float | None],
-    read_json: Callable[[Any], Any],
-    page: Callable[[str], Any],
-) -> list[Any]:
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    def error(status: int, message: str) -> Any:
-        return JSONResponse({"error": message}, status_code=status)
-
-    def link(request: Any, code: str, token: str) -> str:
+) -> list[BaseRoute]:
+    def link(request: Request, code: str, token: str) -> str:
         return f"{base_url(request)}/p/{code}/history?token={token}"
 
-    def issue_link(request: Any, code: str) -> dict[str, Any]:
+    def issue_link(request: Request, code: str) -> dict[str, Any]:
         """A new history link for patient ``code``: its URL, its token (shown once) and when it expires."""
         token = new_token()
         issued = store.add_patient_token(code, token_hash(token))
@@ -203,7 +199,7 @@ def patient_routes(
             "history_expires_at": link_expiry(issued),
         }
 
-    async def create_patient(request: Any) -> Any:
+    async def create_patient(request: Request) -> Response:
         gate.check_admin(request)
         body = await read_json(request)
         if not isinstance(body, dict):
@@ -217,36 +213,36 @@ def patient_routes(
             return error(409, f"patient code {code} is already taken")
         return JSONResponse({"code": code, "label": label, **issue_link(request, code)}, status_code=201)
 
-    async def list_patients(request: Any) -> Any:
+    async def list_patients(request: Request) -> Response:
         gate.check_admin(request)
         return JSONResponse({"patients": [p.to_json() for p in store.patients()]})
 
-    async def new_link(request: Any) -> Any:
+    async def new_link(request: Request) -> Response:
         gate.check_admin(request)
         code = request.path_params["code"]
         if store.patient(code) is None:
-            return error(404, "not found")
+            return error(404)
         return JSONResponse({"code": code, **issue_link(request, code)}, status_code=201)
 
-    async def history_page(request: Any) -> Any:
+    async def history_page(request: Request) -> Response:
         check_history(gate, store, request, request.path_params["code"], admin_key)
         return page("history.html")
 
-    async def history_data(request: Any) -> Any:
+    async def history_data(request: Request) -> Response:
         code = request.path_params["code"]
         check_history(gate, store, request, code, admin_key)
         if store.patient(code) is None:  # only the clinic key gets this far for an unknown code
-            return error(404, "not found")
+            return error(404)
         loop = asyncio.get_running_loop()
         return JSONResponse(await loop.run_in_executor(None, history, store, code))
 
-    async def export(request: Any) -> Any:
+    async def export(request: Request) -> Response:
         code = request.path_params["code"]
         check_history(gate, store, request, code, admin_key)
         name = request.path_params["name"]
         sid = request.path_params.get("sid")
         if name not in _EXPORTS:
-            return error(404, "not found")
+            return error(404)
         loop = asyncio.get_running_loop()
 
         def build() -> bytes | None:
@@ -262,7 +258,7 @@ def patient_routes(
 
         content = await loop.run_in_executor(None, build)
         if content is None:
-            return error(404, "not found")
+            return error(404)
         filename = f"{code}-{sid}-{name}" if sid else f"{code}-{name}"
         return attachment(content, _EXPORTS[name][1], filename)
 
