@@ -29,6 +29,20 @@ def scaled_channels(c: int, w: float) -> int:
     return max(4, int(round(c * w)))
 
 
+def vgg_head(cin: int, width: float, n_out: int) -> nn.Sequential:
+    """torchvision's VGG classifier (after a 7x7 pool, same indices), its 4096 hidden units scaled by ``width``."""
+    hidden = scaled_channels(4096, width)
+    return nn.Sequential(
+        nn.Linear(cin * 49, hidden),
+        nn.ReLU(True),
+        nn.Dropout(0.5),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(True),
+        nn.Dropout(0.5),
+        nn.Linear(hidden, n_out),
+    )
+
+
 class VGGTrunk(nn.Module):
     """torchvision's VGG ``features``/``classifier`` layout (same indices), optionally narrowed."""
 
@@ -56,17 +70,8 @@ class VGGTrunk(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head_kind = head
         if head == "vgg":
-            hidden = scaled_channels(4096, width)
             self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-            self.classifier = nn.Sequential(
-                nn.Linear(cin * 49, hidden),
-                nn.ReLU(True),
-                nn.Dropout(0.5),
-                nn.Linear(hidden, hidden),
-                nn.ReLU(True),
-                nn.Dropout(0.5),
-                nn.Linear(hidden, n_out),
-            )
+            self.classifier = vgg_head(cin, width, n_out)
         else:
             self.avgpool = nn.AdaptiveAvgPool2d(1)
             self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(cin, n_out))

@@ -37,6 +37,7 @@ from stream.au.dem.backbones import (
     load_imagenet,
     scaled_channels,
     to_input,
+    vgg_head,
 )
 from stream.au.dem.config import BACKBONES, PAPER_SIZE, PRESETS, DemConfig, preset
 from stream.aus import N_AUS
@@ -207,17 +208,8 @@ class DVPM(nn.Module):
         self.stages = nn.ModuleList(stages)
         last = widths[-1]
         if config.dvpm_head == "vgg":
-            hidden = scaled_channels(4096, config.dvpm_width)
             self.pool = nn.AdaptiveAvgPool2d((7, 7))
-            self.head = nn.Sequential(
-                nn.Linear(last * 49, hidden),
-                nn.ReLU(True),
-                nn.Dropout(0.5),
-                nn.Linear(hidden, hidden),
-                nn.ReLU(True),
-                nn.Dropout(0.5),
-                nn.Linear(hidden, N_AUS * DVPM_CLASSES),
-            )
+            self.head = vgg_head(last, config.dvpm_width, N_AUS * DVPM_CLASSES)
         else:
             self.pool = nn.AdaptiveAvgPool2d(1)
             self.head = nn.Sequential(
