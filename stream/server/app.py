@@ -133,7 +133,7 @@ def create_app(
         *session_routes(settings, store, gate, node, sessions),
         *dashboard_routes(settings, gate, node),
         *node.routes(),
-        *patient_routes(store, gate, admin_key, base_url, link_expiry),
+        *patient_routes(store, gate, base_url, link_expiry),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(

@@ -22,15 +22,13 @@ Routes (``{code}`` a patient code; "history" names the per-patient token):
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import math
 import re
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -42,7 +40,7 @@ from stream.export import (
     patient_json,
 )
 from stream.grading import changes, grade_report
-from stream.server.sessions import AccessDenied, Gate, client_address, new_token, token_from, token_hash
+from stream.server.sessions import Gate, new_token, token_hash
 from stream.server.store import SessionRecord, StorageError, Store
 from stream.server.web import attachment, error, page, read_json
 
@@ -67,26 +65,13 @@ def check_code(code: str) -> str:
     return code
 
 
-def check_history(gate: Gate, store: Store, conn: Any, code: str, admin_key: str) -> None:
+def check_history(gate: Gate, store: Store, conn: HTTPConnection, code: str) -> None:
     """The request's token is the clinic key or a history link of this patient, else AccessDenied.
 
     Same answers as the session links: 401 without a credential, 403 for anything wrong (unknown
     patients included), 429 after too many wrong ones, clinician-link lifetime (``--link-ttl``) applied.
     """
-    if gate.failures.blocked(client_address(conn)):
-        raise AccessDenied(429)
-    token = token_from(conn)
-    if token is None:
-        raise AccessDenied(401)
-    ok = hmac.compare_digest(token.encode("utf-8"), admin_key.encode("utf-8"))
-    if not ok and len(token) <= 128 and len(code) <= 64:
-        digest = token_hash(token)
-        oldest = -math.inf if gate.link_ttl_s is None else time.time() - gate.link_ttl_s
-        for stored, issued in store.patient_tokens(code):
-            ok |= hmac.compare_digest(digest, stored) & (issued >= oldest)
-    if not ok:
-        gate.failures.failed(client_address(conn))
-        raise AccessDenied(403)
+    gate.check_admin_or(conn, lambda: store.patient_tokens(code) if len(code) <= 64 else ())
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,7 +167,6 @@ def store_analysis(store: Store, code: str, report: dict[str, Any], series: Any,
 def patient_routes(
     store: Store,
     gate: Gate,
-    admin_key: str,
     base_url: Callable[[Request], str],
     link_expiry: Callable[[float], float | None],
 ) -> list[BaseRoute]:
@@ -225,12 +209,12 @@ def patient_routes(
         return JSONResponse({"code": code, **issue_link(request, code)}, status_code=201)
 
     async def history_page(request: Request) -> Response:
-        check_history(gate, store, request, request.path_params["code"], admin_key)
+        check_history(gate, store, request, request.path_params["code"])
         return page("history.html")
 
     async def history_data(request: Request) -> Response:
         code = request.path_params["code"]
-        check_history(gate, store, request, code, admin_key)
+        check_history(gate, store, request, code)
         if store.patient(code) is None:  # only the clinic key gets this far for an unknown code
             return error(404)
         loop = asyncio.get_running_loop()
@@ -238,7 +222,7 @@ def patient_routes(
 
     async def export(request: Request) -> Response:
         code = request.path_params["code"]
-        check_history(gate, store, request, code, admin_key)
+        check_history(gate, store, request, code)
         name = request.path_params["name"]
         sid = request.path_params.get("sid")
         if name not in _EXPORTS:

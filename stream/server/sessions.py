@@ -18,7 +18,7 @@ import math
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Protocol
 
@@ -115,6 +115,19 @@ def client_address(conn: HTTPConnection) -> str:
     return conn.client.host if conn.client is not None else "unknown"
 
 
+def _matches(token: str, issued: Iterable[tuple[str, float]], oldest: float) -> bool:
+    """Whether ``token``'s hash is among ``issued`` (hash, issue time) and issued at ``oldest`` or later.
+
+    Compares against every hash, found or not, and judges every token's age, so timing says nothing
+    about a wrong, an expired or a right token.
+    """
+    digest = token_hash(token)
+    ok = False
+    for stored, at in issued:
+        ok |= hmac.compare_digest(digest, stored) & (at >= oldest)
+    return ok
+
+
 class Gate:
     """Answers "may this request do that?" for every route."""
 
@@ -149,6 +162,15 @@ class Gate:
         if not hmac.compare_digest(token.encode("utf-8"), self._admin_key):
             raise self._refuse(conn)
 
+    def check_admin_or(self, conn: HTTPConnection, issued: Callable[[], Iterable[tuple[str, float]]]) -> None:
+        """The clinic key, or a token among ``issued()`` (hash, issue time) younger than the link lifetime."""
+        token = self._token(conn)
+        if hmac.compare_digest(token.encode("utf-8"), self._admin_key):
+            return
+        oldest = -math.inf if self.link_ttl_s is None else self._clock() - self.link_ttl_s
+        if len(token) > MAX_TOKEN_CHARS or not _matches(token, issued(), oldest):
+            raise self._refuse(conn)
+
     def check(self, conn: HTTPConnection, session_id: str, *roles: Role, ended_ok: bool = False) -> Role:
         """The role the request's token holds in ``session_id`` among ``roles``, else AccessDenied.
 
@@ -163,14 +185,9 @@ class Gate:
     def allows(self, session_id: str, token: str, role: Role, ended_ok: bool = False) -> bool:
         if len(token) > MAX_TOKEN_CHARS or len(session_id) > MAX_TOKEN_CHARS:
             return False
-        digest = token_hash(token)
         # Patient links end with their session instead (below); clinician links may be shared on.
         oldest = -math.inf if self.link_ttl_s is None or role is not Role.CLINICIAN else self._clock() - self.link_ttl_s
-        # Compare against every hash of the role, found or not, and judge every token's age, so
-        # timing says nothing about a wrong, an expired or a right token.
-        ok = False
-        for stored, issued in self._store.tokens(session_id, role.value):
-            ok |= hmac.compare_digest(digest, stored) & (issued >= oldest)
+        ok = _matches(token, self._store.tokens(session_id, role.value), oldest)
         if ok and role is Role.PATIENT and not ended_ok:
             # A patient link is for one sitting: once the session ended it streams and edits nothing.
             ok = self._store.session_status(session_id) != "ended"
