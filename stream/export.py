@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from stream.grading import ESTIMATE_LABEL, REGION_TITLES
+from stream.grading import ESTIMATE_LABEL, region_figure, stored_scores
 
 FORMAT: Final[str] = "stream-patient-results/1"
 UCUM: Final[str] = "http://unitsofmeasure.org"
@@ -101,8 +101,7 @@ def session_figures(grades: dict[str, Any] | None) -> list[Figure]:
     out: list[Figure] = []
     if grades is None:
         return out
-    scores = [s for m in grades.get("movements", []) for s in (m["voluntary"], m["synkinesis"])]
-    for s in [*scores, grades["resting"], grades["composite"]]:
+    for s in stored_scores(grades):
         out.append(
             Figure(
                 s["key"],
@@ -120,10 +119,11 @@ def session_figures(grades: dict[str, Any] | None) -> list[Figure]:
     for name, r in (grades.get("regions") or {}).items():
         interval = r.get("weaker_percent_interval") or [None, None]
         side = f"{r['weaker_side']} side weaker; " if r.get("weaker_side") else ""
+        key, title = region_figure(name)
         out.append(
             Figure(
-                f"region:{name}.weaker_percent",
-                f"{REGION_TITLES.get(name, name)}: weaker side % of stronger",
+                key,
+                title,
                 "region",
                 r.get("weaker_percent"),
                 "%",

@@ -34,6 +34,8 @@ from stream.grading.results import (
     RegionAsymmetry,
     Score,
     ScoreKind,
+    region_figure,
+    stored_scores,
 )
 from stream.grading.scales import (
     ESTIMATE_LABEL,
@@ -78,6 +80,8 @@ __all__ = [
     "findings_from_json",
     "grade",
     "grade_report",
+    "region_figure",
+    "stored_scores",
     "synkinesis_severity",
     "voluntary_score",
 ]

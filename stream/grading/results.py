@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from stream.grading.scales import ESTIMATE_LABEL
+from stream.grading.scales import ESTIMATE_LABEL, REGION_TITLES
 from stream.session.jsonsafe import finite_or_none, finite_pair
 from stream.symptoms.evidence import Findings
 
@@ -114,7 +114,7 @@ class Grades:
     notes: list[str] = field(default_factory=list)
 
     def scores(self) -> list[Score]:
-        """Every score, in a stable order (the export's rows)."""
+        """Every score, in a stable order (the export's rows; ``stored_scores`` for the JSON form)."""
         out = [s for m in self.movements for s in (m.voluntary, m.synkinesis)]
         return [*out, self.resting, self.composite]
 
@@ -128,6 +128,17 @@ class Grades:
             "composite": self.composite.to_json(),
             "notes": list(self.notes),
         }
+
+
+def stored_scores(grades: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The score objects of a stored ``Grades.to_json()``, in the order of ``Grades.scores()``."""
+    scores = [s for m in grades.get("movements", []) for s in (m["voluntary"], m["synkinesis"])]
+    return [*scores, grades["resting"], grades["composite"]]
+
+
+def region_figure(name: str) -> tuple[str, str]:
+    """Key and title of a region's weaker-side % among a session's figures (trends and exports)."""
+    return f"region:{name}.weaker_percent", f"{REGION_TITLES.get(name, name)}: weaker side % of stronger"
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stream.grading.results import Grades
-from stream.grading.scales import REGION_TITLES
+from stream.grading.results import Grades, region_figure, stored_scores
 
 
 @dataclass(frozen=True)
@@ -36,15 +35,12 @@ def figures(grades: Grades | Mapping[str, Any]) -> dict[str, tuple[str, float | 
     """
     data = grades.to_json() if isinstance(grades, Grades) else grades
     out: dict[str, tuple[str, float | None]] = {}
-    scores = [s for m in data.get("movements", []) for s in (m["voluntary"], m["synkinesis"])]
-    for score in [*scores, data["resting"], data["composite"]]:
+    for score in stored_scores(data):
         kind = {"voluntary": "voluntary 1-5", "synkinesis": "synkinesis 0-3"}.get(score["kind"])
         out[score["key"]] = (f"{score['title']}: {kind}" if kind else score["title"], score["value"])
     for name, region in (data.get("regions") or {}).items():
-        out[f"region:{name}.weaker_percent"] = (
-            f"{REGION_TITLES.get(name, name)}: weaker side % of stronger",
-            region.get("weaker_percent"),
-        )
+        key, title = region_figure(name)
+        out[key] = (title, region.get("weaker_percent"))
     return out
 
 
