@@ -23,20 +23,18 @@ B = TypeVar("B", bound=Callable[..., Any])
 class Registry(Generic[T]):
     """Builders of one kind of thing, by name.
 
-    ``kind`` names the thing in messages ("face detector"); ``load_builtin`` imports the modules that
-    register the built-in builders, on first use, so that importing the registry imports no model code.
+    ``kind`` names the thing in messages ("face detector"); ``modules`` maps each built-in name to the
+    module that registers its builder. They are imported on first use, so that importing the registry
+    imports no model code: building one thing imports only its module (the default detector and
+    estimator run without torch; importing the others costs seconds of start-up), listing the names
+    imports them all.
     """
 
-    def __init__(
-        self, kind: str, load_builtin: Callable[[], None] | None = None, modules: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, kind: str, modules: dict[str, str] | None = None) -> None:
         self.kind = kind
         self._builders: dict[str, Callable[..., T]] = {}
-        self._load_builtin = load_builtin
-        self._loaded = load_builtin is None
-        # name -> the module that registers it: building one imports only its module (the default
-        # detector and estimator run without torch; importing the others costs seconds of start-up)
         self._modules = dict(modules or {})
+        self._loaded = not self._modules
 
     def register(self, name: str) -> Callable[[B], B]:
         """Decorator: ``builder`` builds the thing called ``name`` (and keeps its own type for direct callers)."""
@@ -81,6 +79,7 @@ class Registry(Generic[T]):
         return self._builders[name]
 
     def _ensure_loaded(self) -> None:
-        if not self._loaded and self._load_builtin is not None:
-            self._loaded = True  # first: the modules it imports register into this registry
-            self._load_builtin()
+        if not self._loaded:
+            self._loaded = True  # first: the modules imported register into this registry
+            for module in self._modules.values():
+                importlib.import_module(module)

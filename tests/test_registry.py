@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from types import SimpleNamespace
+
 import pytest
 
 from stream.au.base import build_estimator
@@ -50,12 +53,22 @@ def test_misspelt_option_is_refused_and_none_means_not_set() -> None:
     assert things.build("small", weights=None).size == 1  # an unset config field is not an option given
 
 
-def test_builtin_loader_runs_once_on_first_use() -> None:
-    calls = []
-    things: Registry[Thing] = Registry("thing", lambda: calls.append(things.register("late")(lambda: Thing(2))))
-    assert calls == []
-    assert things.names() == ["late"] and things.names() == ["late"]
-    assert len(calls) == 1
+def test_builtin_modules_are_imported_once_on_first_use(tmp_path, monkeypatch) -> None:
+    calls: list[int] = []
+    things: Registry[Thing] = Registry("thing", modules={"late": "late_thing"})
+    # the module registers into ``things`` as stream.face.mtcnn registers into DETECTORS
+    monkeypatch.setitem(sys.modules, "thing_registry", SimpleNamespace(things=things, Thing=Thing, calls=calls))
+    (tmp_path / "late_thing.py").write_text(
+        "from thing_registry import Thing, calls, things\ncalls.append(1)\nthings.register('late')(lambda: Thing(2))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert calls == [] and "late_thing" not in sys.modules
+        assert things.names() == ["late"] and things.names() == ["late"]
+        assert len(calls) == 1
+        assert things.build("late").size == 2
+    finally:
+        sys.modules.pop("late_thing", None)
 
 
 def test_real_builders_reject_options_they_do_not_take() -> None:

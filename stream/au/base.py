@@ -73,14 +73,7 @@ class AUEstimator(ABC):
         return {"estimator": self.name, "proxy": self.is_proxy, "summary": summary}
 
 
-def _load_builtin() -> None:
-    import stream.au.dem  # noqa: F401
-    import stream.au.flow  # noqa: F401
-
-
-ESTIMATORS: Registry[AUEstimator] = Registry(
-    "AU estimator", _load_builtin, modules={"flow": "stream.au.flow", "dem": "stream.au.dem"}
-)
+ESTIMATORS: Registry[AUEstimator] = Registry("AU estimator", modules={"flow": "stream.au.flow", "dem": "stream.au.dem"})
 register_estimator = ESTIMATORS.register
 available_estimators = ESTIMATORS.names
 

@@ -46,14 +46,9 @@ def downscale_for_detection(image: np.ndarray, max_side: int, detector: str) -> 
     return small, np.array([w / small.shape[1], h / small.shape[0]])
 
 
-def _load_builtin() -> None:
-    # Imported on first use so that importing the package does not pull in the models.
-    import stream.face.mtcnn  # noqa: F401
-    import stream.face.retinaface  # noqa: F401
-
-
+# Imported on first use so that importing the package does not pull in the models.
 DETECTORS: Registry[FaceDetector] = Registry(
-    "face detector", _load_builtin, modules={"mtcnn": "stream.face.mtcnn", "retinaface": "stream.face.retinaface"}
+    "face detector", modules={"mtcnn": "stream.face.mtcnn", "retinaface": "stream.face.retinaface"}
 )
 register_detector = DETECTORS.register
 available_detectors = DETECTORS.names
