@@ -33,6 +33,16 @@ def admin_routes(
     base_url: Callable[[Request], str],
     link_expiry: Callable[[float], float | None],
 ) -> list[BaseRoute]:
+    def issue_clinician_link(request: Request, sid: str) -> dict[str, object]:
+        """A new clinician link for session ``sid``: its URL, its token (shown once) and when it expires."""
+        token = new_token()
+        issued = store.add_token(sid, Role.CLINICIAN.value, token_hash(token))
+        return {
+            "clinician_url": f"{base_url(request)}/s/{sid}/clinician?token={token}",
+            "clinician_token": token,
+            "clinician_expires_at": link_expiry(issued),
+        }
+
     async def index(request: Request) -> Response:
         return page("index.html")
 
@@ -44,23 +54,19 @@ def admin_routes(
         if code not in (None, "") and store.patient(str(code)) is None:
             return error(422, "unknown patient code: create the patient first (POST /api/patients)")
         sid = new_session_id()
-        patient, clinician = new_token(), new_token()
+        patient = new_token()
         store.create_session(sid, label, settings.mirrored, settings.analysis.as_dict())
         if code not in (None, ""):
             store.attach_session(sid, str(code), "live")
         store.add_token(sid, Role.PATIENT.value, token_hash(patient))
-        issued = store.add_token(sid, Role.CLINICIAN.value, token_hash(clinician))
-        base = base_url(request)
         return JSONResponse(
             {
                 "session_id": sid,
                 "label": label,
                 "patient": code or None,
-                "patient_url": f"{base}/s/{sid}/patient?token={patient}",
-                "clinician_url": f"{base}/s/{sid}/clinician?token={clinician}",
+                "patient_url": f"{base_url(request)}/s/{sid}/patient?token={patient}",
                 "patient_token": patient,
-                "clinician_token": clinician,
-                "clinician_expires_at": link_expiry(issued),
+                **issue_clinician_link(request, sid),
             },
             status_code=201,
         )
@@ -74,17 +80,7 @@ def admin_routes(
         sid = request.path_params["sid"]
         if store.session(sid) is None:
             return error(404)
-        token = new_token()
-        issued = store.add_token(sid, Role.CLINICIAN.value, token_hash(token))
-        return JSONResponse(
-            {
-                "session_id": sid,
-                "clinician_token": token,
-                "clinician_url": f"{base_url(request)}/s/{sid}/clinician?token={token}",
-                "clinician_expires_at": link_expiry(issued),
-            },
-            status_code=201,
-        )
+        return JSONResponse({"session_id": sid, **issue_clinician_link(request, sid)}, status_code=201)
 
     async def reopen(request: Request) -> Response:
         gate.check_admin(request)
