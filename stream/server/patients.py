@@ -233,12 +233,12 @@ def patient_routes(
             patient = store.patient(code)
             if patient is None:
                 return None
-            results = patient_results(store, code)
-            if sid is not None:
-                results = [r for r in results if r.session_id == sid]
-                if not results:
+            records = store.patient_sessions(code)
+            if sid is not None:  # grade only the session asked for
+                records = [(record, kind) for record, kind in records if record.id == sid]
+                if not records:
                     return None
-            return _EXPORTS[name][0](patient.code, results)
+            return _EXPORTS[name][0](patient.code, [session_result(store, record, kind) for record, kind in records])
 
         content = await loop.run_in_executor(None, build)
         if content is None:
