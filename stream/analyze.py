@@ -30,36 +30,6 @@ class AnalysisResult:
     paths: dict[str, Path]
 
 
-def assemble_report(
-    symptoms: SymptomState,
-    counts: dict[str, Any],
-    config: AnalysisConfig,
-    *,
-    source: str,
-    estimator_is_proxy: bool,
-    warnings: list[str] | None = None,
-    timings: dict[str, Any] | None = None,
-    findings: Findings | None = None,
-    mirrored: bool | None = None,
-    model: dict[str, Any] | None = None,
-    estimator: str | None = None,
-) -> Report:
-    """The report: the findings with their evidence, the paper's statistics, counts, configuration."""
-    return Report.build(
-        symptoms,
-        counts,
-        config,
-        source=source,
-        estimator_is_proxy=estimator_is_proxy,
-        findings=findings,
-        warnings=warnings or [],
-        timings=timings,
-        model=model,
-        mirrored=mirrored,
-        estimator=estimator,
-    )
-
-
 def analyze_video(
     video: str | Path,
     out_dir: str | Path,
@@ -107,7 +77,7 @@ def analyze_video(
         flat = constant_output_warning(np.stack([series.left, series.right], axis=1))
         if flat:
             warnings.append(flat)
-    report = assemble_report(
+    report = Report.build(
         pipeline.symptoms(),
         counts,
         config,
@@ -251,7 +221,7 @@ def analyze_series(csv_path: str | Path, out_dir: str | Path, config: AnalysisCo
     counts: dict[str, Any] = Counts(frames=len(series), keyframes=len(series)).as_dict()
     duration = float(np.nanmax(series.time_s)) if len(series) and np.isfinite(series.time_s).any() else None
     counts["duration_s"] = duration
-    report = assemble_report(
+    report = Report.build(
         symptoms,
         counts,
         config,

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.analyze import assemble_report, series_findings, series_symptoms
+from stream.analyze import series_findings, series_symptoms
 from stream.config import AnalysisConfig
 from stream.errors import UnknownSessionError
 from stream.report.model import ExerciseReport, Report, SessionInfo
@@ -61,7 +61,7 @@ def build_session_report(store: Store, session_id: str) -> tuple[Report, AUSerie
     warnings = []
     if record.status == "live":
         warnings.append("the session was still live when this report was made: it covers the keyframes stored so far")
-    report = assemble_report(
+    report = Report.build(
         statistics(slice(None)),
         counts,
         config,
