@@ -44,6 +44,19 @@ class UnknownSessionError(StreamError, LookupError):
         self.session_id = session_id
 
 
+class AnalysisWorkerError(StreamError):
+    """An analysis worker process (``serve --analysis-processes``) failed, or died and could not be replaced."""
+
+
+class AnalysisWorkerDied(AnalysisWorkerError):
+    """The worker process analysing a session exited (killed, out of memory, crashed)."""
+
+
+class AnalysisRestarted(AnalysisWorkerError):
+    """A session's analysis moved to a fresh worker after its worker died: tracking and the AU reference
+    start afresh. The frame that found the worker dead is not analysed; the next ones are."""
+
+
 #: The command line's exit status per error family, most specific first: the first row that matches wins.
 EXIT_CODES: tuple[tuple[type[StreamError], int], ...] = (
     (NoFaceError, 3),  # the input was read but shows no face

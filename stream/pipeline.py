@@ -13,6 +13,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -25,15 +26,19 @@ from stream.face.track import TrackingDetector
 from stream.keyframes import KeyframeFilter
 from stream.symptoms.normal import load_normal_cooccurrence
 from stream.symptoms.statistics import SymptomAccumulator, SymptomState
-from stream.types import AUEstimate, AUSeries, Counts, Frame, Keyframe
+from stream.types import AUEstimate, AUSeries, Counts, Frame, Keyframe, KeyframeStamp
+
+# What a frame result names its keyframe by: the ``Keyframe`` itself in this process; a
+# ``KeyframeStamp`` where the images stay in an analysis worker process (``stream/session/analyser.py``).
+K = TypeVar("K", bound=KeyframeStamp, covariant=True)
 
 
 @dataclass(frozen=True)
-class FrameResult:
+class FrameResult(Generic[K]):
     frame_index: int
     time_s: float
     n_faces: int
-    keyframe: Keyframe | None  # set when this frame passed the keyframe filter
+    keyframe: K | None  # set when this frame passed the keyframe filter
     difference: float | None  # keyframe-filter difference (grey levels); None without a face
 
 
@@ -116,7 +121,7 @@ class Pipeline:
         self._rereference = False
 
     # -- per frame ---------------------------------------------------------------------------
-    def ingest(self, frame: Frame) -> FrameResult:
+    def ingest(self, frame: Frame) -> FrameResult[Keyframe]:
         self.counts.frames += 1
         with self.timer.stage("detect"):
             detection = self.tracker.detect(frame.image)
@@ -205,7 +210,7 @@ class Pipeline:
             self.estimates.append(estimate)
         return KeyframeResult(estimate)
 
-    def process(self, frame: Frame) -> tuple[FrameResult, KeyframeResult | None]:
+    def process(self, frame: Frame) -> tuple[FrameResult[Keyframe], KeyframeResult | None]:
         result = self.ingest(frame)
         if result.keyframe is None:
             return result, None

@@ -78,11 +78,21 @@ class HalfFaces:
 
 
 @dataclass(frozen=True)
-class Keyframe:
-    """A frame that passed the keyframe filter, aligned and split."""
+class KeyframeStamp:
+    """Which frame passed the keyframe filter, and when: a keyframe without its images.
+
+    What the live server schedules, queues and stores by; the images stay where the analysis runs
+    (with ``serve --analysis-processes`` in a worker process, see ``stream/server/analysis_workers.py``).
+    """
 
     frame_index: int
     time_s: float
+
+
+@dataclass(frozen=True)
+class Keyframe(KeyframeStamp):
+    """A frame that passed the keyframe filter, aligned and split."""
+
     halves: HalfFaces
     aligned: np.ndarray  # (512, 512, 3) uint8, the aligned face before splitting
     # True for the first keyframe after the face was lost for a while: the estimator takes a new

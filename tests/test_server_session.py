@@ -78,7 +78,7 @@ def test_a_stream_is_counted_stored_shown_and_ended_and_a_reopened_session_shows
 
     async def reopen() -> dict[str, Any]:
         async with registry.use("S") as session:
-            assert session.analysis.pipeline is None  # a fresh session, from the store
+            assert session.analysis.analyser is None  # a fresh session, from the store
             await until(
                 lambda: json.loads(session.hub.latest or "{}")["statistics"]["session"]["findings"] is not None,
                 "the reopened session's findings",

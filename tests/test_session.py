@@ -159,14 +159,14 @@ def test_a_change_of_frame_size_and_the_rest_exercise_take_a_new_reference(frame
     session = new_session(detector, normal)
     first = stream_frames(session, frames[:20])
     assert first and first[0][0].frame_index == 0
-    assert session.pipeline is not None and session.pipeline.counts.extra.get("rereferenced", 0) == 0
+    assert session.pipeline_counts().get("rereferenced", 0) == 0
     small = [image[::2, ::2].copy() for image in frames[20:45]]  # the sender drops to 320x240
     later = stream_frames(session, small, t0=100.0)
     assert later, "keyframes of the smaller frames were analysed"
-    assert session.pipeline.counts.extra["rereferenced"] == 1  # the next keyframe was the new reference
+    assert session.pipeline_counts()["rereferenced"] == 1  # the next keyframe was the new reference
     session.start_exercise("rest", 200.0)
     stream_frames(session, frames[45:], t0=200.0)
-    assert session.pipeline.counts.extra["rereferenced"] == 2
+    assert session.pipeline_counts()["rereferenced"] == 2
     assert session.statistics("session")["n_keyframes"] == session.next_seq
 
 

@@ -29,7 +29,9 @@ that does not hold the session is forwarded to the node that does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -66,7 +68,8 @@ log = logging.getLogger(__name__)
 def create_app(
     settings: ServerSettings | None = None, *, pipeline_factory: Callable[[], Pipeline] | None = None
 ) -> Starlette:
-    """The web application. ``pipeline_factory`` replaces the default ``Pipeline`` (benchmarks)."""
+    """The web application. ``pipeline_factory`` replaces the default ``Pipeline`` (tests, benchmarks);
+    its pipelines run in this process's model threads (no analysis processes)."""
     settings = (settings or ServerSettings()).validate()
     logs.install()
     admin_key = settings.admin_key or secrets.token_urlsafe(24)
@@ -77,8 +80,10 @@ def create_app(
         FailureLimit(settings.max_failed_credentials, settings.failed_credentials_window_s),
         link_ttl_s=settings.link_ttl_s,
     )
+    if pipeline_factory is not None:  # a factory's pipelines can only run in this process
+        settings = dataclasses.replace(settings, analysis_processes=0)
     # Shared by all sessions; a keyframe's analysis runs before any waiting frame ingest.
-    executor = PriorityExecutor(settings.model_workers, thread_name_prefix="models")
+    executor = PriorityExecutor(settings.model_threads, thread_name_prefix="models")
     models = ModelPool(settings, executor, pipeline_factory)
     node = Node(settings, store)  # with --redis, one of several nodes (node.py)
     sessions = SessionRegistry(settings, store, models, cluster=node.cluster, metrics=node.metrics)
@@ -96,6 +101,8 @@ def create_app(
         finally:
             await sessions.close_all()
             await node.stop()
+            # Workers first: a model thread still waiting for one gets its answer (or its death).
+            await asyncio.to_thread(models.close)
             executor.shutdown(wait=True, cancel_futures=True)
             store.close()
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 from stream.session.jsonsafe import JSONObject
 
-AlertCode = Literal["stalled", "analysis_stopped", "storage"]
+AlertCode = Literal["stalled", "analysis_stopped", "analysis_restarted", "storage"]
 
 
 @dataclass(frozen=True)

@@ -146,11 +146,12 @@ class LiveSession:
             return answer
 
     async def prepare(self) -> None:
-        """Build the session's pipeline unless it has one (in the model threads: the first loads weights)."""
-        if self.analysis.pipeline is None:
+        """Build the session's pipeline unless it has one (in the model threads: the first loads weights,
+        or starts the analysis processes)."""
+        if self.analysis.analyser is None:
             loop = asyncio.get_running_loop()
-            pipeline = await loop.run_in_executor(self.models.executor, self.models.new_pipeline)
-            self.store.set_estimator(self.id, self.analysis.attach(pipeline).to_json())
+            analyser = await loop.run_in_executor(self.models.executor, self.models.new_analyser, self.id)
+            self.store.set_estimator(self.id, self.analysis.attach(analyser).to_json())
 
     async def _watch_connection(self, peer: PatientPeer) -> None:
         """Close an answered peer that does not connect in time (the client vanished, or DTLS failed)."""
@@ -220,6 +221,8 @@ class LiveSession:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.publisher.close()
+        if self.analysis.analyser is not None:  # frees its pipeline in an analysis process
+            await asyncio.get_running_loop().run_in_executor(self.models.executor, self.analysis.analyser.close)
 
     # -- alerts and storage ----------------------------------------------------------------------
     def set_alert(self, code: AlertCode, message: str) -> None:
@@ -247,12 +250,12 @@ class LiveSession:
     def finish(self) -> None:
         """Model thread, at the end of a stream: the stored record complete (``Recorder.finish``)."""
         self.recorder.finish()
-        pipeline = self.analysis.pipeline
-        if pipeline is not None:
+        analyser = self.analysis.analyser
+        if analyser is not None:
             log.info(
                 "session %s pipeline stages (ms): %s",
                 self.id,
-                json.dumps({k: {m: round(x, 2) for m, x in v.items()} for k, v in pipeline.timer.summary().items()}),
+                json.dumps({k: {m: round(x, 2) for m, x in v.items()} for k, v in analyser.stage_times().items()}),
             )
 
     def counts(self) -> dict[str, int]:

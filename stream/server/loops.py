@@ -21,6 +21,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from stream.errors import AnalysisRestarted
 from stream.pipeline import FrameResult
 from stream.server.health import Alert
 from stream.server.ingest import KeyframeQueue, LatestFrame, PatientPeer, ReceivedFrame
@@ -28,7 +29,7 @@ from stream.server.latency import KeyframeTrace
 from stream.server.recorder import AnalysedKeyframe
 from stream.server.store import StorageError
 from stream.session.exercises import Segment
-from stream.types import Keyframe
+from stream.types import KeyframeStamp
 
 if TYPE_CHECKING:  # the session creates its loops; the loops only call it back
     from stream.server.live import LiveSession
@@ -41,7 +42,7 @@ ENDING_TIMEOUT_S = 10.0  # hang-up and shutdown wait at most this long for the l
 STORAGE_RETRY_FIRST_S = 0.5
 STORAGE_RETRY_MAX_S = 2.0
 
-QueuedKeyframe = tuple[Keyframe, ReceivedFrame, "Segment | None", KeyframeTrace]
+QueuedKeyframe = tuple[KeyframeStamp, ReceivedFrame, "Segment | None", KeyframeTrace]
 
 
 class StreamLoops:
@@ -97,7 +98,12 @@ class StreamLoops:
                     continue
                 trace = KeyframeTrace(item.received_mono)
                 trace.picked = time.perf_counter()
-                result = await loop.run_in_executor(session.models.ingest_executor, self._ingest, item, trace)
+                try:
+                    result = await loop.run_in_executor(session.models.ingest_executor, self._ingest, item, trace)
+                except AnalysisRestarted as exc:  # its worker process died; the next frame goes to a new one
+                    log.warning("session %s: %s", session.id, exc)
+                    session.set_alert("analysis_restarted", str(exc)[:300])
+                    continue
                 session.health.frames_analysed += 1
                 if result.keyframe is not None:
                     segment = session.analysis.timeline.segment_at(result.keyframe.time_s)
@@ -111,7 +117,7 @@ class StreamLoops:
         finally:
             self.keyframes.close()
 
-    def _ingest(self, item: ReceivedFrame, trace: KeyframeTrace) -> FrameResult:
+    def _ingest(self, item: ReceivedFrame, trace: KeyframeTrace) -> FrameResult[KeyframeStamp]:
         """Model thread: one frame through detection and the keyframe filter."""
         trace.ingest_start = time.perf_counter()
         result = self.session.analysis.ingest(item.rgb(), item.received_at - self.session.created_at)
@@ -140,7 +146,9 @@ class StreamLoops:
         finally:
             await self._end(frames)
 
-    def _analyze(self, keyframe: Keyframe, item: ReceivedFrame, segment: Segment | None, trace: KeyframeTrace) -> None:
+    def _analyze(
+        self, keyframe: KeyframeStamp, item: ReceivedFrame, segment: Segment | None, trace: KeyframeTrace
+    ) -> None:
         """Model thread: AU values of a keyframe, then stored, shown and counted (``Recorder``)."""
         trace.analyze_start = time.perf_counter()
         estimate = self.session.analysis.estimate(keyframe)

@@ -93,6 +93,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"model threads shared by all sessions (default {d.model_workers})",
     )
     parser.add_argument(
+        "--analysis-processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes the sessions' analysis runs in, each session in the least-loaded one "
+        f"(default: one per core, here {os.cpu_count() or 1}); 0: in this process's model threads",
+    )
+    parser.add_argument(
         "--ws-compression",
         action="store_true",
         help="compress dashboard WebSocket messages (permessage-deflate): ~2.6x less traffic per viewer, "
@@ -134,6 +142,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         ice_servers=ice,
         mirrored=args.mirrored_source,
         model_workers=args.model_workers,
+        analysis_processes=getattr(args, "analysis_processes", None),
         dashboard_hz=args.dashboard_hz,
         link_ttl_s=args.link_ttl,
         ws_compression=getattr(args, "ws_compression", False),

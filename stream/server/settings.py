@@ -6,6 +6,7 @@ itself (detector, estimator, thresholds) is configured by ``AnalysisConfig``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,13 @@ class ServerSettings:
     # Model threads shared by every session: detection (per latest frame) and AU estimation
     # (per keyframe) both run here, never on the event loop.
     model_workers: int = 2
+    # Worker processes the sessions' pipelines (detect, track, keyframe filter, align, AU estimate)
+    # run in, the least-loaded taking each new session; None: one per core (os.cpu_count()). 0: in
+    # the model threads of this process, sharing its interpreter lock (3 sessions at 30 fps on 2
+    # cores then skip most frames; docs/benchmarks.md, "Live"). The model threads above still store,
+    # compute statistics and findings; with processes there are 2 more threads per process, which
+    # mostly wait for their worker.
+    analysis_processes: int | None = None
     # Keyframes waiting for the AU estimator; when full the *oldest* waiting keyframe is dropped
     # (and counted): the dashboard should show the face as it is now, not as it was.
     keyframe_queue: int = 4
@@ -106,6 +114,8 @@ class ServerSettings:
                 problems.append(f"TLS file {path} does not exist")
         if self.model_workers < 1:
             problems.append(f"model workers must be >= 1, got {self.model_workers}")
+        if self.analysis_processes is not None and self.analysis_processes < 0:
+            problems.append(f"analysis processes must be >= 0 (0: in this process), got {self.analysis_processes}")
         if self.keyframe_queue < 1:
             problems.append(f"keyframe queue must hold >= 1 keyframe, got {self.keyframe_queue}")
         if not 0 < self.dashboard_hz <= 60:
@@ -126,6 +136,18 @@ class ServerSettings:
             raise ConfigError("; ".join(problems))
         self.analysis.validate()
         return self
+
+    @property
+    def analysis_process_count(self) -> int:
+        """How many analysis worker processes to run (0: analyse in this process's model threads)."""
+        if self.analysis_processes is None:
+            return os.cpu_count() or 1
+        return self.analysis_processes
+
+    @property
+    def model_threads(self) -> int:
+        """Threads of the shared model pool: ``model_workers``, and 2 per analysis process to wait for it."""
+        return self.model_workers + 2 * self.analysis_process_count
 
     @property
     def scheme(self) -> str:

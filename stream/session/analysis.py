@@ -29,6 +29,7 @@ import numpy as np
 
 from stream.config import AnalysisConfig
 from stream.pipeline import FrameResult, Pipeline
+from stream.session.analyser import FrameAnalyser, LocalAnalyser
 from stream.session.exercises import Segment, Timeline
 from stream.session.findings import FindingsSchedule, LiveSeries, findings_json, segment_counts
 from stream.session.jsonsafe import JSONObject, clean_object
@@ -40,7 +41,7 @@ from stream.session.snapshot import (
     statistics_summary,
 )
 from stream.symptoms.statistics import SymptomAccumulator, SymptomState
-from stream.types import AUEstimate, AUSeries, Frame, Keyframe
+from stream.types import AUEstimate, AUSeries, Frame, KeyframeStamp
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class AnalysisSession:
         self.name = name
         self.mirrored = mirrored
         self.estimator = estimator
-        self.pipeline: Pipeline | None = None
+        self.analyser: FrameAnalyser | None = None
         self.timeline = Timeline(list(history.segments))
         self._counts_before = {k: int(history.counts[k]) for k in PIPELINE_COUNTS if k in history.counts}
         series = history.series
@@ -153,18 +154,19 @@ class AnalysisSession:
             self._statistics[scope] = {**cleaned, "findings": self._findings.get(scope)}
 
     # -- the pipeline ----------------------------------------------------------------------------
-    def attach(self, pipeline: Pipeline) -> EstimatorInfo:
-        """Analyse with ``pipeline`` from now on (built by the caller: loading weights is slow)."""
-        self.pipeline = pipeline
-        self.estimator = EstimatorInfo.of(pipeline.estimator)
+    def attach(self, analyser: FrameAnalyser | Pipeline) -> EstimatorInfo:
+        """Analyse with ``analyser`` from now on (a ``Pipeline`` runs in this process); built by the
+        caller: loading weights is slow."""
+        self.analyser = LocalAnalyser(analyser) if isinstance(analyser, Pipeline) else analyser
+        self.estimator = self.analyser.estimator
         return self.estimator
 
-    def _pipeline(self) -> Pipeline:
-        if self.pipeline is None:
+    def _pipeline(self) -> FrameAnalyser:
+        if self.analyser is None:
             raise RuntimeError(f"session {self.name}: no pipeline attached; call attach() before analysing frames")
-        return self.pipeline
+        return self.analyser
 
-    def ingest(self, image: np.ndarray, time_s: float) -> FrameResult:
+    def ingest(self, image: np.ndarray, time_s: float) -> FrameResult[KeyframeStamp]:
         """One received frame (H x W x 3 RGB, ``time_s`` on the session clock) through detection and the
         keyframe filter. A change of frame size restarts tracking, keyframes and the AU reference."""
         pipeline = self._pipeline()
@@ -190,10 +192,10 @@ class AnalysisSession:
 
     def rereference(self) -> None:
         """The next keyframe becomes the neutral AU reference."""
-        if self.pipeline is not None:
-            self.pipeline.rereference()
+        if self.analyser is not None:
+            self.analyser.rereference()
 
-    def estimate(self, keyframe: Keyframe) -> AUEstimate:
+    def estimate(self, keyframe: KeyframeStamp) -> AUEstimate:
         """AU intensities of one keyframe; nothing is added to the statistics until ``add``."""
         return self._pipeline().estimate(keyframe)
 
@@ -249,8 +251,8 @@ class AnalysisSession:
     def pipeline_counts(self) -> dict[str, int]:
         """Frames and keyframes counted by the pipeline, over every run of the session."""
         counts = dict(self._counts_before)
-        if self.pipeline is not None:
-            for key, value in self.pipeline.counts.as_dict().items():
+        if self.analyser is not None:
+            for key, value in self.analyser.counts().items():
                 counts[key] = counts.get(key, 0) + value
         return counts
 

@@ -1,0 +1,104 @@
+"""Analysis in worker processes (stream/server/analysis_workers.py) on real frames, without the server.
+
+A session's pipeline in a real spawned worker process gives the same frame results and AU values as
+the same pipeline in this process; a worker killed mid-session is replaced and the session goes on;
+closing the pool leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from stream.config import AnalysisConfig
+from stream.errors import AnalysisRestarted
+from stream.pipeline import Pipeline
+from stream.server.analysis_workers import AnalysisWorkers, exit_reason
+from stream.session.analyser import FrameAnalyser, LocalAnalyser
+from stream.types import AUEstimate, Frame
+
+pytestmark = pytest.mark.slow  # real frames through MTCNN and the flow estimator, in two processes
+
+
+@pytest.fixture(scope="module")
+def frames(shared_data) -> list[np.ndarray]:
+    """RGB frames (640x480) of the first ~4 s of a real face whose expression changes quickly."""
+    import av
+
+    out = []
+    with av.open(str(shared_data / "d9.mp4")) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i % 2 == 0:
+                out.append(frame.reformat(width=640, height=480).to_ndarray(format="rgb24"))
+            if len(out) >= 60:
+                break
+    return out
+
+
+def run(analyser: FrameAnalyser, frames: list[np.ndarray], start: int = 0) -> list[tuple[int, AUEstimate | None]]:
+    """What the server's loops do: ingest each frame, estimate each keyframe; (n_faces, estimate) per frame."""
+    out = []
+    for i, image in enumerate(frames, start):
+        result = analyser.ingest(Frame(i, i / 15, image))
+        estimate = analyser.estimate(result.keyframe) if result.keyframe is not None else None
+        out.append((result.n_faces, estimate))
+    return out
+
+
+def test_a_worker_process_analyses_like_this_process(frames):
+    config = AnalysisConfig()
+    local = run(LocalAnalyser(Pipeline(config, keep_series=False)), frames)
+    workers = AnalysisWorkers(1, config, mirrored=False)
+    try:
+        remote_analyser = workers.open("s1")
+        remote = run(remote_analyser, frames)
+        counts = remote_analyser.counts()
+        assert remote_analyser.stage_times()["detect"]["n"] == len(frames)
+        remote_analyser.close()
+    finally:
+        workers.close()
+    assert [n for n, _ in remote] == [n for n, _ in local]
+    estimated = [(a, b) for (_, a), (_, b) in zip(local, remote) if a is not None or b is not None]
+    assert len(estimated) >= 5
+    for a, b in estimated:
+        assert a is not None and b is not None and a.frame_index == b.frame_index
+        np.testing.assert_array_equal(a.left, b.left)
+        np.testing.assert_array_equal(a.right, b.right)
+        np.testing.assert_array_equal(a.movement, b.movement)
+    assert counts["frames"] == len(frames) and counts["keyframes"] == len(estimated)
+
+
+def test_a_killed_worker_is_replaced_and_the_session_goes_on(frames):
+    workers = AnalysisWorkers(2, AnalysisConfig(), mirrored=False)
+    try:
+        first, second = workers.open("s1"), workers.open("s2")
+        assert first.worker is not second.worker  # least-loaded: one session each
+        run(first, frames[:10])
+        run(second, frames[:10])
+        victim = first.worker.process
+        os.kill(victim.pid, signal.SIGKILL)
+        with pytest.raises(AnalysisRestarted, match="killed by SIGKILL.*restarted on a new worker"):
+            first.ingest(Frame(10, 10 / 15, frames[10]))
+        assert not victim.is_alive() and victim.exitcode == -signal.SIGKILL  # reaped, no zombie
+        assert first.worker.process.pid != victim.pid
+        after = run(first, frames[11:], start=11)
+        assert sum(e is not None for _, e in after) >= 1  # a new reference, then AU values again
+        assert first.counts()["frames"] == 10 + len(after)  # the dead worker's frames are kept
+        run(second, frames[10:20], start=10)  # the other worker never noticed
+        pids = workers.pids()
+        first.close()
+        second.close()
+    finally:
+        workers.close()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):  # stopped and reaped
+            os.kill(pid, 0)
+
+
+def test_exit_reasons_read_as_words():
+    assert exit_reason(-signal.SIGKILL) == "killed by SIGKILL"
+    assert exit_reason(1) == "exited with status 1"
+    assert exit_reason(None) == "stopped answering"
