@@ -251,32 +251,35 @@ def test_a_stalled_patient_is_shown_then_ends_the_session_and_closes_the_segment
     server = impatient_server
     session = create_session(server.url, "stall")
     sid = session["session_id"]
-    created_at = server.app.state.store.session(sid).created_at
+    settings = server.app.state.settings
 
-    async def story() -> tuple[dict[str, Any], dict[str, Any], float]:
+    async def story() -> tuple[dict[str, Any], dict[str, Any]]:
         async with websockets.connect(ws_url(server.url, session)) as ws:
             track = looping_track(face_frames)
             pc = await connect_patient(server.url, session, face_frames, track=track)
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT_S) as http:
                 r = await http.post(
                     f"/api/s/{sid}/exercise", json={"action": "start", "exercise": "smile"}, headers=patient(session)
                 )
                 assert r.status_code == 200
             await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 2, fail=ended)
             track.pause()  # the camera freezes; the connection stays up
-            paused_at = time.time() - created_at
             stalled = await next_snapshot(ws, lambda m: (m["alert"] or {}).get("code") == "stalled", fail=ended)
             final = await next_snapshot(ws, ended)
             await pc.close()
-            return stalled, final, paused_at
+            return stalled, final
 
-    stalled, final, paused_at = asyncio.run(story())
+    stalled, final = asyncio.run(story())
     assert stalled["status"] == "live" and "stalled" in stalled["alert"]["message"]
     assert not final["live"] and final["alert"]["code"] == "stalled"
     [segment] = server.app.state.store.segments(sid)
-    assert segment.end_s is not None and segment.end_s <= paused_at + 0.5  # closed at its last frame, not at the end
-    assert server.app.state.store.session_status(sid) == "ended"
     stored = server.app.state.store.series(sid)
+    # closed at its last frame, not when the session ended: at or after the newest keyframe's frame, and
+    # at least stall_end_s before the end (no frame came for that long); frames still in flight when the
+    # camera froze may come later on a busy machine, so the moment of the pause bounds nothing
+    assert segment.end_s is not None and stored.series.time_s.max() <= segment.end_s
+    assert segment.end_s <= final["session_time_s"] - settings.stall_end_s + 0.05  # 0.05 s: wall vs monotonic clock
+    assert server.app.state.store.session_status(sid) == "ended"
     assert len(stored.series) == final["health"]["keyframes"]  # keyframes stored = keyframes analysed
 
 
