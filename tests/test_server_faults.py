@@ -415,14 +415,15 @@ def test_a_full_disk_pauses_the_analysis_visibly_and_it_resumes_when_space_retur
                     lambda m: m["health"]["keyframes"] >= resumed["health"]["keyframes"] + 3,
                     fail=lambda m: ended(m) or storage_alert(m),
                 )
-                # full again: hang-up and, after it, the server's shutdown still finish within seconds
+                # full again: hang-up and, after it, the server's shutdown still finish
                 srv.call(fill_the_disk)
                 await next_snapshot(ws, storage_alert, fail=ended)
-                async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
-                    t0 = time.monotonic()
+                async with httpx.AsyncClient(base_url=srv.url, timeout=TIMEOUT_S) as http:
                     r = await http.post(f"/api/s/{sid}/hangup", headers=patient(session))
-                    hangup_s = time.monotonic() - t0
                     assert r.status_code == 200
+                    # the loops waiting for the disk ended with the stream: the hang-up answered once they had
+                    # stopped, not after giving up on them (ENDING_TIMEOUT_S), and the disk is still full
+                    assert srv.call(lambda: srv.app.state.sessions.get(sid).idle)
                     final = await next_snapshot(ws, ended)
                     for _ in range(500):  # new sessions fill the last free bytes of the pages, then:
                         r = await http.post("/api/sessions", json={}, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
@@ -430,9 +431,9 @@ def test_a_full_disk_pauses_the_analysis_visibly_and_it_resumes_when_space_retur
                             break
                     assert r.status_code == 503 and r.json() == {"error": "storage unavailable"}
                 await pc.close()
-                return paused, dropping, resumed, more, final, hangup_s
+                return paused, dropping, resumed, more, final
 
-        paused, dropping, resumed, more, final, hangup_s = asyncio.run(story())
+        paused, dropping, resumed, more, final = asyncio.run(story())
         assert paused["status"] == "live" and paused["live"]  # paused, not ended
         assert "database cannot be written" in paused["alert"]["message"] and "resumes" in paused["alert"]["message"]
         assert dropping["status"] == "live" and dropping["live"]
@@ -441,7 +442,6 @@ def test_a_full_disk_pauses_the_analysis_visibly_and_it_resumes_when_space_retur
         )  # at most the one waiting for the disk
         assert more["status"] == "live" and more["health"]["keyframes"] >= resumed["health"]["keyframes"] + 3
         assert more["health"]["frames_dropped_storage"] >= dropping["health"]["frames_dropped_storage"]
-        assert hangup_s < 5.0
         stored = store.series(sid)
         assert len(stored.series) == final["health"]["keyframes"]  # stored = analysed, none twice
         assert len(set(stored.series.frames.tolist())) == len(stored.series)
@@ -450,6 +450,7 @@ def test_a_full_disk_pauses_the_analysis_visibly_and_it_resumes_when_space_retur
     finally:
         t0 = time.monotonic()
         srv.__exit__(None, None, None)  # what SIGTERM does: uvicorn's shutdown, then the lifespan's
+        # a bound against a hang only: it takes about 0.2 s (docs/live.md), 75 times less
         assert not srv.thread.is_alive() and time.monotonic() - t0 < 15.0
 
 
