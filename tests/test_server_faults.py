@@ -455,6 +455,9 @@ def test_a_full_disk_pauses_the_analysis_visibly_and_it_resumes_when_space_retur
 
 
 # -- 10. stream health under load ------------------------------------------------------------------------------
+SLOW_INGEST_S = 2.5
+
+
 class SlowIngest:
     """A real pipeline whose per-frame stage takes 2.5 s, like a machine far behind real time."""
 
@@ -465,7 +468,7 @@ class SlowIngest:
         return getattr(self.inner, name)
 
     def ingest(self, frame: Any) -> Any:
-        time.sleep(2.5)  # the load itself, not a synchronisation
+        time.sleep(SLOW_INGEST_S)  # the load itself, not a synchronisation
         return self.inner.ingest(frame)
 
 
@@ -485,7 +488,9 @@ def test_frames_per_second_counts_frames_as_they_arrive_not_as_the_models_take_t
 
         seen = asyncio.run(story())
     rates = [m["health"]["frames_per_s"] for m in seen]
-    assert all(r is not None and r > 5 for r in rates), rates  # ~30/s arrive while the models take ~0.4/s
+    # the models take at most one frame per SLOW_INGEST_S (0.4/s); ~30/s arrive, fewer on a busy machine,
+    # which may slow the patient's encoder too: five times what the models can take tells them apart
+    assert all(r is not None and r > 5 / SLOW_INGEST_S for r in rates), rates
     assert seen[-1]["health"]["frames_analysed"] < seen[-1]["health"]["frames_received"] / 5
 
 
