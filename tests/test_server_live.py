@@ -29,11 +29,12 @@ from stream.server.store import Store
 TIMEOUT_S = 90  # generous: the 2 test cores are shared with other work
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=["0", "2"], ids=["model-threads", "analysis-processes"])
+def server(request, tmp_path_factory):
+    """``serve`` analysing in its own model threads, then in two analysis worker processes: the same story."""
     allow_loopback_ice()
     tmp = tmp_path_factory.mktemp("serve")
-    srv = ProcessServer(tmp / "sessions.sqlite3", tmp / "serve.log").start()
+    srv = ProcessServer(tmp / "sessions.sqlite3", tmp / "serve.log", ("--analysis-processes", request.param)).start()
     yield srv
     srv.stop()
 
