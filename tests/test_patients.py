@@ -347,6 +347,7 @@ def test_history_page_renders_and_prints_on_one_page(server, tmp_path) -> None:
     pytest.importorskip("playwright.sync_api")
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=30_000)  # expect()'s 5 s default is short for a page on a busy machine
     link = httpx.post(server.url + f"/api/patients/{CODE}/link", headers=AUTH).json()["history_url"]
     with sync_playwright() as p:
         browser = p.chromium.launch(
