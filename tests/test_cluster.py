@@ -98,7 +98,7 @@ def test_a_dead_nodes_sessions_are_taken_over_after_its_lease_and_it_learns_it_l
     lost: list[str] = []
 
     async def story() -> None:
-        a, b = await nodes(redis_url, 2, lease_s=1.0)
+        a, b = await nodes(redis_url, 2, lease_s=3.0)  # long enough for b's first claim on a busy machine
         a.on_lost = lost.append
         try:
             assert (await a.claim("s1")).is_self
