@@ -292,9 +292,9 @@ def test_a_live_session_whose_node_died_is_ended_when_no_patient_comes_back(tmp_
     for i, t in enumerate((0.5, 1.5, 2.5)):
         store.add_keyframe("ORPHAN", i, i, t, 100.0 + t, 0 if t > 1 else None, 0, np.ones(N_AUS), np.ones(N_AUS))
 
-    async def hold() -> None:  # another live node holds HELD
-        other = Cluster(redis_url, "http://127.0.0.1:9", node_id="n2", lease_s=60)
-        await other._redis.set(other._node_key(), other.node_url, px=60_000)
+    async def hold() -> None:  # another live node holds HELD, for longer than this test can take
+        other = Cluster(redis_url, "http://127.0.0.1:9", node_id="n2", lease_s=600)
+        await other._redis.set(other._node_key(), other.node_url, px=600_000)
         assert (await other.claim("HELD")).is_self
         await other._redis.aclose(close_connection_pool=True)
 
