@@ -145,10 +145,11 @@ class ProcessServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 60
+        # bounds against a hang only: the start takes about 5 s (imports), more on a busy machine or a cold disk
+        deadline = time.monotonic() + 180
         while True:
             try:
-                if httpx.get(self.url + "/", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/", timeout=10).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
