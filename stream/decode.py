@@ -153,20 +153,24 @@ def prefetched(frames: Iterator[Frame], depth: int = 8) -> Iterator[Frame]:
     q: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(item: object) -> bool:
+        """Queue ``item`` once there is room; False if the consumer stopped meanwhile (it takes nothing more)."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def worker() -> None:
         try:
             for frame in frames:
-                while not stop.is_set():
-                    try:
-                        q.put(frame, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(frame):
                     return
-            q.put(_END)
+            put(_END)
         except BaseException as exc:  # handed to the consumer
-            q.put(exc)
+            put(exc)
 
     thread = threading.Thread(target=worker, name="decode-prefetch", daemon=True)
     thread.start()

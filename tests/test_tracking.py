@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
@@ -75,6 +77,25 @@ def test_prefetch_stops_its_thread_when_the_consumer_stops_early():
     before = threading.active_count()
     gen = prefetched(iter(range(10_000)), depth=2)
     assert next(gen) == 0
+    gen.close()
+    assert threading.active_count() == before
+
+
+def test_prefetch_stops_its_thread_when_the_consumer_stops_with_the_end_still_queued():
+    """The decoder reached the end while the queue was full: the end marker waits for room that a consumer
+    who stopped never makes, and the thread must stop all the same (not block for ever)."""
+    import threading
+
+    exhausted = threading.Event()
+
+    def three() -> Iterator[int]:
+        yield from range(3)
+        exhausted.set()  # the worker asked for a fourth item: next it queues the end
+
+    before = threading.active_count()
+    gen = prefetched(three(), depth=2)
+    assert next(gen) == 0  # 1 and 2 fill the queue
+    assert exhausted.wait(60)
     gen.close()
     assert threading.active_count() == before
 
