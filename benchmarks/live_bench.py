@@ -1,6 +1,7 @@
 """Live server benchmark: sustained ingest, frame-to-dashboard latency, CPU/memory, WebSocket fan-out.
 
     python benchmarks/live_bench.py ingest --seconds 180      # one patient, 640x480 at 30 fps
+    python benchmarks/live_bench.py ingest --sessions 3 --seconds 600 --serve-args="--analysis-processes 0"
     python benchmarks/live_bench.py fanout --clients 100 --hz 10 --seconds 30
 
 ``ingest``: ``serve`` runs in its own process with the default detector and estimator; a Python
@@ -9,8 +10,10 @@ a clinician WebSocket records the time from the server receiving a keyframe's fr
 reaching the dashboard (same host, same clock), for the newest keyframe of each message and for every
 keyframe (a message can bring several; older ones come from the series tail). The server's own
 trace (``health.latency_stages_ms``: where the time goes, per stage) is reported per window, with
-its CPU time and RSS from /proc, to show whether anything grows. ``--serve-args="--dashboard-hz 20"``
-passes more flags to ``serve``.
+its CPU time and RSS from /proc (the server's, and apart that of its children, the analysis
+worker processes), to show whether anything grows. ``--sessions N``: N patients stream at once, each
+watched by its own dashboard; "skipped" is the share of received frames the models never took (the
+latest-frame policy drops stale ones). ``--serve-args="--dashboard-hz 20"`` passes more flags to ``serve``.
 
 ``fanout``: a server process holds one session with a realistic snapshot (120-keyframe tail, an
 exercise segment) and publishes it through the real hub ``--hz`` times a second; ``--clients``
@@ -76,91 +79,176 @@ def load_640x480(path: Path, every: int = 2) -> list[Any]:
 
 
 # -- ingest ---------------------------------------------------------------------------------------
-async def ingest(seconds: float, window: float, serve_args: tuple[str, ...] = ()) -> dict[str, Any]:
-    import websockets
+def children(pid: int) -> list[int]:
+    """Pids of a process's children (the analysis workers and multiprocessing's resource tracker)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
 
+
+def tree_usage(pid: int) -> tuple[float, float, float]:
+    """(CPU seconds, RSS MiB of the server, RSS MiB of its children) of a server and its living children.
+
+    A child's CPU seconds count once it is seen; a worker that exited takes its seconds with it.
+    """
+    cpu, rss = proc_usage(pid)
+    child_rss = 0.0
+    for child in children(pid):
+        try:
+            c_cpu, c_rss = proc_usage(child)
+        except OSError:
+            continue
+        cpu += c_cpu
+        child_rss += c_rss
+    return cpu, rss, child_rss
+
+
+class Watcher:
+    """One session's clinician WebSocket: keyframe latencies and the latest stream health."""
+
+    def __init__(self) -> None:
+        self.latencies: list[tuple[float, float]] = []  # (elapsed s, ms): newest keyframe of each message
+        self.every: list[tuple[float, float]] = []  # (elapsed s, ms): every keyframe, from the series tail
+        self.health: dict[str, Any] = {}
+
+    async def run(self, url: str, session: dict[str, Any], frames: list[Any], t0: float, seconds: float) -> None:
+        import websockets
+
+        async with websockets.connect(ws_url(url, session), max_size=None) as ws:
+            pc = await connect_patient(url, session, frames)
+            last_seq, seen_seq = -1, -1
+            try:
+                while time.time() - t0 < seconds:
+                    message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                    now = time.time()
+                    latest, self.health = message["latest"], message["health"]
+                    if latest and latest["seq"] != last_seq:
+                        last_seq = latest["seq"]
+                        self.latencies.append((now - t0, (now - latest["received_at"]) * 1000))
+                        # A message can bring several new keyframes (coalescing): each one's receipt
+                        # time is the session start (received_at - time_s of the newest) + its time_s.
+                        start = latest["received_at"] - latest["time_s"]
+                        series = message["series"]
+                        for seq, t in zip(series["seq"], series["time_s"]):
+                            if seq > seen_seq:
+                                self.every.append((now - t0, (now - start - t) * 1000))
+                        seen_seq = max(seen_seq, latest["seq"])
+            finally:
+                await pc.close()
+
+
+def skipped_percent(health: dict[str, Any]) -> float | None:
+    received = health.get("frames_received") or 0
+    return None if not received else 100.0 * (1 - (health.get("frames_analysed") or 0) / received)
+
+
+async def ingest(seconds: float, window: float, serve_args: tuple[str, ...] = (), sessions: int = 1) -> dict[str, Any]:
     allow_loopback_ice()
     tmp = Path(tempfile.mkdtemp(prefix="live-bench-"))
     server = ProcessServer(tmp / "bench.sqlite3", tmp / "serve.log", serve_args).start()
     assert server.proc is not None
     pid = server.proc.pid
     frames = load_640x480(DATA / "d9.mp4")
-    session = create_session(server.url, "bench")
-    latencies: list[tuple[float, float]] = []  # (elapsed s, ms): newest keyframe of each message
-    every: list[tuple[float, float]] = []  # (elapsed s, ms): every keyframe, from the series tail
+    created = [create_session(server.url, f"bench {i}") for i in range(sessions)]
+    watchers = [Watcher() for _ in created]
     samples: list[dict[str, Any]] = []
     try:
-        async with websockets.connect(ws_url(server.url, session), max_size=None) as ws:
-            pc = await connect_patient(server.url, session, frames)
-            t0 = time.time()
-            cpu0, _ = proc_usage(pid)
-            last_seq, seen_seq, next_sample, health = -1, -1, t0 + window, {}
-            while time.time() - t0 < seconds:
-                message = json.loads(await asyncio.wait_for(ws.recv(), 30))
-                now = time.time()
-                latest, health = message["latest"], message["health"]
-                if latest and latest["seq"] != last_seq:
-                    last_seq = latest["seq"]
-                    latencies.append((now - t0, (now - latest["received_at"]) * 1000))
-                    # A message can bring several new keyframes (coalescing): each one's receipt
-                    # time is the session start (received_at - time_s of the newest) + its time_s.
-                    start = latest["received_at"] - latest["time_s"]
-                    series = message["series"]
-                    for seq, t in zip(series["seq"], series["time_s"]):
-                        if seq > seen_seq:
-                            every.append((now - t0, (now - start - t) * 1000))
-                    seen_seq = max(seen_seq, latest["seq"])
-                if now >= next_sample:
-                    cpu, rss = proc_usage(pid)
-                    samples.append({"t": now - t0, "cpu_s": cpu - cpu0, "rss_mib": rss, **health})
-                    next_sample += window
-            await pc.close()
+        t0 = time.time()
+        cpu0, _, _ = tree_usage(pid)
+        own0 = time.process_time()  # this process: the patients' encoders and the dashboards
+        tasks = [asyncio.ensure_future(w.run(server.url, s, frames, t0, seconds)) for w, s in zip(watchers, created)]
+        next_sample = t0 + window
+        while not all(t.done() for t in tasks):
+            await asyncio.wait(tasks, timeout=max(0.0, next_sample - time.time()))
+            if time.time() >= next_sample:
+                cpu, rss, child_rss = tree_usage(pid)
+                health = [dict(w.health) for w in watchers]
+                samples.append(
+                    {
+                        "t": time.time() - t0,
+                        "cpu_s": cpu - cpu0,
+                        "rss_mib": rss,
+                        "workers_rss_mib": child_rss,
+                        "load_1m": os.getloadavg()[0],
+                        "bench_cpu_s": time.process_time() - own0,
+                        "health": health,
+                    }
+                )
+                next_sample += window
+        for task in tasks:
+            task.result()  # a session that failed fails the run
     finally:
         server.stop()
+
+    def total(health: list[dict[str, Any]], key: str) -> int:
+        return sum(h.get(key) or 0 for h in health)
+
     per_window = []
     for i, s in enumerate(samples):
-        prev = samples[i - 1] if i else {"t": 0.0, "cpu_s": 0.0, "frames_received": 0, "keyframes": 0}
+        prev = samples[i - 1] if i else {"t": 0.0, "cpu_s": 0.0, "bench_cpu_s": 0.0, "health": [{} for _ in watchers]}
         span = s["t"] - prev["t"]
-        lat = [ms for t, ms in latencies if prev["t"] <= t < s["t"]]
+        received = total(s["health"], "frames_received") - total(prev["health"], "frames_received")
+        analysed = total(s["health"], "frames_analysed") - total(prev["health"], "frames_analysed")
+        lat = [ms for w in watchers for t, ms in w.latencies if prev["t"] <= t < s["t"]]
+        every = [ms for w in watchers for t, ms in w.every if prev["t"] <= t < s["t"]]
         per_window.append(
             {
                 "until_s": round(s["t"]),
-                "fps_received": (s["frames_received"] - prev["frames_received"]) / span,
-                "keyframes_per_s": (s["keyframes"] - prev["keyframes"]) / span,
-                "frames_analysed_per_s": None,
+                "fps_received": received / span,
+                "fps_analysed": analysed / span,
+                "skipped_percent": 100.0 * (1 - analysed / received) if received else None,
+                "keyframes_per_s": (total(s["health"], "keyframes") - total(prev["health"], "keyframes")) / span,
                 "cpu_cores": (s["cpu_s"] - prev["cpu_s"]) / span,
-                "rss_mib": s["rss_mib"],
+                "patients_cpu_cores": (s["bench_cpu_s"] - prev["bench_cpu_s"]) / span,
+                "server_rss_mib": s["rss_mib"],
+                "workers_rss_mib": s["workers_rss_mib"],
+                "load_1m": s["load_1m"],
                 "latency_p50_ms": pct(lat, 50),
                 "latency_p95_ms": pct(lat, 95),
-                "every_keyframe_p50_ms": pct([ms for t, ms in every if prev["t"] <= t < s["t"]], 50),
-                "every_keyframe_p95_ms": pct([ms for t, ms in every if prev["t"] <= t < s["t"]], 95),
-                "server_stages_ms": s.get("latency_stages_ms"),
+                "every_keyframe_p50_ms": pct(every, 50),
+                "every_keyframe_p95_ms": pct(every, 95),
+                "server_stages_ms": [h.get("latency_stages_ms") for h in s["health"]],
             }
         )
-    last = samples[-1] if samples else {}
-    all_ms = [ms for _, ms in latencies]
+    final = [w.health for w in watchers]
+    all_ms = [ms for w in watchers for _, ms in w.latencies]
+    every_ms = [ms for w in watchers for _, ms in w.every]
+    received, analysed = total(final, "frames_received"), total(final, "frames_analysed")
     return {
         "seconds": seconds,
+        "sessions": sessions,
         "serve_args": list(serve_args),
-        "load_avg_1m": os.getloadavg()[0],
         "cores": os.cpu_count(),
-        "frames_received": last.get("frames_received"),
-        "frames_analysed": last.get("frames_analysed"),
-        "keyframes": last.get("keyframes"),
-        "keyframes_dropped": last.get("keyframes_dropped"),
-        "frames_stale_dropped": last.get("frames_stale_dropped"),
-        "fps_received": last.get("frames_received", 0) / last.get("t", 1),
-        "fps_analysed": last.get("frames_analysed", 0) / last.get("t", 1),
+        "load_1m_during": [s["load_1m"] for s in samples],
+        "frames_received": received,
+        "frames_analysed": analysed,
+        "skipped_percent": 100.0 * (1 - analysed / received) if received else None,
+        "keyframes": total(final, "keyframes"),
+        "keyframes_dropped": total(final, "keyframes_dropped"),
+        "fps_received_per_session": received / seconds / sessions,
+        "fps_analysed_per_session": analysed / seconds / sessions,
         "keyframe_to_dashboard_ms": {"p50": pct(all_ms, 50), "p95": pct(all_ms, 95), "n": len(all_ms)},
-        "every_keyframe_to_dashboard_ms": {
-            "p50": pct([ms for _, ms in every], 50),
-            "p95": pct([ms for _, ms in every], 95),
-            "n": len(every),
-        },
-        # the server's own figures over its last 300 keyframes: receipt -> snapshot offered to the
-        # viewers, and where that time went ([p50, p95] ms per stage, see server.latency.KeyframeTrace)
-        "server_latency_ms": {"p50": last.get("latency_ms_p50"), "p95": last.get("latency_ms_p95")},
-        "server_stages_ms": last.get("latency_stages_ms"),
+        "every_keyframe_to_dashboard_ms": {"p50": pct(every_ms, 50), "p95": pct(every_ms, 95), "n": len(every_ms)},
+        "per_session": [
+            {
+                "frames_received": h.get("frames_received"),
+                "frames_analysed": h.get("frames_analysed"),
+                "skipped_percent": skipped_percent(h),
+                "keyframes": h.get("keyframes"),
+                "newest_p95_ms": pct([ms for _, ms in w.latencies], 95),
+                # the server's own figures over its last 300 keyframes: receipt -> snapshot offered to
+                # the viewers, and where that time went ([p50, p95] ms per stage, server.latency)
+                "server_latency_ms": {"p50": h.get("latency_ms_p50"), "p95": h.get("latency_ms_p95")},
+                "server_stages_ms": h.get("latency_stages_ms"),
+            }
+            for w, h in zip(watchers, final)
+        ],
         "per_window": per_window,
     }
 
@@ -266,13 +354,14 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=180)
     p.add_argument("--window", type=float, default=30, help="seconds per reported window")
     p.add_argument("--serve-args", default="", help='more flags for serve, e.g. --serve-args="--dashboard-hz 20"')
+    p.add_argument("--sessions", type=int, default=1, help="patients streaming at once, each with its own dashboard")
     f = sub.add_parser("fanout")
     f.add_argument("--clients", type=int, default=100)
     f.add_argument("--hz", type=float, default=10)
     f.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args()
     if args.what == "ingest":
-        result = asyncio.run(ingest(args.seconds, args.window, tuple(args.serve_args.split())))
+        result = asyncio.run(ingest(args.seconds, args.window, tuple(args.serve_args.split()), args.sessions))
     else:
         result = asyncio.run(fanout(args.clients, args.hz, args.seconds))
     print(json.dumps(result, indent=2, default=lambda v: None))
