@@ -1,8 +1,8 @@
 """Analysis in worker processes (stream/server/analysis_workers.py) on real frames, without the server.
 
 A session's pipeline in a real spawned worker process gives the same frame results and AU values as
-the same pipeline in this process; a worker killed mid-session is replaced and the session goes on;
-closing the pool leaves no process behind.
+the same pipeline in this process; a worker killed (or hung) mid-session is replaced and the session
+goes on; closing the pool leaves no process behind.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from stream.config import AnalysisConfig
 from stream.errors import AnalysisRestarted
 from stream.pipeline import Pipeline
 from stream.server.analysis_workers import AnalysisWorkers, exit_reason
+from stream.server.frame_slots import FrameSlot, SlotReader
 from stream.session.analyser import FrameAnalyser, LocalAnalyser
 from stream.types import AUEstimate, Frame
-
-pytestmark = pytest.mark.slow  # real frames through MTCNN and the flow estimator, in two processes
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +47,7 @@ def run(analyser: FrameAnalyser, frames: list[np.ndarray], start: int = 0) -> li
     return out
 
 
+@pytest.mark.slow  # real frames through MTCNN and the flow estimator, in two processes
 def test_a_worker_process_analyses_like_this_process(frames):
     config = AnalysisConfig()
     local = run(LocalAnalyser(Pipeline(config, keep_series=False)), frames)
@@ -71,6 +71,7 @@ def test_a_worker_process_analyses_like_this_process(frames):
     assert counts["frames"] == len(frames) and counts["keyframes"] == len(estimated)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_replaced_and_the_session_goes_on(frames):
     workers = AnalysisWorkers(2, AnalysisConfig(), mirrored=False)
     try:
@@ -96,6 +97,63 @@ def test_a_killed_worker_is_replaced_and_the_session_goes_on(frames):
     for pid in pids:
         with pytest.raises(ProcessLookupError):  # stopped and reaped
             os.kill(pid, 0)
+
+
+@pytest.mark.slow
+def test_a_hung_worker_is_killed_and_replaced(frames):
+    workers = AnalysisWorkers(1, AnalysisConfig(), mirrored=False)
+    try:
+        analyser = workers.open("s1")
+        run(analyser, frames[:3])
+        hung = analyser.worker
+        hung.answer_timeout_s = 2.0  # instead of a minute: ready and answering, now it will not
+        os.kill(hung.process.pid, signal.SIGSTOP)
+        with pytest.raises(AnalysisRestarted, match="did not answer within 2 s and was killed"):
+            analyser.ingest(Frame(3, 3 / 15, frames[3]))
+        assert not hung.process.is_alive()
+        run(analyser, frames[4:8], start=4)
+        assert analyser.counts()["frames"] == 7
+        analyser.close()
+    finally:
+        workers.close()
+
+
+def test_a_frame_slot_carries_frames_of_any_size_and_refuses_other_arrays():
+    rng = np.random.default_rng(0)
+    slot, reader = FrameSlot(), SlotReader()
+    try:
+        small = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        name, shape = slot.write(small)
+        np.testing.assert_array_equal(reader.read(name, shape), small)
+        large = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)  # the sender changed resolution
+        name2, shape2 = slot.write(large)
+        assert name2 != name and shape2 == (480, 640, 3)
+        copy = reader.read(name2, shape2)
+        np.testing.assert_array_equal(copy, large)
+        slot.write(small)  # the next frame overwrites the slot, not a frame already read
+        np.testing.assert_array_equal(copy, large)
+        with pytest.raises(ValueError, match="H x W x 3 uint8"):
+            slot.write(np.zeros((4, 4), dtype=np.float32))
+    finally:
+        reader.close()
+        slot.close()
+
+
+def test_serve_takes_the_number_of_analysis_processes():
+    import argparse
+
+    from stream.errors import ConfigError
+    from stream.server.main import add_serve_arguments, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    default = settings_from_args(parser.parse_args([]))
+    assert default.analysis_processes is None and default.analysis_process_count == (os.cpu_count() or 1)
+    assert default.model_threads == default.model_workers + 2 * default.analysis_process_count
+    threads = settings_from_args(parser.parse_args(["--analysis-processes", "0"]))
+    assert threads.analysis_process_count == 0 and threads.model_threads == threads.model_workers
+    with pytest.raises(ConfigError, match="analysis processes must be >= 0"):
+        settings_from_args(parser.parse_args(["--analysis-processes", "-1"]))
 
 
 def test_exit_reasons_read_as_words():

@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 MAX_RESTARTS = 3  # per session: a frame that kills every worker it reaches must not kill them forever
 STOP_WAIT_S = 5.0  # a worker asked to stop gets this long before it is terminated, then killed
+# A worker that has not answered one request (or loaded its detector) within this long is taken
+# for hung and killed: its sessions move on. A frame takes ~15 ms, a 4K detection a few seconds.
+ANSWER_TIMEOUT_S = 60.0
 HELD_ESTIMATES = 32  # estimates of keyframes the keyframe queue dropped are given up beyond this
 
 R = TypeVar("R", bound=Reply)
@@ -78,7 +81,9 @@ def exit_reason(exitcode: int | None) -> str:
 class Worker:
     """One worker process and its pipe; ``call`` is one request and its reply, one caller at a time."""
 
-    def __init__(self, index: int, config: AnalysisConfig, mirrored: bool) -> None:
+    def __init__(
+        self, index: int, config: AnalysisConfig, mirrored: bool, answer_timeout_s: float = ANSWER_TIMEOUT_S
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self.index = index
         self.conn, child = context.Pipe()
@@ -94,6 +99,8 @@ class Worker:
         self.lock = threading.Lock()
         self.failure: str | None = None  # why it can take no more requests
         self._ready = False
+        self._hung = False
+        self.answer_timeout_s = answer_timeout_s
 
     @property
     def name(self) -> str:
@@ -109,16 +116,28 @@ class Worker:
                 raise AnalysisWorkerDied(self.failure)
             try:
                 if not self._ready:  # the first call waits for the detector to load
-                    self._check(self.conn.recv(), Ready)
+                    self._check(self._receive(), Ready)
                     self._ready = True
                 self.conn.send(request)
-                reply = self.conn.recv()
+                reply = self._receive()
             except (EOFError, OSError):
                 self.process.join(STOP_WAIT_S)
-                self.failure = f"{self.name} {exit_reason(self.process.exitcode)}"
+                reason = (
+                    f"did not answer within {self.answer_timeout_s:g} s and was killed"
+                    if self._hung
+                    else exit_reason(self.process.exitcode)
+                )
+                self.failure = f"{self.name} {reason}"
                 log.error("%s; its sessions move to a new worker", self.failure)
                 raise AnalysisWorkerDied(self.failure) from None
         return self._check(reply, answer)
+
+    def _receive(self) -> Reply:
+        if not self.conn.poll(self.answer_timeout_s):
+            self._hung = True
+            self.process.kill()  # the pipe closes: reported as its death below
+        reply: Reply = self.conn.recv()
+        return reply
 
     def _check(self, reply: Reply, answer: type[R]) -> R:
         if isinstance(reply, Failed):
@@ -155,12 +174,15 @@ class Worker:
 class AnalysisWorkers:
     """The pool of ``count`` worker processes the sessions' pipelines are spread over."""
 
-    def __init__(self, count: int, config: AnalysisConfig, mirrored: bool) -> None:
+    def __init__(
+        self, count: int, config: AnalysisConfig, mirrored: bool, answer_timeout_s: float = ANSWER_TIMEOUT_S
+    ) -> None:
         if count < 1:
             raise ValueError(f"need at least one analysis process, got {count}")
         self.count = count
         self.config = config
         self.mirrored = mirrored
+        self.answer_timeout_s = answer_timeout_s
         self.workers: list[Worker] = []
         self.started = 0  # processes started, replacements included
         self._lock = threading.Lock()
@@ -187,7 +209,7 @@ class AnalysisWorkers:
 
     def _start(self, index: int) -> Worker:
         self.started += 1
-        return Worker(index, self.config, self.mirrored)
+        return Worker(index, self.config, self.mirrored, self.answer_timeout_s)
 
     def release(self, worker: Worker) -> None:
         with self._lock:
