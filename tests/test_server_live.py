@@ -87,7 +87,11 @@ def test_patient_stream_reaches_clinicians_and_matches_the_stored_results(server
                 )
                 assert r.status_code == 200 and r.json()["segment"]["exercise"] == "smile"
 
-                live = await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 4)
+                # a snapshot from after the exercise started: on a busy machine the start's answer may
+                # come after the fourth keyframe
+                live = await next_snapshot(
+                    ws, lambda m: m["health"]["keyframes"] >= 4 and m["exercise"]["current"] is not None
+                )
                 for side in ("left", "right"):
                     values = live["latest"][side]
                     assert len(values) == N_AUS and all(isinstance(v, (int, float)) and 0 <= v <= 5 for v in values)
@@ -103,7 +107,8 @@ def test_patient_stream_reaches_clinicians_and_matches_the_stored_results(server
                     ws,
                     lambda m: (
                         m["statistics"]["session"]["findings"] is not None
-                        and m["statistics"]["segments"][0]["statistics"]["findings"] is not None
+                        # None until the exercise's first keyframe
+                        and (m["statistics"]["segments"][0]["statistics"] or {}).get("findings") is not None
                     ),
                 )
                 for scope in (
