@@ -232,7 +232,8 @@ def test_a_node_that_lost_its_lease_to_another_node_stops_holding_the_session(tm
         assert sid in sessions and cluster.owns(sid)
 
         async def steal() -> str:
-            other = Cluster(redis_url, "http://127.0.0.1:9", node_id="n2", lease_s=30)
+            # n2 holds it for longer than this test can take (n1's own lease is 30 s)
+            other = Cluster(redis_url, "http://127.0.0.1:9", node_id="n2", lease_s=600)
             await other.start()
             try:
                 await other._redis.delete(other._owner_key(sid))  # n1's lease ran out while it was paused
