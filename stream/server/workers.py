@@ -76,6 +76,9 @@ def run_workers(
         print(f"stream: clinic admin key (new, keep it): {admin_key}", flush=True)
     env["STREAM_ADMIN_KEY"] = admin_key
     base = [arg for i, arg in enumerate(base) if not _is_admin_key(base, i)]
+    if not any(arg.split("=", 1)[0] == "--analysis-processes" for arg in base):
+        # The nodes share the machine's cores: each gets its share of analysis processes, not one per core.
+        base += ["--analysis-processes", str(max(1, (os.cpu_count() or 1) // workers))]
 
     def start(i: int) -> subprocess.Popen[bytes]:
         cmd = [
