@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
@@ -85,6 +86,7 @@ class WorkerHost:
             raise KeyError(f"no pipeline {name!r} in this worker (opened on another, or closed)") from None
 
     def _analyse(self, request: AnalyseFrame) -> FrameAnalysed:
+        started = time.perf_counter()
         hosted = self._hosted(request.pipeline)
         pipeline, controls = hosted.pipeline, request.controls
         if controls.restart_tracking:
@@ -101,6 +103,8 @@ class WorkerHost:
                 FrameResult(result.frame_index, result.time_s, result.n_faces, None, result.difference),
                 None,
                 pipeline.counts.as_dict(),
+                started,
+                time.perf_counter(),
             )
         # Estimated here, at once: the aligned halves never leave the worker, and the keyframe does
         # not wait for a second trip through the server.
@@ -110,6 +114,8 @@ class WorkerHost:
             FrameResult(result.frame_index, result.time_s, result.n_faces, stamp, result.difference),
             estimate,
             pipeline.counts.as_dict(),
+            started,
+            time.perf_counter(),
         )
 
     def close(self) -> None:

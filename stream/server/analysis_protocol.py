@@ -90,6 +90,10 @@ class FrameAnalysed:
     result: FrameResult[KeyframeStamp]
     estimate: AUEstimate | None  # the keyframe's AU values when the frame became one
     counts: dict[str, int]  # the pipeline's frame counts after this frame
+    # time.perf_counter in the worker when it took the request and when it had the reply ready (on
+    # Linux the same monotonic clock as the server's stamps, whatever the process)
+    started: float
+    finished: float
 
 
 @dataclass(frozen=True)

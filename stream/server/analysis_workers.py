@@ -245,6 +245,7 @@ class RemoteAnalyser:
         self._counts_before: dict[str, int] = {}  # of pipelines on workers that died
         self._closed = False
         self._restarts = 0
+        self._work: tuple[float, float] | None = None
         self.worker, self._pipeline, self._estimator = self._open()
 
     def _open(self) -> tuple[Worker, str, EstimatorInfo]:
@@ -271,6 +272,7 @@ class RemoteAnalyser:
         except AnalysisWorkerDied as exc:
             self._restart(exc)
         self._counts = reply.counts
+        self._work = (reply.started, reply.finished)
         if reply.estimate is not None:
             with self._lock:
                 self._estimates[reply.estimate.frame_index] = reply.estimate
@@ -319,6 +321,9 @@ class RemoteAnalyser:
 
     def restart_tracking(self) -> None:
         self._control(Controls(rereference=True, restart_tracking=True))
+
+    def last_work(self) -> tuple[float, float] | None:
+        return self._work
 
     def counts(self) -> dict[str, int]:
         counts = dict(self._counts_before)

@@ -122,6 +122,12 @@ class StreamLoops:
         trace.ingest_start = time.perf_counter()
         result = self.session.analysis.ingest(item.rgb(), item.received_at - self.session.created_at)
         trace.ingest_end = time.perf_counter()
+        analyser = self.session.analysis.analyser
+        work = analyser.last_work() if analyser is not None else None
+        if work is not None:  # in a worker process: waiting for it is queueing, not ingest
+            start, end = work  # the worker's clock is this one (CLOCK_MONOTONIC); clamped all the same
+            trace.ingest_start = min(max(start, trace.ingest_start), trace.ingest_end)
+            trace.ingest_end = max(min(end, trace.ingest_end), trace.ingest_start)
         return result
 
     async def _analysis_loop(self, frames: asyncio.Task[None]) -> None:

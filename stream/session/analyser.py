@@ -51,6 +51,11 @@ class FrameAnalyser(Protocol):
         """The frames changed size: tracking, keyframe crop and AU reference start afresh at the next frame."""
         ...
 
+    def last_work(self) -> tuple[float, float] | None:
+        """``time.perf_counter`` when the pipeline started and finished the latest frame (keyframe AU
+        estimate included) where it runs elsewhere; None when it ran in the caller's thread."""
+        ...
+
     def counts(self) -> dict[str, int]:
         """Frames and keyframes counted by the pipeline so far."""
         ...
@@ -94,6 +99,9 @@ class LocalAnalyser:
 
     def restart_tracking(self) -> None:
         self.pipeline.restart_tracking()
+
+    def last_work(self) -> tuple[float, float] | None:
+        return None
 
     def counts(self) -> dict[str, int]:
         return self.pipeline.counts.as_dict()
