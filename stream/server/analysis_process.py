@@ -4,7 +4,10 @@ The worker loads the face detector once and shares it among its sessions' pipeli
 own tracker, keyframe filter and AU estimator, as in the in-process server). It serves requests
 from the server in order until ``Stop`` or until the server's end of the pipe closes (the server
 exited, however it exited), so a worker never outlives its server. It runs single-threaded: one
-worker per core is the parallelism, more threads would only contend for the same cores.
+worker per core is the parallelism, more threads would only contend for the same cores. It also
+runs at a lower priority (``NICENESS``) than the server: when the cores are short, the analysis is
+what can give way (the latest frame wins, stale ones are skipped), while the server's receiving end
+cannot (aiortc queues decoded frames without bound until the event loop takes them).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from stream.session.snapshot import EstimatorInfo
 from stream.types import Frame, KeyframeStamp
 
 log = logging.getLogger(__name__)
+
+NICENESS = 5  # added to the server's: under CPU contention a worker gets about a third of a server thread's share
 
 
 @dataclass
@@ -138,6 +143,10 @@ def serve(conn: Connection, config: AnalysisConfig, mirrored: bool) -> None:
     """The worker process's main function (started with the spawn method by ``analysis_workers.py``)."""
     # Ctrl-C reaches the whole process group; the server decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.nice(NICENESS)
+    except OSError:  # not allowed here: same priority as the server
+        pass
     try:
         host = WorkerHost(config, mirrored)
         _one_thread_each()
