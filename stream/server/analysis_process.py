@@ -166,7 +166,10 @@ def serve(conn: Connection, config: AnalysisConfig, mirrored: bool) -> None:
                 reply = host.handle(request)
             except Exception as exc:  # noqa: BLE001 - one session's failure, told to its proxy
                 reply = Failed.of(exc)
-            conn.send(reply)
+            try:
+                conn.send(reply)
+            except OSError:
+                break  # the server is gone (killed while this frame was analysed)
     finally:
         host.close()
         conn.close()
