@@ -3,13 +3,14 @@
 serve (own process) with one analysis worker process, a Python WebRTC patient streaming a real face
 over loopback, a clinician WebSocket. The worker is SIGKILLed mid-stream: the dashboard says so, the
 analysis goes on in a fresh worker, the dead one is reaped, and stopping the server leaves no
-worker behind.
+worker behind; a worker whose server is SIGKILLed exits by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 from functools import partial
 from pathlib import Path
@@ -101,3 +102,39 @@ def test_a_killed_analysis_worker_is_shown_replaced_and_reaped(tmp_path, shared_
     finally:
         server.stop()
     assert not any(Path(f"/proc/{pid}").exists() for pid in replacements)  # stopped with the server
+
+
+def test_analysis_workers_do_not_outlive_a_killed_server(tmp_path, shared_data):
+    allow_loopback_ice()
+    frames = load_face_frames(shared_data / "d9.mp4", limit=60)
+    server = ProcessServer(tmp_path / "s.sqlite3", tmp_path / "serve.log", ("--analysis-processes", "2")).start()
+    assert server.proc is not None
+    session = create_session(server.url, "killed server")
+
+    async def story() -> list[int]:
+        async with websockets.connect(ws_url(server.url, session)) as ws:
+            pc = await connect_patient(server.url, session, frames)
+            await next_snapshot(ws, lambda m: m["health"]["keyframes"] >= 2, fail=ended)
+            workers = analysis_workers(server.proc.pid)
+            os.kill(server.proc.pid, signal.SIGKILL)  # no shutdown at all
+            server.proc.wait()
+            await pc.close()
+            return workers
+
+    workers = asyncio.run(story())
+    assert len(workers) == 2
+    for pid in workers:  # each sees its pipe close and exits
+        assert exits(pid), f"analysis worker {pid} still runs a minute after its server was killed"
+
+
+def exits(pid: int, within_s: float = 60.0) -> bool:
+    """Whether process ``pid`` (not our child) exits: its pidfd becomes readable when it does."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([fd], [], [], within_s)
+        return bool(readable)
+    finally:
+        os.close(fd)
