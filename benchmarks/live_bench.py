@@ -92,21 +92,21 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def tree_usage(pid: int) -> tuple[float, float, float]:
-    """(CPU seconds, RSS MiB of the server, RSS MiB of its children) of a server and its living children.
+def tree_usage(pid: int) -> tuple[float, float, float, float]:
+    """(CPU seconds, RSS MiB) of a server, then the same summed over its living children.
 
     A child's CPU seconds count once it is seen; a worker that exited takes its seconds with it.
     """
     cpu, rss = proc_usage(pid)
-    child_rss = 0.0
+    child_cpu = child_rss = 0.0
     for child in children(pid):
         try:
             c_cpu, c_rss = proc_usage(child)
         except OSError:
             continue
-        cpu += c_cpu
+        child_cpu += c_cpu
         child_rss += c_rss
-    return cpu, rss, child_rss
+    return cpu, rss, child_cpu, child_rss
 
 
 class Watcher:
@@ -160,19 +160,20 @@ async def ingest(seconds: float, window: float, serve_args: tuple[str, ...] = ()
     samples: list[dict[str, Any]] = []
     try:
         t0 = time.time()
-        cpu0, _, _ = tree_usage(pid)
+        cpu0, _, child_cpu0, _ = tree_usage(pid)
         own0 = time.process_time()  # this process: the patients' encoders and the dashboards
         tasks = [asyncio.ensure_future(w.run(server.url, s, frames, t0, seconds)) for w, s in zip(watchers, created)]
         next_sample = t0 + window
         while not all(t.done() for t in tasks):
             await asyncio.wait(tasks, timeout=max(0.0, next_sample - time.time()))
             if time.time() >= next_sample:
-                cpu, rss, child_rss = tree_usage(pid)
+                cpu, rss, child_cpu, child_rss = tree_usage(pid)
                 health = [dict(w.health) for w in watchers]
                 samples.append(
                     {
                         "t": time.time() - t0,
                         "cpu_s": cpu - cpu0,
+                        "workers_cpu_s": child_cpu - child_cpu0,
                         "rss_mib": rss,
                         "workers_rss_mib": child_rss,
                         "load_1m": os.getloadavg()[0],
@@ -191,7 +192,8 @@ async def ingest(seconds: float, window: float, serve_args: tuple[str, ...] = ()
 
     per_window = []
     for i, s in enumerate(samples):
-        prev = samples[i - 1] if i else {"t": 0.0, "cpu_s": 0.0, "bench_cpu_s": 0.0, "health": [{} for _ in watchers]}
+        start = {"t": 0.0, "cpu_s": 0.0, "workers_cpu_s": 0.0, "bench_cpu_s": 0.0, "health": [{} for _ in watchers]}
+        prev = samples[i - 1] if i else start
         span = s["t"] - prev["t"]
         received = total(s["health"], "frames_received") - total(prev["health"], "frames_received")
         analysed = total(s["health"], "frames_analysed") - total(prev["health"], "frames_analysed")
@@ -204,7 +206,8 @@ async def ingest(seconds: float, window: float, serve_args: tuple[str, ...] = ()
                 "fps_analysed": analysed / span,
                 "skipped_percent": 100.0 * (1 - analysed / received) if received else None,
                 "keyframes_per_s": (total(s["health"], "keyframes") - total(prev["health"], "keyframes")) / span,
-                "cpu_cores": (s["cpu_s"] - prev["cpu_s"]) / span,
+                "server_cpu_cores": (s["cpu_s"] - prev["cpu_s"]) / span,
+                "workers_cpu_cores": (s["workers_cpu_s"] - prev["workers_cpu_s"]) / span,
                 "patients_cpu_cores": (s["bench_cpu_s"] - prev["bench_cpu_s"]) / span,
                 "server_rss_mib": s["rss_mib"],
                 "workers_rss_mib": s["workers_rss_mib"],
