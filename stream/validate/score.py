@@ -94,6 +94,7 @@ class Score:
             ("one region damped to 60 %, in that region", t["damp60_region"].text()),
             ("one region damped: other regions flagged (target 0 %)", t["region_other_flagged"].text()),
             ("injected synkinesis found with its eye-mouth pair (target >= 90 %)", t["synkinesis"].text()),
+            ("  of those, in clips long enough for any verdict", t["synkinesis_assessable"].text()),
             ("injected synkinesis: other pairs per case", mean_pairs("synkinesis_extra")),
             ("frozen or damped: synkinesis pairs per case", mean_pairs("palsy")),
             ("mirror: verdict swapped (target 100 %)", t["mirror"].text()),
@@ -188,6 +189,11 @@ def score(
                 else:
                     wanted = {p for p in pairs if p[0] == case.side and p[1] in MOUTH_SIGNALS and p[2] in EYE_SIGNALS}
                 t["synkinesis"].add(bool(wanted))
+                # below the rules' minimum of keyframes the product states nothing at all ("not enough
+                # keyframes"): counted above as a miss, and here left out
+                n_keyframes = next(iter(f.regions.values())).n_keyframes
+                if n_keyframes >= (evidence or EvidenceRules()).min_keyframes:
+                    t["synkinesis_assessable"].add(bool(wanted))
                 if not wanted:
                     out.failures.append(f"{where}: injected synkinesis not found (pairs: {sorted(pairs)})")
                 out.pairs["synkinesis_extra"].append(len(pairs - wanted) - len(pairs & _pairs(control)))
