@@ -133,8 +133,9 @@ def _one_thread_each() -> None:
     """One worker per core: its libraries get one thread each instead of one per core each."""
     import cv2
 
+    os.environ["OMP_NUM_THREADS"] = "1"  # torch reads it when first imported (a DEM estimator, later)
     cv2.setNumThreads(1)
-    torch = sys.modules.get("torch")  # only when the estimator or detector imported it
+    torch = sys.modules.get("torch")  # only when the detector imported it already
     if torch is not None:
         torch.set_num_threads(1)
 
@@ -148,8 +149,8 @@ def serve(conn: Connection, config: AnalysisConfig, mirrored: bool) -> None:
     except OSError:  # not allowed here: same priority as the server
         pass
     try:
-        host = WorkerHost(config, mirrored)
         _one_thread_each()
+        host = WorkerHost(config, mirrored)
     except Exception as exc:  # noqa: BLE001 - reported to the server, which refuses the session with it
         conn.send(Failed.of(exc))
         return
