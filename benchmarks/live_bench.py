@@ -1,7 +1,7 @@
 """Live server benchmark: sustained ingest, frame-to-dashboard latency, CPU/memory, WebSocket fan-out.
 
     python benchmarks/live_bench.py ingest --seconds 180      # one patient, 640x480 at 30 fps
-    python benchmarks/live_bench.py ingest --sessions 3 --seconds 600 --serve-args="--analysis-processes 0"
+    python benchmarks/live_bench.py ingest --sessions 3 --pre-encoded --serve-args="--analysis-processes 0"
     python benchmarks/live_bench.py fanout --clients 100 --hz 10 --seconds 30
 
 ``ingest``: ``serve`` runs in its own process with the default detector and estimator; a Python
@@ -13,7 +13,10 @@ trace (``health.latency_stages_ms``: where the time goes, per stage) is reported
 its CPU time and RSS from /proc (the server's, and apart that of its children, the analysis
 worker processes), to show whether anything grows. ``--sessions N``: N patients stream at once, each
 watched by its own dashboard; "skipped" is the share of received frames the models never took (the
-latest-frame policy drops stale ones). ``--serve-args="--dashboard-hz 20"`` passes more flags to ``serve``.
+latest-frame policy drops stale ones). ``--pre-encoded``: the patients send d9 encoded once as VP8 (with
+aiortc's encoder settings) instead of encoding every frame on the bench's cores, as a browser encodes
+on the patient's own device; 3 live encoders take about 0.65 of this machine's 2 cores.
+``--serve-args="--dashboard-hz 20"`` passes more flags to ``serve``.
 
 ``fanout``: a server process holds one session with a realistic snapshot (120-keyframe tail, an
 exercise segment) and publishes it through the real hub ``--hz`` times a second; ``--clients``
@@ -79,6 +82,57 @@ def load_640x480(path: Path, every: int = 2) -> list[Any]:
 
 
 # -- ingest ---------------------------------------------------------------------------------------
+def encode_vp8(frames: list[Any], bitrate: int = 1_000_000) -> list[bytes]:
+    """The frames encoded once as VP8, with aiortc's encoder settings (a keyframe every 5 s)."""
+    from fractions import Fraction
+
+    import av
+
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.height, codec.width = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
+    codec.bit_rate, codec.pix_fmt, codec.gop_size, codec.qmin, codec.qmax = bitrate, "yuv420p", 150, 2, 56
+    codec.options = {
+        "bufsize": str(bitrate),
+        "cpu-used": "-6",
+        "deadline": "realtime",
+        "lag-in-frames": "0",
+        "minrate": str(bitrate),
+        "maxrate": str(bitrate),
+        "noise-sensitivity": "4",
+        "overshoot-pct": "15",
+        "partitions": "0",
+        "static-thresh": "1",
+        "undershoot-pct": "100",
+    }
+    out = []
+    for i, planes in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        frame.pts, frame.time_base = i, Fraction(1, 30)
+        out.append(b"".join(bytes(p) for p in codec.encode(frame)))
+    return out
+
+
+def encoded_track(payloads: list[bytes]) -> Any:
+    """A 30 fps camera that sends ``payloads`` (VP8 frames) in a loop without encoding anything."""
+    import itertools
+
+    import av
+    from aiortc import VideoStreamTrack
+
+    class EncodedTrack(VideoStreamTrack):
+        def __init__(self) -> None:
+            super().__init__()
+            self._payloads = itertools.cycle(payloads)
+
+        async def recv(self) -> Any:
+            pts, time_base = await self.next_timestamp()  # 30 fps pacing
+            packet = av.Packet(next(self._payloads))
+            packet.pts, packet.time_base = pts, time_base
+            return packet  # aiortc's sender packs an av.Packet as it is
+
+    return EncodedTrack()
+
+
 def children(pid: int) -> list[int]:
     """Pids of a process's children (the analysis workers and multiprocessing's resource tracker)."""
     out = []
@@ -117,11 +171,13 @@ class Watcher:
         self.every: list[tuple[float, float]] = []  # (elapsed s, ms): every keyframe, from the series tail
         self.health: dict[str, Any] = {}
 
-    async def run(self, url: str, session: dict[str, Any], frames: list[Any], t0: float, seconds: float) -> None:
+    async def run(
+        self, url: str, session: dict[str, Any], frames: list[Any], t0: float, seconds: float, track: Any = None
+    ) -> None:
         import websockets
 
         async with websockets.connect(ws_url(url, session), max_size=None) as ws:
-            pc = await connect_patient(url, session, frames)
+            pc = await connect_patient(url, session, frames, track)
             last_seq, seen_seq = -1, -1
             try:
                 while time.time() - t0 < seconds:
@@ -148,13 +204,16 @@ def skipped_percent(health: dict[str, Any]) -> float | None:
     return None if not received else 100.0 * (1 - (health.get("frames_analysed") or 0) / received)
 
 
-async def ingest(seconds: float, window: float, serve_args: tuple[str, ...] = (), sessions: int = 1) -> dict[str, Any]:
+async def ingest(
+    seconds: float, window: float, serve_args: tuple[str, ...] = (), sessions: int = 1, pre_encoded: bool = False
+) -> dict[str, Any]:
     allow_loopback_ice()
     tmp = Path(tempfile.mkdtemp(prefix="live-bench-"))
     server = ProcessServer(tmp / "bench.sqlite3", tmp / "serve.log", serve_args).start()
     assert server.proc is not None
     pid = server.proc.pid
     frames = load_640x480(DATA / "d9.mp4")
+    payloads = encode_vp8(frames) if pre_encoded else None
     created = [create_session(server.url, f"bench {i}") for i in range(sessions)]
     watchers = [Watcher() for _ in created]
     samples: list[dict[str, Any]] = []
@@ -162,7 +221,12 @@ async def ingest(seconds: float, window: float, serve_args: tuple[str, ...] = ()
         t0 = time.time()
         cpu0, _, child_cpu0, _ = tree_usage(pid)
         own0 = time.process_time()  # this process: the patients' encoders and the dashboards
-        tasks = [asyncio.ensure_future(w.run(server.url, s, frames, t0, seconds)) for w, s in zip(watchers, created)]
+        tasks = [
+            asyncio.ensure_future(
+                w.run(server.url, s, frames, t0, seconds, encoded_track(payloads) if payloads else None)
+            )
+            for w, s in zip(watchers, created)
+        ]
         next_sample = t0 + window
         while not all(t.done() for t in tasks):
             await asyncio.wait(tasks, timeout=max(0.0, next_sample - time.time()))
@@ -226,6 +290,7 @@ async def ingest(seconds: float, window: float, serve_args: tuple[str, ...] = ()
     return {
         "seconds": seconds,
         "sessions": sessions,
+        "pre_encoded": pre_encoded,
         "serve_args": list(serve_args),
         "cores": os.cpu_count(),
         "load_1m_during": [s["load_1m"] for s in samples],
@@ -358,13 +423,21 @@ def main() -> int:
     p.add_argument("--window", type=float, default=30, help="seconds per reported window")
     p.add_argument("--serve-args", default="", help='more flags for serve, e.g. --serve-args="--dashboard-hz 20"')
     p.add_argument("--sessions", type=int, default=1, help="patients streaming at once, each with its own dashboard")
+    p.add_argument(
+        "--pre-encoded",
+        action="store_true",
+        help="patients send VP8 encoded once before the run (a browser encodes on its own device), "
+        "so the bench's encoders do not take the server's cores",
+    )
     f = sub.add_parser("fanout")
     f.add_argument("--clients", type=int, default=100)
     f.add_argument("--hz", type=float, default=10)
     f.add_argument("--seconds", type=float, default=30)
     args = parser.parse_args()
     if args.what == "ingest":
-        result = asyncio.run(ingest(args.seconds, args.window, tuple(args.serve_args.split()), args.sessions))
+        result = asyncio.run(
+            ingest(args.seconds, args.window, tuple(args.serve_args.split()), args.sessions, args.pre_encoded)
+        )
     else:
         result = asyncio.run(fanout(args.clients, args.hz, args.seconds))
     print(json.dumps(result, indent=2, default=lambda v: None))
