@@ -159,6 +159,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from uvicorn.config import LOGGING_CONFIG
 
     from stream.server.app import create_app
+    from stream.server.heap import limit_heap_growth
     from stream.server.store import StorageError
 
     try:
@@ -184,7 +185,7 @@ def run_serve(args: argparse.Namespace) -> int:
         log_config = uvicorn_log_config(settings.node_id)
     if settings.analysis_process_count == 0:  # else no model runs here (and torch need not be loaded)
         _limit_model_threads(settings.model_workers)
-    _limit_heap_growth()
+    limit_heap_growth()  # stream/server/heap.py: the process's RSS stays flat
     try:
         app = create_app(settings)
     except StorageError as exc:  # a read-only file or folder, a folder named like the file, a full disk
@@ -223,27 +224,6 @@ def run_serve(args: argparse.Namespace) -> int:
         log_config=log_config,
     )
     return 0
-
-
-def _limit_heap_growth() -> None:
-    """Frame-sized buffers (a 640x480 frame is 0.9 MB, several per frame received) straight from and
-    back to the OS, on glibc.
-
-    glibc raises its mmap threshold to the size of the largest block freed, after which frames come
-    from the threads' heaps; small long-lived objects (a keyframe's AU values) then land in the holes
-    they leave and the heap only grows: with analysis processes the server's RSS grew ~4.5 MB/s with
-    one 30 fps session (1 MB/s with model threads) and ~0.4 MB/s with the threshold fixed at 128 KiB
-    (setting it also turns the raising off). Elsewhere (musl, macOS) nothing is done.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    m_mmap_threshold = -3  # malloc.h
-    try:
-        ctypes.CDLL(None).mallopt(m_mmap_threshold, 128 * 1024)
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        pass
 
 
 def _limit_model_threads(workers: int) -> None:
