@@ -184,7 +184,6 @@ class AnalysisWorkers:
         self.mirrored = mirrored
         self.answer_timeout_s = answer_timeout_s
         self.workers: list[Worker] = []
-        self.started = 0  # processes started, replacements included
         self._lock = threading.Lock()
         self._closed = False
 
@@ -208,7 +207,6 @@ class AnalysisWorkers:
             return worker
 
     def _start(self, index: int) -> Worker:
-        self.started += 1
         return Worker(index, self.config, self.mirrored, self.answer_timeout_s)
 
     def release(self, worker: Worker) -> None:
