@@ -117,6 +117,13 @@ def test_json_log_lines_carry_node_and_session_and_never_a_token():
         record = logging.LogRecord("x", logging.ERROR, __file__, 1, "plain line", (), sys.exc_info())
     line = json.loads(formatter.format(record))
     assert "session" not in line and line["error"].startswith("RuntimeError") and "SECRET3" not in json.dumps(line)
+    # session ids are URL-safe base64: one may start or end with "-" or "_" (an id ending in "-" was cut
+    # back to its last letter by the old pattern's word boundary)
+    for sid in ("_JO8abMb1G6aTer-", "-abc", "a_", "--"):
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "session %s: ended", (sid,), None)
+        assert json.loads(formatter.format(record))["session"] == sid
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "session %s pipeline stages (ms): {}", ("ab-",), None)
+    assert json.loads(formatter.format(record))["session"] == "ab-"
 
 
 def test_workers_flags_are_set_per_node_and_workers_need_postgresql_and_redis(tmp_path):

@@ -19,7 +19,9 @@ import traceback
 
 from stream.server.logs import redact
 
-_SESSION = re.compile(r"^session ([A-Za-z0-9_-]{1,64})\b")
+# The id is the whole run of id characters: a "\b" after it would cut an id that ends in "-" (ids are
+# URL-safe base64, so one in 64 does) back to the last letter, and the line would name another session.
+_SESSION = re.compile(r"^session ([A-Za-z0-9_-]{1,64})(?![A-Za-z0-9_-])")
 
 
 class JsonFormatter(logging.Formatter):
