@@ -166,7 +166,9 @@ def test_a_stalled_viewer_does_not_delay_a_fast_one(server, two_sessions):
     sessions = server.app.state.sessions
     live = server.call(sessions.open, a["session_id"])
     stalled = [stalled_websocket(ws_url(server.url, a)) for _ in range(3)]
-    padding = "x" * 60_000  # big updates fill the stalled sockets' buffers within a few messages
+    # 100 updates of 200 kB (20 MB) fill any stalled socket: more than a kernel send buffer takes (Debian: 4 MB at
+    # most, other systems up to 16 MB), so the stalled viewers must lose updates
+    padding = "x" * 200_000
     n_updates, received = 100, []
 
     async def fast_viewer() -> None:
