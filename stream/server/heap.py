@@ -9,7 +9,7 @@ workers). Two glibc behaviours made its RSS grow without bound although nothing 
 * free pages in the middle of a heap go back to the OS only on ``malloc_trim``, never by ``free``.
 
 Measured with one 30 fps session and an analysis process (``live_bench.py ingest --pre-encoded``):
-4.5 MB/s of growth as it was, 0.45 MB/s with the threshold fixed at 128 KiB, 0.06 MB/s with the
+~5 MB/s of growth as it was, 0.45 MB/s with the threshold fixed at 128 KiB, 0.06 MB/s with the
 heap also trimmed every 5 s (Python's own objects grew ~0.01 MB/s: the session's keyframe series).
 Elsewhere (musl, macOS) nothing is done.
 """
