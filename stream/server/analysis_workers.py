@@ -12,11 +12,12 @@ over when the analysis loop gets to that keyframe.
 
 Calls block the calling thread (a model thread, never the event loop) until the worker answers;
 each worker answers one request at a time. Workers are started with the *spawn* method (the server
-has threads and an event loop, which fork would copy half-way), all at once, when the first session
-needs one. A worker that dies is noticed by the next call to it: the session's analysis moves to a
-fresh worker (``AnalysisRestarted``, shown on the dashboard) and goes on; after ``MAX_RESTARTS`` the
-session's analysis stops with the reason (``AnalysisWorkerError``). ``close`` stops every worker,
-waits for it and reaps it; a worker whose server vanished exits by itself (its pipe closes).
+has threads and an event loop, which fork would copy half-way), one at a time as sessions need them:
+a new one only when every running worker has a session. A worker that dies is noticed by the next
+call to it: the session's analysis moves to a fresh worker (``AnalysisRestarted``, shown on the
+dashboard) and goes on; after ``MAX_RESTARTS`` the session's analysis stops with the reason
+(``AnalysisWorkerError``). ``close`` stops every worker, waits for it and reaps it; a worker whose
+server vanished exits by itself (its pipe closes).
 """
 
 from __future__ import annotations
@@ -192,16 +193,21 @@ class AnalysisWorkers:
         return RemoteAnalyser(self, name)
 
     def assign(self) -> Worker:
-        """The least-loaded usable worker, counted as one session busier; dead ones are replaced first."""
+        """The least-loaded usable worker, counted as one session busier; dead ones are replaced first.
+
+        Workers start as sessions need them, up to ``count``: a new one only when every running worker
+        has a session, so a many-core machine does not start (and hold the memory of) a worker per core
+        for its first patient.
+        """
         with self._lock:
             if self._closed:
                 raise AnalysisWorkerError("the server is shutting down: no analysis workers")
-            for i in range(self.count):
-                if i == len(self.workers):
-                    self.workers.append(self._start(i))
-                elif not self.workers[i].usable():
-                    self.workers[i].stop()  # reaps it
+            for i, running in enumerate(self.workers):
+                if not running.usable():
+                    running.stop()  # reaps it
                     self.workers[i] = self._start(i)
+            if len(self.workers) < self.count and all(w.sessions > 0 for w in self.workers):
+                self.workers.append(self._start(len(self.workers)))
             worker = min(self.workers, key=lambda w: w.sessions)
             worker.sessions += 1
             return worker
