@@ -12,6 +12,7 @@ import signal
 
 import numpy as np
 import pytest
+from test_server_support import load_face_frames
 
 from stream.config import AnalysisConfig
 from stream.errors import AnalysisRestarted
@@ -25,16 +26,7 @@ from stream.types import AUEstimate, Frame
 @pytest.fixture(scope="module")
 def frames(shared_data) -> list[np.ndarray]:
     """RGB frames (640x480) of the first ~4 s of a real face whose expression changes quickly."""
-    import av
-
-    out = []
-    with av.open(str(shared_data / "d9.mp4")) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i % 2 == 0:
-                out.append(frame.reformat(width=640, height=480).to_ndarray(format="rgb24"))
-            if len(out) >= 60:
-                break
-    return out
+    return load_face_frames(shared_data / "d9.mp4", every=2, limit=60, size=(640, 480), pixel_format="rgb24")
 
 
 def run(analyser: FrameAnalyser, frames: list[np.ndarray], start: int = 0) -> list[tuple[int, AUEstimate | None]]:

@@ -170,8 +170,11 @@ def create_session(url: str, label: str = "") -> dict[str, Any]:
     return r.json()
 
 
-def load_face_frames(path: Path, every: int = 4, limit: int = 150, size: tuple[int, int] | None = None) -> list[Any]:
-    """yuv420p planes of every ``every``-th frame: a real face whose expression changes quickly.
+def load_face_frames(
+    path: Path, every: int = 4, limit: int = 150, size: tuple[int, int] | None = None, pixel_format: str = "yuv420p"
+) -> list[Any]:
+    """Every ``every``-th frame as an array (yuv420p planes, or ``pixel_format`` such as "rgb24"):
+    a real face whose expression changes quickly.
 
     ``size`` (width, height) rescales them, e.g. to what a sender under pressure drops to.
     """
@@ -183,7 +186,7 @@ def load_face_frames(path: Path, every: int = 4, limit: int = 150, size: tuple[i
             if i % every == 0:
                 if size is not None:
                     frame = frame.reformat(width=size[0], height=size[1])
-                frames.append(frame.to_ndarray(format="yuv420p"))
+                frames.append(frame.to_ndarray(format=pixel_format))
             if len(frames) >= limit:
                 break
     return frames

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_server_support import load_face_frames
 
 from stream.analyze import series_findings, series_symptoms
 from stream.config import AnalysisConfig
@@ -27,16 +28,7 @@ FPS = 15.0  # frames taken from the clip per second of session time
 @pytest.fixture(scope="module")
 def frames(shared_data) -> list[np.ndarray]:
     """RGB frames (640x480) of the first ~5 s of a real face whose expression changes quickly."""
-    import av
-
-    out = []
-    with av.open(str(shared_data / "d9.mp4")) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i % 2 == 0:
-                out.append(frame.reformat(width=640, height=480).to_ndarray(format="rgb24"))
-            if len(out) >= 75:
-                break
-    return out
+    return load_face_frames(shared_data / "d9.mp4", every=2, limit=75, size=(640, 480), pixel_format="rgb24")
 
 
 @pytest.fixture(scope="module")
