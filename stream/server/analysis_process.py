@@ -103,18 +103,12 @@ class WorkerHost:
         image = hosted.slot.read(request.slot, request.shape)
         result = pipeline.ingest(Frame(request.frame_index, request.time_s, image))
         keyframe = result.keyframe
-        if keyframe is None:
-            return FrameAnalysed(
-                FrameResult(result.frame_index, result.time_s, result.n_faces, None, result.difference),
-                None,
-                pipeline.counts.as_dict(),
-                started,
-                time.perf_counter(),
-            )
-        # Estimated here, at once: the aligned halves never leave the worker, and the keyframe does
-        # not wait for a second trip through the server.
-        estimate = pipeline.estimate(keyframe)
-        stamp = KeyframeStamp(keyframe.frame_index, keyframe.time_s)
+        estimate, stamp = None, None
+        if keyframe is not None:
+            # Estimated here, at once: the aligned halves never leave the worker, and the keyframe does
+            # not wait for a second trip through the server.
+            estimate = pipeline.estimate(keyframe)
+            stamp = KeyframeStamp(keyframe.frame_index, keyframe.time_s)
         return FrameAnalysed(
             FrameResult(result.frame_index, result.time_s, result.n_faces, stamp, result.difference),
             estimate,
