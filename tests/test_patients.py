@@ -59,6 +59,17 @@ def damped_excerpt(clip: Path, factor: float, out: Path) -> Path:
     return out
 
 
+def run_analyze(*args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m stream analyze ARGS`` in its own process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "stream", "analyze", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture(scope="module")
 def patient_db(tmp_path_factory, shared_data) -> Path:
     """One store with two recorded sessions of patient P-0042: strongly damped, then less damped."""
@@ -66,26 +77,8 @@ def patient_db(tmp_path_factory, shared_data) -> Path:
     db = tmp / "sessions.sqlite3"
     for factor in (0.15, 0.6):
         clip = damped_excerpt(shared_data / "d9.mp4", factor, tmp / f"damp{factor}.mp4")
-        run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "stream",
-                "analyze",
-                str(clip),
-                "--out",
-                str(tmp / f"out{factor}"),
-                "--patient",
-                CODE,
-                "--db",
-                str(db),
-                "--label",
-                f"damp {factor}",
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=600,
+        run = run_analyze(
+            clip, "--out", tmp / f"out{factor}", "--patient", CODE, "--db", db, "--label", f"damp {factor}", timeout=600
         )
         assert run.returncode == 0, run.stderr[-3000:]
         assert f"of patient {CODE}" in run.stdout
@@ -135,44 +128,12 @@ def test_store_keeps_patients_links_sessions_and_grades(tmp_path) -> None:
 
 
 def test_analyze_refuses_a_bad_patient_code_before_decoding(tmp_path, shared_data) -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stream",
-            "analyze",
-            str(shared_data / "d9.mp4"),
-            "--out",
-            str(tmp_path / "o"),
-            "--patient",
-            "Jane Doe",
-            "--db",
-            str(tmp_path / "db.sqlite3"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    run = run_analyze(
+        shared_data / "d9.mp4", "--out", tmp_path / "o", "--patient", "Jane Doe", "--db", tmp_path / "db.sqlite3"
     )
     assert run.returncode == 2 and "never a name" in run.stderr
     assert not (tmp_path / "o").exists()  # refused before any output
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stream",
-            "analyze",
-            str(shared_data / "d9.mp4"),
-            "--out",
-            str(tmp_path / "o"),
-            "--patient",
-            CODE,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_analyze(shared_data / "d9.mp4", "--out", tmp_path / "o", "--patient", CODE)
     assert run.returncode == 2 and "--db" in run.stderr
 
 
