@@ -161,7 +161,7 @@ class AnalysisSession:
         self.estimator = self.analyser.estimator
         return self.estimator
 
-    def _pipeline(self) -> FrameAnalyser:
+    def _attached(self) -> FrameAnalyser:
         if self.analyser is None:
             raise RuntimeError(f"session {self.name}: no pipeline attached; call attach() before analysing frames")
         return self.analyser
@@ -169,7 +169,7 @@ class AnalysisSession:
     def ingest(self, image: np.ndarray, time_s: float) -> FrameResult[KeyframeStamp]:
         """One received frame (H x W x 3 RGB, ``time_s`` on the session clock) through detection and the
         keyframe filter. A change of frame size restarts tracking, keyframes and the AU reference."""
-        pipeline = self._pipeline()
+        analyser = self._attached()
         frame = Frame(self._frame_index, time_s, image)
         self._frame_index += 1
         if self._frame_shape is not None and image.shape != self._frame_shape:
@@ -179,12 +179,12 @@ class AnalysisSession:
                 "x".join(map(str, self._frame_shape[1::-1])),
                 "x".join(map(str, image.shape[1::-1])),
             )
-            pipeline.restart_tracking()
+            analyser.restart_tracking()
         elif self._retrack:
-            pipeline.retrack()
+            analyser.retrack()
         self._retrack = False
         self._frame_shape = image.shape
-        return pipeline.ingest(frame)
+        return analyser.ingest(frame)
 
     def frames_skipped(self) -> None:
         """Frames went unanalysed (the caller dropped them): the next frame finds the face afresh."""
@@ -197,7 +197,7 @@ class AnalysisSession:
 
     def estimate(self, keyframe: KeyframeStamp) -> AUEstimate:
         """AU intensities of one keyframe; nothing is added to the statistics until ``add``."""
-        return self._pipeline().estimate(keyframe)
+        return self._attached().estimate(keyframe)
 
     # -- keyframes and scopes --------------------------------------------------------------------
     @property
