@@ -192,3 +192,40 @@ def test_findings_schedule_keeps_a_scope_pending_for_keyframes_that_arrive_durin
     assert ("segment:0", 2) in schedule.due(MIN_INTERVAL_S / 2, closed={"segment:0"})
     schedule.done("segment:0", 2, started=1.0, finished=1.01)
     assert all(scope != "segment:0" for scope, _ in schedule.due(100.0))  # up to date: not due again
+
+
+def test_the_packed_series_selects_the_keyframes_as_they_were_appended(streamed, normal):
+    """``LiveSeries`` keeps rows in arrays that double: what it selects is what ``AUSeries`` builds
+    from the same estimates, bit for bit, and so are the findings computed from it."""
+    import dataclasses
+
+    from stream.session.findings import BYTES_PER_KEYFRAME, LiveSeries, findings_json
+
+    _, added = streamed
+    live = LiveSeries(capacity=1)  # doubles at 1, 2, 4, 8, ... rows
+    for estimate, segment in added:
+        live.append(estimate, None if segment is None else segment.segment_id, "" if segment is None else "smile")
+    assert len(live) == len(added) and live.nbytes <= 2 * len(added) * BYTES_PER_KEYFRAME
+    in_segment = [(e, s) for e, s in added if s is not None]
+    for segment_id, rows in ((None, added), (0, in_segment), (5, [])):
+        series, context = live.select(segment_id)
+        expected = AUSeries.from_estimates([e for e, _ in rows])
+        assert expected.closure is not None or not rows  # the flow estimator measures eye closure and movement
+        for name in ("frames", "time_s", "left", "right", "closure", "movement"):
+            got, want = getattr(series, name), getattr(expected, name)
+            assert (got is None) == (want is None), name
+            if want is not None:
+                assert got.dtype == want.dtype and np.array_equal(got, want), name
+        assert context.tolist() == ["" if s is None else "smile" for _, s in rows]
+    series, context = live.select()
+    counts = {"frames": 75, "keyframes": len(added)}
+    reference = AUSeries.from_estimates([e for e, _ in added])
+    assert findings_json(series, context, counts, AnalysisConfig(), normal) == findings_json(
+        reference, context, counts, AnalysisConfig(), normal
+    )
+    # a keyframe without eye closure or movement: selections that include it have neither
+    first, _ = added[0]
+    live.append(dataclasses.replace(first, closure=None, movement=None), 9, "snarl")
+    assert live.select()[0].closure is None and live.select()[0].movement is None
+    assert live.select(9)[0].closure is None and live.select(9)[1].tolist() == ["snarl"]
+    assert live.select(0)[0].closure is not None  # the other segment's rows all have it

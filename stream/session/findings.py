@@ -2,7 +2,7 @@
 
 The paper's statistics accumulate keyframe by keyframe; the findings (``stream.symptoms.evidence``)
 do not: a block bootstrap over time and an exact test over every pair tested need the whole series
-of a scope at once. So the session keeps its series in memory (about 300 bytes a keyframe, loaded
+of a scope at once. So the session keeps its series in memory (286 bytes a keyframe, ``LiveSeries``, loaded
 from the store when a session is reopened) and recomputes a scope's findings from it, at most once a
 second per scope and never more often than ``COST_FACTOR`` times what the last computation took, so
 a long session does not spend its model threads on verdicts that change slowly anyway.
@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Final
 
 import numpy as np
 
 from stream.analyze import series_findings
+from stream.aus import N_AUS
 from stream.config import AnalysisConfig
 from stream.session.jsonsafe import JSONObject, clean_object
 from stream.types import AUEstimate, AUSeries
@@ -28,26 +30,75 @@ MIN_INTERVAL_S: Final[float] = 1.0  # a scope's findings are recomputed at most 
 COST_FACTOR: Final[float] = 5.0  # ... and at most once per this many times their last computing time
 
 
+@dataclass(frozen=True)
+class _SeriesRows:
+    """The arrays of a ``LiveSeries`` (``capacity`` rows each; the first ``LiveSeries._n`` are filled)."""
+
+    frames: np.ndarray  # (capacity,) int64
+    time_s: np.ndarray  # (capacity,) float64
+    left: np.ndarray  # (capacity, 12) float64
+    right: np.ndarray  # (capacity, 12) float64
+    has_closure: np.ndarray  # (capacity,) bool
+    closure: np.ndarray  # (capacity, 2) float64, NaN where not measured
+    has_movement: np.ndarray  # (capacity,) bool
+    movement: np.ndarray  # (capacity, 2, 3) float64, NaN where not measured
+    segment_ids: np.ndarray  # (capacity,) int64, -1 outside any exercise
+    exercise: np.ndarray  # (capacity,) int32, index into ``LiveSeries._keys``
+
+    @classmethod
+    def empty(cls, capacity: int) -> _SeriesRows:
+        return cls(
+            frames=np.empty(capacity, dtype=np.int64),
+            time_s=np.empty(capacity, dtype=np.float64),
+            left=np.empty((capacity, N_AUS), dtype=np.float64),
+            right=np.empty((capacity, N_AUS), dtype=np.float64),
+            has_closure=np.empty(capacity, dtype=bool),
+            closure=np.empty((capacity, 2), dtype=np.float64),
+            has_movement=np.empty(capacity, dtype=bool),
+            movement=np.empty((capacity, 2, 3), dtype=np.float64),
+            segment_ids=np.empty(capacity, dtype=np.int64),
+            exercise=np.empty(capacity, dtype=np.int32),
+        )
+
+    def grown(self, n: int, capacity: int) -> _SeriesRows:
+        """New arrays of ``capacity`` rows holding this one's first ``n``."""
+        out = _SeriesRows.empty(capacity)
+        for f in fields(self):
+            getattr(out, f.name)[:n] = getattr(self, f.name)[:n]
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f.name).nbytes for f in fields(self))
+
+
+BYTES_PER_KEYFRAME: Final[int] = _SeriesRows.empty(1).nbytes  # 286: what a keyframe costs in a LiveSeries
+
+
 class LiveSeries:
     """One row per analysed keyframe: AU values, eye closure and region movement, exercise segment.
 
-    Appended from the session's analysis thread only (one keyframe at a time, in order).
+    The rows live in preallocated arrays that double when full (``BYTES_PER_KEYFRAME`` a row, the
+    numbers only; appending is amortised O(1)), not as one small array object per value: a 10-minute
+    session of 3,500 keyframes holds about 1 MB, and no small long-lived blocks are scattered among
+    the frames the process allocates and frees (they kept heap pages resident). Exercise keys are
+    stored once each, a row holds the key's index.
+
+    Appended from the session's analysis thread only (one keyframe at a time, in order); ``select``
+    may run in another thread: a row is written before the count that makes it visible, and a
+    doubling copies the visible rows into the new arrays before it replaces the old ones.
     """
 
-    def __init__(self) -> None:
-        self._frames: list[int] = []
-        self._time_s: list[float] = []
-        self._left: list[np.ndarray] = []
-        self._right: list[np.ndarray] = []
-        self._closure: list[np.ndarray | None] = []
-        self._movement: list[np.ndarray | None] = []
-        self._segment_ids: list[int] = []  # -1 outside any exercise
-        self._exercises: list[str] = []  # the exercise key of the keyframe's segment, "" outside any
+    def __init__(self, capacity: int = 256) -> None:
+        self._n = 0
+        self._keys: list[str] = []  # exercise keys, "" (outside any exercise) among them
+        self._key_index: dict[str, int] = {}
+        self._rows = _SeriesRows.empty(max(1, capacity))
 
     @classmethod
     def from_series(cls, s: AUSeries, segment_ids: np.ndarray, exercises: Mapping[int, str]) -> LiveSeries:
         """A stored series; ``segment_ids``: each row's segment (-1 outside any); ``exercises``: segment id -> key."""
-        out = cls()
+        out = cls(capacity=max(256, len(s)))
         for i in range(len(s)):
             segment_id = int(segment_ids[i])
             out._add(
@@ -85,36 +136,60 @@ class LiveSeries:
         segment_id: int,
         exercise: str,
     ) -> None:
-        self._frames.append(frame)
-        self._time_s.append(time_s)
-        self._left.append(np.asarray(left, dtype=float))
-        self._right.append(np.asarray(right, dtype=float))
-        self._closure.append(None if closure is None else np.asarray(closure, dtype=float))
-        self._movement.append(None if movement is None else np.asarray(movement, dtype=float))
-        self._segment_ids.append(segment_id)
-        self._exercises.append(exercise)
+        i = self._n
+        if i == len(self._rows.frames):
+            self._rows = self._rows.grown(i, 2 * i)
+        rows = self._rows
+        rows.frames[i] = frame
+        rows.time_s[i] = time_s
+        rows.left[i] = left
+        rows.right[i] = right
+        rows.has_closure[i] = closure is not None
+        rows.closure[i] = np.nan if closure is None else closure
+        rows.has_movement[i] = movement is not None
+        rows.movement[i] = np.nan if movement is None else movement
+        rows.segment_ids[i] = segment_id
+        rows.exercise[i] = self._key(exercise)
+        self._n = i + 1  # the row is complete: visible to ``select`` from now on
+
+    def _key(self, exercise: str) -> int:
+        index = self._key_index.get(exercise)
+        if index is None:
+            index = self._key_index[exercise] = len(self._keys)
+            self._keys.append(exercise)
+        return index
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return self._n
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the arrays hold (the capacity, filled or not)."""
+        return self._rows.nbytes
 
     def select(self, segment_id: int | None = None) -> tuple[AUSeries, np.ndarray]:
         """The series of the whole session (None) or of one exercise segment, and each row's exercise.
 
         Eye closure and region movement come with it when every selected keyframe has them.
         """
-        n = len(self._frames)  # rows appended after this line are not part of this selection
-        rows = [i for i in range(n) if segment_id is None or self._segment_ids[i] == segment_id]
-        closure = [c for c in (self._closure[i] for i in rows) if c is not None]  # complete: every row has it
-        movement = [m for m in (self._movement[i] for i in rows) if m is not None]
+        n = self._n  # rows appended after this line are not part of this selection
+        rows = self._rows
+        which: slice | np.ndarray = slice(0, n)
+        if segment_id is not None:
+            which = np.flatnonzero(rows.segment_ids[:n] == segment_id)
+        k = len(rows.frames[which])
+        closure = rows.closure[which] if k and rows.has_closure[which].all() else None
+        movement = rows.movement[which] if k and rows.has_movement[which].all() else None
         series = AUSeries(
-            frames=np.array([self._frames[i] for i in rows], dtype=int),
-            time_s=np.array([self._time_s[i] for i in rows], dtype=float),
-            left=np.array([self._left[i] for i in rows], dtype=float).reshape(len(rows), -1 if rows else 12),
-            right=np.array([self._right[i] for i in rows], dtype=float).reshape(len(rows), -1 if rows else 12),
-            closure=np.stack(closure) if rows and len(closure) == len(rows) else None,
-            movement=np.stack(movement) if rows and len(movement) == len(rows) else None,
+            frames=rows.frames[which].copy(),
+            time_s=rows.time_s[which].copy(),
+            left=rows.left[which].copy(),
+            right=rows.right[which].copy(),
+            closure=None if closure is None else closure.copy(),
+            movement=None if movement is None else movement.copy(),
         )
-        return series, np.array([self._exercises[i] for i in rows], dtype=object)
+        keys = np.array(self._keys + [""], dtype=object)  # + one entry: an empty selection indexes nothing
+        return series, keys[rows.exercise[which]]
 
 
 def segment_counts(counts: Mapping[str, object]) -> dict[str, object]:
