@@ -140,7 +140,7 @@ def test_serve_takes_the_number_of_analysis_processes():
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
     default = settings_from_args(parser.parse_args([]))
-    assert default.analysis_processes is None and default.analysis_process_count == (os.cpu_count() or 1)
+    assert default.analysis_processes is None and default.analysis_process_count == 2 * (os.cpu_count() or 1)
     assert default.model_threads == default.model_workers + 2 * default.analysis_process_count
     threads = settings_from_args(parser.parse_args(["--analysis-processes", "0"]))
     assert threads.analysis_process_count == 0 and threads.model_threads == threads.model_workers

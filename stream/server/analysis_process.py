@@ -3,8 +3,8 @@
 The worker loads the face detector once and shares it among its sessions' pipelines (each has its
 own tracker, keyframe filter and AU estimator, as in the in-process server). It serves requests
 from the server in order until ``Stop`` or until the server's end of the pipe closes (the server
-exited, however it exited), so a worker never outlives its server. It runs single-threaded: one
-worker per core is the parallelism, more threads would only contend for the same cores. It also
+exited, however it exited), so a worker never outlives its server. It runs single-threaded: the
+worker processes are the parallelism, more threads would only contend for the same cores. It also
 runs at a lower priority (``NICENESS``) than the server: when the cores are short, the analysis is
 what can give way (the latest frame wins, stale ones are skipped), while the server's receiving end
 cannot (aiortc queues decoded frames without bound until the event loop takes them).
@@ -124,7 +124,7 @@ class WorkerHost:
 
 
 def _one_thread_each() -> None:
-    """One worker per core: its libraries get one thread each instead of one per core each."""
+    """Workers are the parallelism: their libraries get one thread each instead of one per core each."""
     import cv2
 
     os.environ["OMP_NUM_THREADS"] = "1"  # torch reads it when first imported (a DEM estimator, later)

@@ -14,6 +14,7 @@ from stream.config import AnalysisConfig
 from stream.errors import ConfigError
 
 MIN_ADMIN_KEY_CHARS = 32  # a guessable clinic key opens every session
+PROCESSES_PER_CORE = 2  # the default cap on analysis worker processes, per core (``analysis_processes``)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,11 @@ class ServerSettings:
     # (per keyframe) both run here, never on the event loop.
     model_workers: int = 2
     # Worker processes the sessions' pipelines (detect, track, keyframe filter, align, AU estimate)
-    # run in, the least-loaded taking each new session; None: one per core (os.cpu_count()). 0: in
+    # run in, the least-loaded taking each new session; they start as sessions need them (a new one
+    # only when every running worker has a session), so this is a cap. None: PROCESSES_PER_CORE per
+    # core, so sessions up to twice the cores each have a worker and the OS shares the cores fairly
+    # among them (sessions sharing a worker got half as many frames analysed as one alone; about
+    # 175 MiB per worker; docs/benchmarks.md, "Several sessions"). 0: in
     # the model threads of this process, sharing its interpreter lock (3 sessions at 30 fps on 2
     # cores then skip most frames; docs/benchmarks.md, "Live"). The model threads above still store,
     # compute statistics and findings; with processes there are 2 more threads per process, which
@@ -141,7 +146,7 @@ class ServerSettings:
     def analysis_process_count(self) -> int:
         """How many analysis worker processes to run (0: analyse in this process's model threads)."""
         if self.analysis_processes is None:
-            return os.cpu_count() or 1
+            return PROCESSES_PER_CORE * (os.cpu_count() or 1)
         return self.analysis_processes
 
     @property
