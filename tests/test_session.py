@@ -229,3 +229,21 @@ def test_the_packed_series_selects_the_keyframes_as_they_were_appended(streamed,
     assert live.select()[0].closure is None and live.select()[0].movement is None
     assert live.select(9)[0].closure is None and live.select(9)[1].tolist() == ["snarl"]
     assert live.select(0)[0].closure is not None  # the other segment's rows all have it
+
+
+def test_findings_of_a_long_scope_wait_until_it_has_grown_by_a_fraction():
+    from stream.session.findings import GROWTH_FRACTION, FindingsSchedule
+
+    schedule = FindingsSchedule()
+    schedule.changed("session", 1000)  # a reopened session's stored keyframes
+    assert schedule.due(0.0) == [("session", 1000)]
+    schedule.done("session", 1000, started=0.0, finished=0.01)
+    needed = int(GROWTH_FRACTION * 1000)  # 10 more keyframes
+    for _ in range(needed - 1):
+        schedule.changed("session")
+    assert schedule.due(100.0) == []  # long past the interval, but 9 keyframes do not change 1000's verdicts
+    assert schedule.due(100.0, force=True) == [("session", 1000 + needed - 1)]  # the end of a stream: at once
+    assert schedule.due(100.0, closed={"session"}) == [("session", 1000 + needed - 1)]
+    schedule.changed("session")
+    assert schedule.due(0.5) == []  # grown enough, but within a second of the last start
+    assert schedule.due(100.0) == [("session", 1000 + needed)]

@@ -130,7 +130,7 @@ class AnalysisSession:
             left = series.left[rows]
             if len(left):
                 acc.update_many(left, series.right[rows])
-                self._findings_due.changed(scope)
+                self._findings_due.changed(scope, len(left))
             self._accumulators[scope] = acc
             self._set_statistics(scope, self._state(acc))
 
