@@ -21,6 +21,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from av.video.reformatter import VideoReformatter
+
 from stream.errors import AnalysisRestarted
 from stream.pipeline import FrameResult
 from stream.server.health import Alert
@@ -55,6 +57,7 @@ class StreamLoops:
         self.keyframes: KeyframeQueue[QueuedKeyframe] = KeyframeQueue(session.settings.keyframe_queue)
         self._received_before = session.health.frames_received
         self._dropped_before = session.health.keyframes_dropped
+        self._rgb = VideoReformatter()  # the frame loop's RGB conversions, one frame at a time
 
     def start(self) -> None:
         frames = self.session.spawn(self._frame_loop())
@@ -120,7 +123,7 @@ class StreamLoops:
     def _ingest(self, item: ReceivedFrame, trace: KeyframeTrace) -> FrameResult[KeyframeStamp]:
         """Model thread: one frame through detection and the keyframe filter."""
         trace.ingest_start = time.perf_counter()
-        result = self.session.analysis.ingest(item.rgb(), item.received_at - self.session.created_at)
+        result = self.session.analysis.ingest(item.rgb(self._rgb), item.received_at - self.session.created_at)
         trace.ingest_end = time.perf_counter()
         analyser = self.session.analysis.analyser
         work = analyser.last_work() if analyser is not None else None
