@@ -16,8 +16,9 @@ Measured with one 30 fps session and an analysis process (``live_bench.py ingest
 heap also trimmed every 5 s (Python's own objects grew ~0.01 MB/s: the session's keyframe series).
 With 3 sessions (110 s runs, docs/benchmarks.md "Several sessions"), glibc's heaps grew from 31 to
 105 MB (in use: 25 to 28 MB) while the keyframe series were kept as small arrays scattered among
-the frames' allocations; with the series packed (``session/findings.py``) they stayed at 31-33 MB,
-and one arena per core took a further ~3 MB off the RSS.
+the frames' allocations; with the series packed (``session/findings.py``) they stayed at 31-33 MB.
+The arena limit halved the growth while the series were lists (9.6 -> 5.7 MB/min); with the series
+packed and no more thread per frame (``ingest.py``) its effect is within the noise of a short run.
 Elsewhere (musl, macOS) nothing is done.
 """
 

@@ -81,7 +81,7 @@ class ServerSettings:
     # only when every running worker has a session), so this is a cap. None: PROCESSES_PER_CORE per
     # core, so sessions up to twice the cores each have a worker and the OS shares the cores fairly
     # among them (sessions sharing a worker got half as many frames analysed as one alone; about
-    # 175 MiB per worker; docs/benchmarks.md, "Several sessions"). 0: in
+    # 160 MiB per worker; docs/benchmarks.md, "Several sessions"). 0: in
     # the model threads of this process, sharing its interpreter lock (3 sessions at 30 fps on 2
     # cores then skip most frames; docs/benchmarks.md, "Live"). The model threads above still store,
     # compute statistics and findings; with processes there are 2 more threads per process, which
