@@ -8,7 +8,7 @@ import sys
 
 from stream.config import AnalysisConfig
 from stream.errors import ConfigError
-from stream.server.settings import PROCESSES_PER_CORE, IceServer, ServerSettings
+from stream.server.settings import PROCESSES_PER_CORE, IceServer, ServerSettings, default_analysis_processes
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +99,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="worker processes the sessions' analysis runs in, each session in the least-loaded one "
         f"(started as sessions need them, up to N; default {PROCESSES_PER_CORE} per core, here "
-        f"{PROCESSES_PER_CORE * (os.cpu_count() or 1)}); 0: in this process's model threads",
+        f"{default_analysis_processes()}); 0: in this process's model threads",
     )
     parser.add_argument(
         "--ws-compression",

@@ -17,6 +17,11 @@ MIN_ADMIN_KEY_CHARS = 32  # a guessable clinic key opens every session
 PROCESSES_PER_CORE = 2  # the default cap on analysis worker processes, per core (``analysis_processes``)
 
 
+def default_analysis_processes() -> int:
+    """The default cap on analysis worker processes on this machine: ``PROCESSES_PER_CORE`` per core."""
+    return PROCESSES_PER_CORE * (os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class IceServer:
     """A STUN or TURN server handed to both peers (none by default: host candidates work on a LAN)."""
@@ -146,7 +151,7 @@ class ServerSettings:
     def analysis_process_count(self) -> int:
         """How many analysis worker processes to run (0: analyse in this process's model threads)."""
         if self.analysis_processes is None:
-            return PROCESSES_PER_CORE * (os.cpu_count() or 1)
+            return default_analysis_processes()
         return self.analysis_processes
 
     @property

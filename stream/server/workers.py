@@ -77,10 +77,10 @@ def run_workers(
     env["STREAM_ADMIN_KEY"] = admin_key
     base = [arg for i, arg in enumerate(base) if not _is_admin_key(base, i)]
     if not any(arg.split("=", 1)[0] == "--analysis-processes" for arg in base):
-        from stream.server.settings import PROCESSES_PER_CORE
+        from stream.server.settings import default_analysis_processes
 
         # The nodes share the machine's cores: each gets its share of analysis processes, not the whole default.
-        base += ["--analysis-processes", str(max(1, PROCESSES_PER_CORE * (os.cpu_count() or 1) // workers))]
+        base += ["--analysis-processes", str(max(1, default_analysis_processes() // workers))]
 
     def start(i: int) -> subprocess.Popen[bytes]:
         cmd = [
