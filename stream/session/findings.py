@@ -192,8 +192,7 @@ class LiveSeries:
             closure=None if closure is None else closure.copy(),
             movement=None if movement is None else movement.copy(),
         )
-        keys = np.array(self._keys + [""], dtype=object)  # + one entry: an empty selection indexes nothing
-        return series, keys[rows.exercise[which]]
+        return series, np.array(self._keys, dtype=object)[rows.exercise[which]]
 
 
 def segment_counts(counts: Mapping[str, object]) -> dict[str, object]:
