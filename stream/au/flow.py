@@ -135,6 +135,21 @@ def apply_noise_floor(values: np.ndarray) -> np.ndarray:
     return np.clip((values - NOISE_FLOOR) * 5.0 / (5.0 - NOISE_FLOOR), 0.0, 5.0)
 
 
+def median_rows(values: np.ndarray) -> np.ndarray:
+    """``np.median(values, axis=0)`` to the bit (float32 in, float32 out), without its overhead.
+
+    NumPy's median partitions and then averages the two middle values of an even count in the input
+    dtype; this does the same with one ``np.partition``, at under half the cost on region patches,
+    where the median ran 60 times per keyframe.
+    """
+    n = values.shape[0]
+    k = n // 2
+    if n % 2:
+        return np.partition(values, k, axis=0)[k]
+    part = np.partition(values, (k - 1, k), axis=0)
+    return (part[k - 1] + part[k]) / 2
+
+
 def region_displacements(flow: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
     """Median (dx, dy) per region in 512-template pixels, relative to the bridge, plus lips apart.
 
@@ -153,7 +168,7 @@ def region_displacements(flow: np.ndarray, offsets: np.ndarray | None = None) ->
         y0 = min(max(round((reg.y0 + float(oy)) / SCALE), 0), h - 1)
         y1 = min(max(round((reg.y1 + float(oy)) / SCALE), y0 + 1), h)
         patch = flow[y0:y1, x0:x1].reshape(-1, 2)
-        out[r] = np.median(patch, axis=0) * SCALE
+        out[r] = median_rows(patch) * SCALE
     bridge = out[REGION_NAMES.index("bridge")].copy()
     out[: len(REGION_NAMES)] -= bridge
     lower, upper = out[REGION_NAMES.index("lower_lip")], out[REGION_NAMES.index("upper_lip")]
