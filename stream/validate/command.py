@@ -33,6 +33,14 @@ def add_validate_arguments(p: argparse.ArgumentParser) -> None:
         "--rescore", action="store_true", help="score the results already in --out without analysing anything"
     )
     p.add_argument("--failures", action="store_true", help="list every case that missed its ground truth")
+    p.add_argument(
+        "--jitter",
+        type=float,
+        default=0.0,
+        metavar="PX",
+        help="move the detector's points by N(0, PX) pixels in every analysis, to measure how much of each "
+        "figure is noise (default: 0, the product as it is; docs/validity.md)",
+    )
 
 
 def _default_clips() -> list[str]:
@@ -62,7 +70,7 @@ def run_validate(args: argparse.Namespace) -> int:
             wanted = set(args.cases.split(","))
             cases = [c for c in cases if c.name in wanted]
         print(f"validate: {len(clips)} clips x {len(cases)} cases -> {out}")
-        run_all(clips, cases, out, config, jobs=args.jobs)
+        run_all(clips, cases, out, config, jobs=args.jobs, jitter_px=args.jitter)
     results: dict[str, dict[str, CaseResult]] = defaultdict(dict)
     for path in sorted(out.glob("*/*.npz")):
         if path.name == "landmarks.npz":

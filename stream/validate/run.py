@@ -147,11 +147,22 @@ def _reencode(frames: Iterator[Frame], fps: float, crf: int, scale: float, path:
         container.close()
 
 
-def run_case(clip: Path, case: Case, landmarks: np.ndarray, fps: float, config: AnalysisConfig) -> CaseResult:
-    """Analyse one constructed case of one clip with the product's own pipeline."""
-    from stream.pipeline import Pipeline
+def run_case(
+    clip: Path, case: Case, landmarks: np.ndarray, fps: float, config: AnalysisConfig, jitter_px: float = 0.0
+) -> CaseResult:
+    """Analyse one constructed case of one clip with the product's own pipeline.
 
-    pipeline = Pipeline(config, mirrored=case.mirrored_flag)
+    ``jitter_px``: move the detector's points by N(0, jitter_px) pixels (stream/validate/jitter.py), to
+    measure how much of a figure is noise; 0 analyses exactly as ``analyze`` does.
+    """
+    from stream.face.detect import build_detector
+    from stream.pipeline import Pipeline
+    from stream.validate.jitter import JitteredDetector
+
+    detector = build_detector(config.detector, weights=config.weights, device=config.device)
+    if jitter_px > 0:
+        detector = JitteredDetector(detector, jitter_px, seed=config.seed)
+    pipeline = Pipeline(config, detector=detector, mirrored=case.mirrored_flag)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="stream-validate-") as tmp:
         if case.crf is not None:
@@ -172,7 +183,7 @@ def run_case(clip: Path, case: Case, landmarks: np.ndarray, fps: float, config: 
     )
 
 
-def _worker(clip: str, cases: list[Case], config: AnalysisConfig, out: str) -> list[str]:
+def _worker(clip: str, cases: list[Case], config: AnalysisConfig, out: str, jitter_px: float = 0.0) -> list[str]:
     import cv2
 
     cv2.setNumThreads(1)
@@ -197,7 +208,7 @@ def _worker(clip: str, cases: list[Case], config: AnalysisConfig, out: str) -> l
         if target.exists():
             done.append(case.name)
             continue
-        run_case(clip_path, case, landmarks, fps, config).save(target)
+        run_case(clip_path, case, landmarks, fps, config, jitter_px).save(target)
         done.append(case.name)
     return done
 
@@ -209,8 +220,10 @@ def run_all(
     config: AnalysisConfig,
     jobs: int = 2,
     log: Callable[[str], object] = print,
+    jitter_px: float = 0.0,
 ) -> None:
-    """Every case of every clip, ``jobs`` processes, results under ``out`` (existing results are kept)."""
+    """Every case of every clip, ``jobs`` processes, results under ``out`` (existing results are kept);
+    ``jitter_px``: see ``run_case``."""
     out.mkdir(parents=True, exist_ok=True)
     # One job per (clip, chunk of cases): the landmarks of a clip are computed once and cached.
     chunks: list[tuple[Path, list[Case]]] = []
@@ -221,7 +234,7 @@ def run_all(
     t0 = time.perf_counter()
     if jobs <= 1:
         for clip, chunk in chunks:
-            _worker(str(clip), chunk, config, str(out))
+            _worker(str(clip), chunk, config, str(out), jitter_px)
             log(f"  {clip.name}: {len(chunk)} cases ({time.perf_counter() - t0:.0f} s)")
         return
     # landmarks first (one process per clip), so that chunks of one clip do not race on the cache
@@ -229,7 +242,7 @@ def run_all(
         futures = {pool.submit(_worker, str(clip), [], config, str(out)): clip for clip in clips}
         for f in as_completed(futures):
             f.result()
-        futures = {pool.submit(_worker, str(clip), chunk, config, str(out)): clip for clip, chunk in chunks}
+        futures = {pool.submit(_worker, str(clip), chunk, config, str(out), jitter_px): clip for clip, chunk in chunks}
         for f in as_completed(futures):
             names = f.result()
             log(f"  {futures[f].name}: {len(names)} cases ({time.perf_counter() - t0:.0f} s)")
