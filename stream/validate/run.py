@@ -159,9 +159,10 @@ def run_case(
     from stream.pipeline import Pipeline
     from stream.validate.jitter import JitteredDetector
 
-    detector = build_detector(config.detector, weights=config.weights, device=config.device)
+    detector = None  # the pipeline builds the configured detector itself, as in ``analyze``
     if jitter_px > 0:
-        detector = JitteredDetector(detector, jitter_px, seed=config.seed)
+        plain = build_detector(config.detector, weights=config.weights, device=config.device)
+        detector = JitteredDetector(plain, jitter_px, seed=config.seed)
     pipeline = Pipeline(config, detector=detector, mirrored=case.mirrored_flag)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="stream-validate-") as tmp:
