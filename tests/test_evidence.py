@@ -189,3 +189,23 @@ def test_exact_mcnemar_tail_holds_for_long_sessions():
     assert _binomial_tail(3, 3) == pytest.approx(1 / 8)
     assert _binomial_tail(0, 5) == 1.0
     assert 0 < _binomial_tail(1500, 2000) < 1e-100  # 2.0**2000 would overflow a float
+
+
+def test_eyes_that_move_only_with_the_mouth_say_what_to_record_instead_of_did_not_move():
+    n = 120
+    mv = np.zeros((n, 2, 3))
+    for start in (10, 50, 90):  # three eye closures, each with a smile: never with the mouth still
+        mv[start : start + 12, :, EYES] = 3.0
+        mv[start : start + 12, :, MOUTH] = 3.0
+    found = assess(*zeros(n), NORMAL, movement=mv)
+    eyes = found.regions["eyes"]
+    assert eyes.status == "did_not_move"
+    assert eyes.n_moving_not_judged >= 30
+    assert "close the eyes with the mouth at rest" in eyes.reason
+    # the same amount of eye movement with the mouth still is judged as before
+    alone = mv.copy()
+    alone[:, :, MOUTH] = 0.0
+    assert assess(*zeros(n), NORMAL, movement=alone).regions["eyes"].status == "no_clear_difference"
+    # and a face that did not move at all is not told to record anything
+    still = assess(*zeros(n), NORMAL, movement=np.zeros((n, 2, 3))).regions["eyes"]
+    assert still.n_moving_not_judged == 0 and "record" not in still.reason

@@ -96,6 +96,20 @@ def test_even_movement_is_complete_and_no_movement_is_not_graded() -> None:
     assert brow.synkinesis.value is None and "brow raise" in brow.synkinesis.reason
 
 
+def test_eyes_closed_only_while_smiling_are_not_graded_and_the_patient_is_told_what_to_redo() -> None:
+    m = _movement(90, 1, 3.0, 3.0)
+    m[:, :, 2] = m[:, :, 1]  # the mouth moves exactly when the eyes close
+    found = _findings(m)
+    g = grade(found, [ExerciseEvidence("gentle_eye_closure", 1, found)])
+    closure = next(x for x in g.movements if x.key == "gentle_eye_closure")
+    assert closure.voluntary.value is None
+    assert "neither side moved" not in closure.voluntary.reason
+    assert "close the eyes with the mouth at rest" in closure.voluntary.reason
+    # the reason survives the stored form
+    stored = findings_from_json(found.to_json()).regions["eyes"]
+    assert stored.n_moving_not_judged == found.regions["eyes"].n_moving_not_judged > 0
+
+
 def test_repeated_exercise_uses_the_latest_graded_segment() -> None:
     weak = _findings(_movement(90, 2, 1.0, 0.2))
     still = _findings(np.zeros((90, 2, 3)))

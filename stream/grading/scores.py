@@ -44,14 +44,11 @@ def score_voluntary(key: str, title: str, finding: RegionFinding | None, basis: 
     if finding.status == "not_enough_keyframes":
         return not_graded(key, title, "voluntary", f"not graded: {finding.reason}", basis, evidence)
     if finding.status == "did_not_move":
-        return not_graded(
-            key,
-            title,
-            "voluntary",
-            f"not graded: neither side moved enough ({finding.reason}); was the movement done?",
-            basis,
-            evidence,
-        )
+        if finding.n_moving_not_judged:
+            words = f"not graded: {finding.reason}"  # it moved, but with the other region (the reason says)
+        else:
+            words = f"not graded: neither side moved enough ({finding.reason}); was the movement done?"
+        return not_graded(key, title, "voluntary", words, basis, evidence)
     percent, interval = finding.weaker_percent, finding.weaker_percent_interval
     if percent is None or interval is None or not math.isfinite(percent):
         return not_graded(

@@ -34,6 +34,8 @@ Pure: arrays in, frozen dataclasses out; no I/O.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from stream.aus import AU_INDEX, AU_NAMES, EYE_CLOSURE
@@ -120,7 +122,8 @@ def assess(
         for k, name in enumerate(EVIDENCE_REGIONS):
             rows = voluntary_rows(movement, k, rules)
             note = "" if rows.all() else (" while the mouth was still" if k == 1 else " while the eyes were still")
-            regions[name] = region_verdict(name, movement[rows, 0, k], movement[rows, 1, k], n, rules, note, rows)
+            found = region_verdict(name, movement[rows, 0, k], movement[rows, 1, k], n, rules, note, rows)
+            regions[name] = _with_unjudged(found, movement, k, rows, rules)
     else:
         regions = {name: region_from_aus(name, aus, sig_l, sig_r, n, rules) for name, aus in EVIDENCE_REGIONS.items()}
     synkinesis: list[SynkinesisFinding] = []
@@ -134,3 +137,32 @@ def assess(
         synkinesis, tested = au_synkinesis(sig_l, sig_r, normal, context, rules, rules.active_threshold, regions)
     settings = {k: getattr(rules, k) for k in rules.__dataclass_fields__}
     return Findings("evidence", regions, synkinesis, tested, [], settings)
+
+
+# What a patient can do when a region moved only together with the other one (the gate of
+# ``regions.voluntary_rows``): the movement the verdict needs, done alone.
+_ALONE = {
+    1: ("the mouth moved too", "close the eyes with the mouth at rest"),
+    2: ("the eyes moved too", "smile with the eyes open"),
+}
+
+
+def _with_unjudged(
+    found: RegionFinding, movement: np.ndarray, k: int, rows: np.ndarray, rules: EvidenceRules
+) -> RegionFinding:
+    """The finding with the keyframes where the region moved outside ``rows`` counted and, where those
+    would have been enough to judge, the reason saying what to record instead of "did not move"."""
+    if k not in _ALONE:
+        return found
+    outside = np.maximum(movement[~rows, 0, k], movement[~rows, 1, k]) > rules.move_threshold
+    unjudged = int(outside.sum())
+    if unjudged == 0:
+        return found
+    reason = found.reason
+    if found.status == "did_not_move" and found.n_moving + unjudged >= rules.min_moving:
+        while_other, ask = _ALONE[k]
+        reason = (
+            f"{reason}; it moved in {unjudged} more while {while_other}, where a weak side cannot be told from "
+            f"a synkinesis: record it alone ({ask})"
+        )
+    return replace(found, reason=reason, n_moving_not_judged=unjudged)

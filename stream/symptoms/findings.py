@@ -35,6 +35,9 @@ class RegionFinding:
     delta_am: float | None  # mean left-minus-right region activity over moving keyframes (AU units)
     delta_am_interval: tuple[float, float] | None
     reason: str
+    # keyframes where the region moved but was not judged: the eyes while the mouth moved too, and the
+    # mouth while the eyes moved (a weak side cannot be told from a synkinesis there)
+    n_moving_not_judged: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +53,7 @@ class RegionFinding:
             "delta_am": finite_or_none(self.delta_am),
             "delta_am_interval": finite_pair(self.delta_am_interval),
             "reason": self.reason,
+            "n_moving_not_judged": self.n_moving_not_judged,
         }
 
 
