@@ -121,7 +121,7 @@ def assess(
         regions = {}
         for k, name in enumerate(EVIDENCE_REGIONS):
             rows = voluntary_rows(movement, k, rules)
-            note = "" if rows.all() else (" while the mouth was still" if k == 1 else " while the eyes were still")
+            note = "" if rows.all() else _GATE[k][0]
             found = region_verdict(name, movement[rows, 0, k], movement[rows, 1, k], n, rules, note, rows)
             regions[name] = _with_unjudged(found, movement, k, rows, rules)
     else:
@@ -139,11 +139,11 @@ def assess(
     return Findings("evidence", regions, synkinesis, tested, [], settings)
 
 
-# What a patient can do when a region moved only together with the other one (the gate of
-# ``regions.voluntary_rows``): the movement the verdict needs, done alone.
-_ALONE = {
-    1: ("the mouth moved too", "close the eyes with the mouth at rest"),
-    2: ("the eyes moved too", "smile with the eyes open"),
+# The gate of ``regions.voluntary_rows`` in words, per gated region (eyes 1, mouth 2): the keyframes it
+# judges, the ones it leaves out, and what a patient can record so that the verdict has its movement alone.
+_GATE = {
+    1: (" while the mouth was still", "the mouth moved too", "close the eyes with the mouth at rest"),
+    2: (" while the eyes were still", "the eyes moved too", "smile with the eyes open"),
 }
 
 
@@ -152,7 +152,7 @@ def _with_unjudged(
 ) -> RegionFinding:
     """The finding with the keyframes where the region moved outside ``rows`` counted and, where those
     would have been enough to judge, the reason saying what to record instead of "did not move"."""
-    if k not in _ALONE:
+    if k not in _GATE:
         return found
     outside = np.maximum(movement[~rows, 0, k], movement[~rows, 1, k]) > rules.move_threshold
     unjudged = int(outside.sum())
@@ -160,7 +160,7 @@ def _with_unjudged(
         return found
     reason = found.reason
     if found.status == "did_not_move" and found.n_moving + unjudged >= rules.min_moving:
-        while_other, ask = _ALONE[k]
+        _, while_other, ask = _GATE[k]
         reason = (
             f"{reason}; it moved in {unjudged} more while {while_other}, where a weak side cannot be told from "
             f"a synkinesis: record it alone ({ask})"
