@@ -200,7 +200,7 @@ def test_eyes_that_move_only_with_the_mouth_say_what_to_record_instead_of_did_no
     found = assess(*zeros(n), NORMAL, movement=mv)
     eyes = found.regions["eyes"]
     assert eyes.status == "did_not_move"
-    assert eyes.n_moving_not_judged >= 30
+    assert eyes.n_moving_not_judged >= 30 and eyes.record_alone
     assert "close the eyes with the mouth at rest" in eyes.reason
     # the same amount of eye movement with the mouth still is judged as before
     alone = mv.copy()
@@ -208,4 +208,10 @@ def test_eyes_that_move_only_with_the_mouth_say_what_to_record_instead_of_did_no
     assert assess(*zeros(n), NORMAL, movement=alone).regions["eyes"].status == "no_clear_difference"
     # and a face that did not move at all is not told to record anything
     still = assess(*zeros(n), NORMAL, movement=np.zeros((n, 2, 3))).regions["eyes"]
-    assert still.n_moving_not_judged == 0 and "record" not in still.reason
+    assert still.n_moving_not_judged == 0 and not still.record_alone and "record" not in still.reason
+    # a few eye movements with the mouth, too few to judge even together, are counted but ask for nothing
+    few = np.zeros((n, 2, 3))
+    few[10:14, :, EYES] = 3.0
+    few[10:14, :, MOUTH] = 3.0
+    eyes = assess(*zeros(n), NORMAL, movement=few).regions["eyes"]
+    assert eyes.n_moving_not_judged > 0 and not eyes.record_alone and "record" not in eyes.reason

@@ -108,6 +108,16 @@ def test_eyes_closed_only_while_smiling_are_not_graded_and_the_patient_is_told_w
     # the reason survives the stored form
     stored = findings_from_json(found.to_json()).regions["eyes"]
     assert stored.n_moving_not_judged == found.regions["eyes"].n_moving_not_judged > 0
+    assert stored.record_alone and found.regions["eyes"].record_alone
+    # two closures with a smile are counted, but too few to judge even together: "neither side moved"
+    few = np.zeros((90, 2, 3))
+    few[20:23, :, 1:] = 3.0
+    few[60:63, :, 1:] = 3.0
+    found = _findings(few)
+    assert found.regions["eyes"].n_moving_not_judged > 0 and not found.regions["eyes"].record_alone
+    g = grade(found, [ExerciseEvidence("gentle_eye_closure", 1, found)])
+    closure = next(x for x in g.movements if x.key == "gentle_eye_closure")
+    assert closure.voluntary.value is None and "neither side moved" in closure.voluntary.reason
 
 
 def test_repeated_exercise_uses_the_latest_graded_segment() -> None:

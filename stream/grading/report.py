@@ -33,6 +33,7 @@ def findings_from_json(data: Mapping[str, Any]) -> Findings:
             delta_am_interval=_tuple(r.get("delta_am_interval")),
             reason=r.get("reason", ""),
             n_moving_not_judged=int(r.get("n_moving_not_judged") or 0),
+            record_alone=bool(r.get("record_alone") or False),
         )
     syn = data.get("synkinesis") or {}
     pairs = []

@@ -44,7 +44,7 @@ def score_voluntary(key: str, title: str, finding: RegionFinding | None, basis: 
     if finding.status == "not_enough_keyframes":
         return not_graded(key, title, "voluntary", f"not graded: {finding.reason}", basis, evidence)
     if finding.status == "did_not_move":
-        if finding.n_moving_not_judged:
+        if finding.record_alone:
             words = f"not graded: {finding.reason}"  # it moved, but with the other region (the reason says)
         else:
             words = f"not graded: neither side moved enough ({finding.reason}); was the movement done?"

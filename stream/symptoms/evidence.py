@@ -158,11 +158,12 @@ def _with_unjudged(
     unjudged = int(outside.sum())
     if unjudged == 0:
         return found
+    record_alone = found.status == "did_not_move" and found.n_moving + unjudged >= rules.min_moving
     reason = found.reason
-    if found.status == "did_not_move" and found.n_moving + unjudged >= rules.min_moving:
+    if record_alone:
         _, while_other, ask = _GATE[k]
         reason = (
             f"{reason}; it moved in {unjudged} more while {while_other}, where a weak side cannot be told from "
             f"a synkinesis: record it alone ({ask})"
         )
-    return replace(found, reason=reason, n_moving_not_judged=unjudged)
+    return replace(found, reason=reason, n_moving_not_judged=unjudged, record_alone=record_alone)

@@ -38,6 +38,9 @@ class RegionFinding:
     # keyframes where the region moved but was not judged: the eyes while the mouth moved too, and the
     # mouth while the eyes moved (a weak side cannot be told from a synkinesis there)
     n_moving_not_judged: int = 0
+    # the decision on those keyframes: the region moved enough to be judged, but only with the other
+    # region, so it "did not move" on its own and the patient is asked to record it alone
+    record_alone: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +57,7 @@ class RegionFinding:
             "delta_am_interval": finite_pair(self.delta_am_interval),
             "reason": self.reason,
             "n_moving_not_judged": self.n_moving_not_judged,
+            "record_alone": self.record_alone,
         }
 
 
