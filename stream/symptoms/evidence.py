@@ -41,7 +41,7 @@ import numpy as np
 from stream.aus import AU_INDEX, AU_NAMES, EYE_CLOSURE
 from stream.symptoms.findings import Findings, RegionFinding, RegionStatus, SynkinesisFinding, paper_findings
 from stream.symptoms.material import material_warnings
-from stream.symptoms.regions import region_from_aus, region_verdict, voluntary_rows
+from stream.symptoms.regions import moved, region_from_aus, region_verdict, voluntary_rows
 from stream.symptoms.rules import (
     EVIDENCE_REGION_NAMES,
     EVIDENCE_REGIONS,
@@ -154,7 +154,7 @@ def _with_unjudged(
     would have been enough to judge, the reason saying what to record instead of "did not move"."""
     if k not in _GATE:
         return found
-    outside = np.maximum(movement[~rows, 0, k], movement[~rows, 1, k]) > rules.move_threshold
+    outside = moved(movement[~rows, 0, k], movement[~rows, 1, k], rules)
     unjudged = int(outside.sum())
     if unjudged == 0:
         return found

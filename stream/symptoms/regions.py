@@ -46,13 +46,19 @@ def region_from_aus(
 _OTHER_REGION: Final[dict[int, int]] = {1: 2, 2: 1}
 
 
+def moved(a_l: np.ndarray, a_r: np.ndarray, rules: EvidenceRules) -> np.ndarray:
+    """Keyframes where a region moved: its activity above the move threshold on at least one side."""
+    return np.maximum(a_l, a_r) > rules.move_threshold
+
+
 def voluntary_rows(movement: np.ndarray, k: int, rules: EvidenceRules) -> np.ndarray:
     """Keyframes on which region ``k``'s verdict rests: for the eyes, those where the mouth is still, and
     the other way round; every keyframe for the brows."""
     n = len(movement)
     if k not in _OTHER_REGION:
         return np.ones(n, dtype=bool)
-    return movement[:, :, _OTHER_REGION[k]].max(axis=1) <= rules.move_threshold
+    other = _OTHER_REGION[k]
+    return ~moved(movement[:, 0, other], movement[:, 1, other], rules)
 
 
 def region_verdict(
@@ -69,7 +75,7 @@ def region_verdict(
     ``n`` counts every keyframe of the analysis; the series may be the subset ``rows`` of them
     (``note`` says which).
     """
-    moving = np.maximum(a_l, a_r) > rules.move_threshold
+    moving = moved(a_l, a_r, rules)
     n_moving = int(moving.sum())
     if rows is None:
         episodes = count_episodes(moving)

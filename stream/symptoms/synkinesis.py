@@ -22,6 +22,7 @@ import numpy as np
 
 from stream.aus import AU_INDEX, SIDES, Side
 from stream.symptoms.findings import RegionFinding, SynkinesisFinding
+from stream.symptoms.regions import moved
 from stream.symptoms.rules import EYE_SIGNALS, MIDLINE_SIGNALS, MOUTH_SIGNALS, EvidenceRules
 from stream.symptoms.series import block_indices, count_episodes
 
@@ -170,7 +171,7 @@ def movement_synkinesis(
         diff = (x_l - x_r) / scale
         d_with = float(diff[with_t].mean())
         boot_with = diff[with_t][block_indices(int(with_t.sum()), rules.n_boot, rng)].mean(axis=1)
-        moving_without = int((np.maximum(x_l, x_r)[without_t] > rules.move_threshold).sum())
+        moving_without = int(moved(x_l, x_r, rules)[without_t].sum())
         if moving_without >= rules.min_moving:
             d_without = float(diff[without_t].mean())
             boot_without = diff[without_t][block_indices(int(without_t.sum()), rules.n_boot, rng)].mean(axis=1)
