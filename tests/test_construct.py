@@ -249,6 +249,28 @@ def test_real_freeze_right_shows_the_reference_in_the_current_pose(d9_frames) ->
     np.testing.assert_array_equal(out[a > 0], smile[a > 0])
 
 
+def test_real_freeze_with_the_mesh_turns_the_reference_in_3d(d9_frames) -> None:
+    from stream.face.mesh import FaceMesh
+    from stream.validate.construct.damp import ReferencePose, posed_reference
+
+    (ref, ref_lm), (smile, smile_lm) = d9_frames
+    mesh = FaceMesh()
+    c = Constructor(CaseSpec("freeze", "right"), 30.0, 2, mesh=mesh)
+    out = [c.frame(i, f, lm) for i, (f, lm) in enumerate([(ref, ref_lm), (smile, smile_lm)])][1]
+    ref_mesh, smile_mesh = mesh.on_image(ref, ref_lm), mesh.on_image(smile, smile_lm)
+    box = (0, 0, ref.shape[1], ref.shape[0])
+    posed = posed_reference(ref, ReferencePose.of(ref_lm, ref_mesh, ref.shape), smile_lm, smile_mesh, box)
+    flat = posed_reference(ref, ReferencePose.of(ref_lm, None, ref.shape), smile_lm, None, box)
+    a, b = _face_coords(smile_lm, smile.shape)
+    frozen = side_region_mask(a, b, "right", "face") > 0.999
+    # the frozen half is the reference in the mesh's 3-D pose, not in the eyes-and-nose affine ...
+    assert np.percentile(np.abs(out.astype(int) - posed.astype(int))[frozen], 99) <= 2
+    assert np.abs(posed.astype(int) - flat.astype(int))[frozen].mean() > 1.0
+    # ... the smile is gone there, and the patient's left is the frame itself
+    assert np.abs(smile.astype(int) - out.astype(int))[frozen].mean() > 5.0
+    np.testing.assert_array_equal(out[a > 0], smile[a > 0])
+
+
 def test_real_damp_changes_only_the_chosen_band(d9_frames) -> None:
     (ref, ref_lm), (smile, smile_lm) = d9_frames
     out = _run(CaseSpec("damp", "left", "mouth", 0.35), [ref, smile], [ref_lm, smile_lm])[1]

@@ -100,10 +100,13 @@ def clip_landmarks(clip: Path, config: AnalysisConfig) -> tuple[np.ndarray, floa
 def _case_frames(clip: Path, case: Case, landmarks: np.ndarray, fps: float) -> Iterator[Frame]:
     constructor = None
     if case.kind is not None:  # a constructed case (Case.constructed)
+        from stream.face.mesh import FaceMesh
         from stream.validate.construct import CaseSpec, Constructor
 
         spec = CaseSpec(case.kind, case.side or "right", case.region, case.factor)
-        constructor = Constructor(spec, fps=fps, n_frames=len(landmarks))
+        # freeze/damp carry the reference into each frame's 3-D head pose, from the face mesh
+        mesh = None if spec.is_synkinesis else FaceMesh()
+        constructor = Constructor(spec, fps=fps, n_frames=len(landmarks), mesh=mesh)
     with VideoFile(clip) as video:
         for frame in video.frames():
             image = frame.image

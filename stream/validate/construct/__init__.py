@@ -4,11 +4,12 @@ No clip of a real palsy patient comes with per-side, per-frame truth; a healthy 
 purpose does. Two constructions, both pure frame transforms driven by the detector's 5 landmarks:
 
 * **freeze / damp**: one side of the face (or one region of it) keeps only ``factor`` of its
-  expression. The first frame with landmarks is the *reference*; for frame t it is warped into
-  frame t's head pose with the affine of eyes + nose (so rigid head motion stays), dense optical flow
-  from frame t to that warped reference measures the expression, and the chosen side is re-rendered
-  from the reference moved by ``factor`` of that flow. ``factor`` 0 is a frozen side (flaccid palsy),
-  0.35 / 0.6 a partial one.
+  expression. The first frame with landmarks is the *reference*; for frame t it is carried into
+  frame t's head pose (so rigid head motion stays: the 3-D pose of the face mesh, each pixel moved
+  with its depth, when the ``Constructor`` is given a ``FaceMesh``; else the affine of eyes + nose),
+  dense optical flow from frame t to that posed reference measures the expression, and the chosen
+  side is re-rendered from the reference moved by ``factor`` of that flow. ``factor`` 0 is a frozen
+  side (flaccid palsy), 0.35 / 0.6 a partial one.
 * **synkinesis**: during three known episodes a bilateral smile is synthesised together with one
   eye closing (``synkinesis_eye_on_smile``), or both eyes close together with one mouth corner
   rising (``synkinesis_mouth_on_eye_closure``). Synthetic on purpose: it works on any clip, talking
@@ -25,7 +26,8 @@ resolution and follows head roll.
 
 The package, one concept a module: ``spec`` (what a case is, and its episodes), ``geometry`` (the
 face frame and the side/region masks), ``damp`` (freeze/damp rendering), ``synkinesis`` (synkinesis
-rendering) and ``constructor`` (the per-clip driver). Pure: numpy and OpenCV only, no file I/O.
+rendering) and ``constructor`` (the per-clip driver). Pure: numpy and OpenCV only, no file I/O (the
+face mesh, a model at the edge, is passed in).
 """
 
 from __future__ import annotations

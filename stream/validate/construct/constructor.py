@@ -11,7 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from stream.validate.construct.damp import damp_frame
+from stream.face.mesh import FaceMesh
+from stream.validate.construct.damp import ReferencePose, damp_frame
 from stream.validate.construct.geometry import FaceGeometry
 from stream.validate.construct.spec import CaseSpec, episodes
 from stream.validate.construct.synkinesis import NaturalTrigger, synkinesis_frame
@@ -25,13 +26,17 @@ class Constructor:
     frame is a new array of the same shape.
     """
 
-    def __init__(self, case: CaseSpec, fps: float, n_frames: int) -> None:
+    def __init__(self, case: CaseSpec, fps: float, n_frames: int, mesh: FaceMesh | None = None) -> None:
+        """``mesh``: the face mesh that gives freeze/damp the head's 3-D pose in every frame; None
+        falls back to the 2-D affine of the eyes and nose (for faces the mesh cannot see, and tests
+        on synthetic textures)."""
         self.case = case
+        self._mesh = mesh
         self.fps = float(fps)
         self.n_frames = int(n_frames)
         self.episodes = episodes(self.fps, self.n_frames)
         self._reference: np.ndarray | None = None
-        self._reference_points: np.ndarray | None = None
+        self._reference_pose: ReferencePose | None = None
         self._dis: cv2.DISOpticalFlow | None = None
         if not case.is_synkinesis:
             # DISOpticalFlow_create is missing from opencv's stubs
@@ -72,11 +77,12 @@ class Constructor:
             if follow <= 0.0:
                 return image
             return synkinesis_frame(image, geometry, self.case, trigger, follow)
+        mesh = self._mesh.on_image(image, geometry.landmarks) if self._mesh is not None else None
         if self._reference is None:
             self._reference = image.copy()
-            self._reference_points = geometry.landmarks[:3].astype(np.float32)
+            self._reference_pose = ReferencePose.of(geometry.landmarks, mesh, image.shape)
             return image
         if image.shape != self._reference.shape:
             raise ValueError(f"frame {index} is {image.shape}, the reference frame was {self._reference.shape}")
-        assert self._reference_points is not None and self._dis is not None
-        return damp_frame(image, geometry, self.case, self._reference, self._reference_points, self._dis)
+        assert self._reference_pose is not None and self._dis is not None
+        return damp_frame(image, geometry, self.case, self._reference, self._reference_pose, self._dis, mesh)

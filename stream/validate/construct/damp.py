@@ -1,16 +1,25 @@
 """Freeze and damp: one side (or one region of it) keeps only ``factor`` of its expression.
 
-The reference frame is warped into frame t's head pose with the affine of eyes + nose (so rigid
-head motion stays), dense optical flow from frame t to that warped reference measures the
-expression, and the chosen side is re-rendered from the reference moved by ``factor`` of that flow.
-``factor`` 0 is a frozen side (flaccid palsy), 0.35 / 0.6 a partial one. Pure: numpy and OpenCV.
+The reference frame is carried into frame t's head pose (so rigid head motion stays), dense optical
+flow from frame t to that posed reference measures the expression, and the chosen side is
+re-rendered from the reference moved by ``factor`` of that flow. ``factor`` 0 is a frozen side
+(flaccid palsy), 0.35 / 0.6 a partial one.
+
+The head pose is the 3-D similarity between the two frames' face meshes (``stream.face.headpose``),
+each pixel moved with its depth, so that a frozen half turns with the head as a real one would: its
+nose and cheek keep their parallax. Without meshes (``ReferencePose.mesh`` None) it is the 2-D affine
+of eyes + nose, which shears a turning face: on a talking head turning by 10 degrees it pulled the
+reference's hair over the frozen cheek (docs/validity.md). Pure: numpy and OpenCV.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
+from stream.face.headpose import depth_map, fit_pose, source_positions
 from stream.validate.construct.geometry import (
     BAND_BLEND_IOD,
     ELLIPSE_CENTRE_B,
@@ -30,6 +39,58 @@ _FLOW_IOD_PX = 64.0
 _FLOW_CONTEXT_IOD = 0.15
 
 
+# The reference's depth is kept on a grid at this IOD (pixels): the mesh's points are about 0.06 IOD
+# apart, and the depth is smoothed over that distance.
+_DEPTH_IOD_PX = 64.0
+_DEPTH_SIGMA_PX = 4.0
+
+
+@dataclass(frozen=True)
+class ReferencePose:
+    """The reference frame's head: its eyes and nose (2-D pose), and with a mesh its 3-D points and depth."""
+
+    points: np.ndarray  # (3, 2) float32: eyes and nose tip, image pixels
+    mesh: np.ndarray | None = None  # (468, 3): face mesh points (x, y, depth), image pixels
+    depth: np.ndarray | None = None  # dense depth (image pixels) on a grid depth_scale times the image
+    depth_scale: float = 1.0
+
+    @classmethod
+    def of(cls, points: np.ndarray, mesh: np.ndarray | None, image_shape: tuple[int, ...]) -> ReferencePose:
+        """The pose of a reference frame from its landmarks and, when there is one, its face mesh."""
+        points = np.asarray(points, np.float32)[:3]
+        if mesh is None:
+            return cls(points)
+        scale = _DEPTH_IOD_PX / float(np.linalg.norm(points[1] - points[0]))
+        shape = (int(image_shape[0] * scale) + 1, int(image_shape[1] * scale) + 1)
+        depth = depth_map(np.asarray(mesh, float) * scale, shape, _DEPTH_SIGMA_PX) / np.float32(scale)
+        return cls(points, np.asarray(mesh, float), depth, scale)
+
+
+def posed_reference(
+    reference: np.ndarray,
+    pose: ReferencePose,
+    landmarks: np.ndarray,
+    mesh: np.ndarray | None,
+    box: tuple[int, int, int, int],
+) -> np.ndarray:
+    """The reference image in frame t's head pose, rendered over ``box`` (x0, y0, x1, y1) of frame t.
+
+    With both meshes, the 3-D pose between them moves each pixel with its depth; otherwise the affine
+    of the eyes and nose ``landmarks[:3]`` of frame t.
+    """
+    x0, y0, x1, y1 = box
+    if pose.mesh is None or pose.depth is None or mesh is None:
+        affine = cv2.getAffineTransform(pose.points, np.asarray(landmarks, np.float32)[:3])
+        affine[:, 2] -= (x0, y0)
+        return cv2.warpAffine(
+            reference, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+    head = fit_pose(pose.mesh, mesh)
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    sx, sy = source_positions(head, pose.depth, pose.depth_scale, xs, ys)
+    return cv2.remap(reference, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 def support(case: CaseSpec) -> tuple[tuple[float, float], tuple[float, float]]:
     """Face-coordinate rectangle (a range, b range) outside which freeze/damp changes nothing."""
     a_range = (-ELLIPSE_HALF_A, 0.0) if case.side == "right" else (0.0, ELLIPSE_HALF_A)
@@ -45,22 +106,20 @@ def damp_frame(
     g: FaceGeometry,
     case: CaseSpec,
     reference: np.ndarray,
-    reference_points: np.ndarray,
+    reference_pose: ReferencePose,
     dis: cv2.DISOpticalFlow,
+    mesh: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Frame ``image`` (geometry ``g``) with ``case``'s side/region keeping ``case.factor`` of its motion
-    from ``reference`` (whose eye and nose landmarks are ``reference_points``), measured by ``dis``."""
+    """Frame ``image`` (geometry ``g``, face mesh ``mesh`` or None) with ``case``'s side/region keeping
+    ``case.factor`` of its motion from ``reference`` (head pose ``reference_pose``), measured by ``dis``."""
     box = g.box(*support(case), image.shape, margin=_FLOW_CONTEXT_IOD)
     if box is None:
         return image
     x0, y0, x1, y1 = box
-    cw, ch = x1 - x0, y1 - y0
     grid = WorkGrid(g, box, _FLOW_IOD_PX)
 
     # the reference in frame t's head pose, rendered only over the box
-    pose = cv2.getAffineTransform(reference_points, g.landmarks[:3].astype(np.float32))
-    pose[:, 2] -= (x0, y0)
-    warped_ref = cv2.warpAffine(reference, pose, (cw, ch), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped_ref = posed_reference(reference, reference_pose, g.landmarks, mesh, box)
     crop = image[y0:y1, x0:x1]
 
     # u: crop(x) ~ warped_ref(x + u(x)). Flow and mask are computed at a fixed face scale (the
