@@ -45,8 +45,22 @@ def _keyframe(aligned: np.ndarray, index: int) -> Keyframe:
     return Keyframe(index, index / 30, split_halves(aligned), aligned)
 
 
-def test_brow_raise_on_the_patients_right_reads_as_AU1_AU2_on_the_right_only(neutral_aligned):
-    est = FlowAUEstimator()
+@pytest.fixture(scope="module")
+def face_mesh():
+    from stream.face.mesh import FaceMesh
+
+    return FaceMesh()
+
+
+@pytest.fixture(params=["mesh", "no mesh"])
+def make_estimator(request, face_mesh):
+    """The estimator as the product builds it (each keyframe first carried into the reference's 3-D head
+    pose by the face mesh) and without the mesh (the 2-D alignment and stabilisation alone)."""
+    return lambda: FlowAUEstimator(mesh=face_mesh if request.param == "mesh" else None)
+
+
+def test_brow_raise_on_the_patients_right_reads_as_AU1_AU2_on_the_right_only(neutral_aligned, make_estimator):
+    est = make_estimator()
     est.encode(_keyframe(neutral_aligned, 0))  # neutral reference
     # patient's right = image-left half in an unmirrored frame; raise the brows 10 px
     raised = _move(neutral_aligned, (130, 125, 250, 185), 0, -10, image_side="left")
@@ -56,8 +70,8 @@ def test_brow_raise_on_the_patients_right_reads_as_AU1_AU2_on_the_right_only(neu
     assert e.right[AU_INDEX["AU4"]] == 0.0  # brows up is not a brow lowerer
 
 
-def test_lip_corner_pulled_up_and_out_on_the_patients_left_reads_as_AU12_left(neutral_aligned):
-    est = FlowAUEstimator()
+def test_lip_corner_pulled_up_and_out_on_the_patients_left_reads_as_AU12_left(neutral_aligned, make_estimator):
+    est = make_estimator()
     est.encode(_keyframe(neutral_aligned, 0))
     # patient's left = image-right half; move its mouth corner laterally (-x in half coords) and up
     smile = _move(neutral_aligned, (185, 300, 238, 345), -9, -12, image_side="right")
@@ -67,8 +81,8 @@ def test_lip_corner_pulled_up_and_out_on_the_patients_left_reads_as_AU12_left(ne
     assert e.left[AU_INDEX["AU15"]] == 0.0  # corner up is not a depressor
 
 
-def test_dem_helpers_agree_with_the_direct_measurement(neutral_aligned):
-    est = FlowAUEstimator()
+def test_dem_helpers_agree_with_the_direct_measurement(neutral_aligned, make_estimator):
+    est = make_estimator()
     est.encode(_keyframe(neutral_aligned, 0))
     half = _move(neutral_aligned, (130, 125, 250, 185), 0, -5, image_side="left")
     full = _move(neutral_aligned, (130, 125, 250, 185), 0, -10, image_side="left")
@@ -82,8 +96,8 @@ def test_dem_helpers_agree_with_the_direct_measurement(neutral_aligned):
     assert via_helper.right[AU_INDEX["AU1"]] > 1.0
 
 
-def test_values_stay_on_the_0_5_scale(neutral_aligned):
-    est = FlowAUEstimator()
+def test_values_stay_on_the_0_5_scale(neutral_aligned, make_estimator):
+    est = make_estimator()
     est.encode(_keyframe(neutral_aligned, 0))
     extreme = _move(neutral_aligned, (130, 125, 250, 185), 0, -40, image_side="left")
     e = est.estimate(est.encode(_keyframe(extreme, 1)), [])
@@ -102,3 +116,38 @@ def test_region_medians_equal_numpys_to_the_bit():
             values = np.round(values) if rounded else values
             got, want = median_rows(values), np.median(values, axis=0)
             assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_a_head_turn_without_expression_reads_as_no_movement_with_the_mesh(shared_data, face_mesh):
+    """d9's neutral face rendered 12 degrees turned (its own mesh and depth, no expression): the 2-D
+    alignment pins the nose tip to the midline and reads the turn's parallax as movement; carried back
+    into the reference's 3-D pose first, the face reads still."""
+    from stream.face.mtcnn import MTCNNDetector
+    from stream.validate.construct.damp import ReferencePose, posed_reference
+
+    with VideoFile(shared_data / "d9.mp4") as video:
+        image = next(video.frames()).image
+    detector = MTCNNDetector()
+    face = detector.detect(image).face
+    assert face is not None
+    points = face_mesh.on_image(image, face.landmarks)
+    yaw = np.radians(12.0)
+    rotation = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+    centre = points.mean(axis=0)
+    turned_points = (points - centre) @ rotation.T + centre
+    h, w = image.shape[:2]
+    turned = posed_reference(
+        image, ReferencePose.of(face.landmarks, points, image.shape), face.landmarks, turned_points, (0, 0, w, h)
+    )
+    turned_face = detector.detect(turned).face
+    assert turned_face is not None
+
+    def displacement(est: FlowAUEstimator) -> np.ndarray:
+        """Median over the regions of each side of how far they moved, template pixels (before any floor)."""
+        est.encode(_keyframe(align_face(image, face), 0))
+        code = est.encode(_keyframe(align_face(turned, turned_face), 1))
+        return np.median(np.linalg.norm(code.payload.disp, axis=2), axis=1)
+
+    with_mesh, without = displacement(FlowAUEstimator(mesh=face_mesh)), displacement(FlowAUEstimator())
+    assert with_mesh.max() < 1.0, with_mesh
+    assert without.mean() > 2.5 * with_mesh.mean(), (without, with_mesh)

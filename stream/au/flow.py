@@ -26,6 +26,8 @@ import numpy as np
 from stream.au.base import AUEstimator, KeyframeCode, register_estimator
 from stream.au.lids import LidAperture
 from stream.aus import AU_NAMES, N_AUS
+from stream.face.headpose import HeadPose, depth_map, fit_pose, target_positions
+from stream.face.mesh import FaceMesh
 from stream.types import AUEstimate, Keyframe
 
 # Flow is computed at half resolution (256x128) for speed; displacements are reported in pixels
@@ -189,6 +191,10 @@ class _FlowPayload:
     eyes: np.ndarray  # (2,) eye movement (aperture change, closing or widening), 0..5
 
 
+# The reference face's depth (from the mesh) is smoothed over about 0.06 inter-ocular distances, the
+# mesh's point spacing, at the flow's half resolution (64 px between the eyes).
+_DEPTH_SIGMA_PX = 4.0
+
 _LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
 
 
@@ -215,7 +221,10 @@ class FlowAUEstimator(AUEstimator):
     is_proxy = True
 
     def __init__(
-        self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM, helper_preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST
+        self,
+        preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+        helper_preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST,
+        mesh: FaceMesh | None = None,
     ) -> None:
         # The own value (reference -> current, the larger movement) gets the finer preset; the m
         # helper differences (neighbouring keyframes, smaller movements) the 3.5x cheaper one.
@@ -227,6 +236,11 @@ class FlowAUEstimator(AUEstimator):
         self._offsets = np.zeros((2, len(REGION_NAMES), 2))
         self.unstabilised = 0  # keyframes where the rigid fit failed (measured unstabilised)
         self._lids = LidAperture()
+        # With a face mesh, each keyframe is first carried into the reference's 3-D head pose.
+        self._mesh = mesh
+        self._reference_mesh: np.ndarray | None = None  # (468, 3) at half resolution
+        self._reference_depth: np.ndarray | None = None
+        self.last_pose: HeadPose | None = None
 
     @staticmethod
     def _canonical_grey(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -280,6 +294,20 @@ class FlowAUEstimator(AUEstimator):
             face, m, (face.shape[1], face.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
 
+    def _head_mesh(self, keyframe: Keyframe) -> np.ndarray | None:
+        """The face mesh of the keyframe's canonical face, at the flow's half resolution."""
+        if self._mesh is None:
+            return None
+        face = np.hstack([keyframe.halves.right, keyframe.halves.left[:, ::-1]])
+        return self._mesh.on_aligned(face) / SCALE
+
+    def _to_reference_pose(self, face: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+        assert self._reference_mesh is not None and self._reference_depth is not None
+        self.last_pose = fit_pose(self._reference_mesh, mesh)
+        ys, xs = np.mgrid[0 : face.shape[0], 0 : face.shape[1]].astype(np.float32)
+        map_x, map_y = target_positions(self.last_pose, self._reference_depth, xs, ys)
+        return cv2.remap(face, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
     def encode(self, keyframe: Keyframe) -> KeyframeCode:
         # Full-resolution grey halves, converted once: the flow's face and the lid aperture both read them.
         grey_halves = (
@@ -287,9 +315,15 @@ class FlowAUEstimator(AUEstimator):
             cv2.cvtColor(keyframe.halves.right, cv2.COLOR_RGB2GRAY),
         )
         face = self._canonical_grey(*grey_halves)
+        mesh = self._head_mesh(keyframe)
         if self._reference is None:
             self._set_reference(face, keyframe.mouth_corners)  # the session's first keyframe is its neutral reference
+            if mesh is not None:
+                self._reference_mesh = mesh
+                self._reference_depth = depth_map(mesh, face.shape, _DEPTH_SIGMA_PX)
         else:
+            if mesh is not None:
+                face = self._to_reference_pose(face, mesh)
             face = self._stabilise(face)
         grey = self._split(face)
         ref = self._reference_halves
@@ -357,10 +391,12 @@ class FlowAUEstimator(AUEstimator):
         self._reference = None
         self._reference_halves = None
         self._ref_points = None
+        self._reference_mesh = None
+        self._reference_depth = None
         self._lids.reset()
 
 
 @register_estimator("flow")
 def _build(device: str | None = None) -> AUEstimator:
     # The proxy runs on the CPU (OpenCV); ``device`` is taken because it also places the face detector.
-    return FlowAUEstimator()
+    return FlowAUEstimator(mesh=FaceMesh())
