@@ -27,7 +27,10 @@ from test_grading import check_fhir_bundle
 from test_server_support import ADMIN_KEY, REPO, ProcessServer
 
 CODE = "P-0042"
-EXCERPT_S = (4.0, 10.0)  # d9's smiles: the mouth moves in several separate movements
+# d9's smiles, with the neutral face before them: the mouth moves in several separate movements, and
+# in enough keyframes with the eyes still for a verdict (10 s; the 6 s of the smiles alone gave
+# fewer than 10 once the head pose was taken out, because a damped side no longer adds turns' movement)
+EXCERPT_S = (2.0, 12.0)
 CHROMIUM = Path("/usr/bin/chromium")
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -37,6 +40,7 @@ def damped_excerpt(clip: Path, factor: float, out: Path) -> Path:
     from stream.config import AnalysisConfig
     from stream.decode import VideoFile
     from stream.face.detect import build_detector
+    from stream.face.mesh import FaceMesh
     from stream.face.track import TrackingDetector
     from stream.types import Frame
     from stream.validate.construct import CaseSpec, Constructor
@@ -47,7 +51,7 @@ def damped_excerpt(clip: Path, factor: float, out: Path) -> Path:
     with VideoFile(clip) as video:
         fps = video.info.fps or 30.0
         frames = [f for f in video.frames() if EXCERPT_S[0] <= f.time_s < EXCERPT_S[1]]
-    constructor = Constructor(CaseSpec("damp", "right", "face", factor), fps=fps, n_frames=len(frames))
+    constructor = Constructor(CaseSpec("damp", "right", "face", factor), fps=fps, n_frames=len(frames), mesh=FaceMesh())
 
     def changed():
         for i, frame in enumerate(frames):
@@ -163,7 +167,7 @@ def test_two_recordings_give_a_trend_that_shows_the_improvement(patient_db) -> N
     assert grade1["value"] is not None and grade1["value"] <= 3 and "right side weaker" in grade1["reason"]
     # less damped: more movement on the weak side, a better grade
     assert mouth2["weaker_percent"] > mouth1["weaker_percent"] + 15
-    assert mouth2["status"] != "weaker_side" or mouth2["weaker_percent"] > 43
+    assert mouth2["weaker_side"] in (None, "right")  # still the right if anything, never the left
     assert grade2["value"] > grade1["value"]
     changes = {c["key"]: c for c in data["changes"]}
     assert changes["region:mouth.voluntary"]["since_previous"] == grade2["value"] - grade1["value"] > 0
