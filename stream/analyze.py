@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,9 @@ def analyze_video(
         # Three threads on the cores: decoding (prefetched), per-frame ingest here, and the keyframes'
         # AU estimation in order in a worker (the live server splits the same two calls the same
         # way). Most of the work is in FFmpeg, OpenCV and NumPy, which release the GIL.
-        with _InOrderWorker(pipeline.analyze) as analysis:
-            for frame in prefetched(source.frames()):
+        # closing(): the decoding thread stops before the container closes, also when analysis raises
+        with _InOrderWorker(pipeline.analyze) as analysis, closing(prefetched(source.frames())) as frames:
+            for frame in frames:
                 result = pipeline.ingest(frame)
                 if result.keyframe is not None:
                     analysis.put(result.keyframe)

@@ -21,6 +21,7 @@ import resource
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -191,8 +192,9 @@ def bench_pipeline(video: Path, config: AnalysisConfig, size: tuple[int, int] | 
     t_start = time.perf_counter()
     cpu_start = _process_cpu_s()
     resize_s = 0.0
-    with VideoFile(video) as source:
-        frames = prefetched(source.frames())
+    # closing(): the decoding thread must stop before the container closes; after --frames it is still
+    # decoding ahead, and FFmpeg crashes (SIGSEGV) on a container closed under it
+    with VideoFile(video) as source, closing(prefetched(source.frames())) as frames:
         while True:
             t0 = time.perf_counter()
             frame = next(frames, None)

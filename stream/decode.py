@@ -7,7 +7,7 @@ or truncated files (``VideoDecodeError`` naming the file and the problem).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,10 +142,11 @@ class VideoFile:
 _END = object()
 
 
-def prefetched(frames: Iterator[Frame], depth: int = 8) -> Iterator[Frame]:
+def prefetched(frames: Iterator[Frame], depth: int = 8) -> Generator[Frame, None, None]:
     """Decode ahead in a background thread (FFmpeg releases the GIL) while the caller analyses.
 
-    At most ``depth`` frames wait in memory; errors raised by the decoder are re-raised here.
+    At most ``depth`` frames wait in memory; errors raised by the decoder are re-raised here. Close the
+    generator (``contextlib.closing``) before the source it reads: that stops and joins the thread.
     """
     import queue
     import threading
