@@ -22,11 +22,13 @@ import numpy as np
 # over the frames of four expressive clips (smiles, a wink, frowns, brows raised; docs/validity.md):
 # the nose ridge and sides, the skin just below the eyes, the inner eye corners, and the face's
 # outline at the ears (their distance from the nose is what tells a turn from a shift). The forehead
-# is left out: the mesh moves it with the brows by 8-15 px on a 128-px inter-ocular distance.
+# is left out: the mesh moves it with the brows by 8-15 px on a 128-px inter-ocular distance. The set
+# is its own mirror image (each point with its partner on the other side, found by running the mesh
+# on flipped faces), so that neither side of the face weighs more in the pose.
 STABLE_POINTS: tuple[int, ...] = (
     399, 195, 248, 196, 3, 419, 174, 188, 343, 412, 197, 128, 456, 114, 357, 437, 233, 236, 245, 122,
     232, 350, 121, 281, 5, 453, 244, 351, 51, 217, 452, 277, 112, 465, 6, 231, 133, 362, 234, 454, 127,
-    356, 93, 323,
+    356, 93, 323, 464, 47, 341, 451,
 )  # fmt: skip
 MIN_POINTS = 8  # fewer points left after trimming: the fit is not trusted
 TRIM = 2.5  # points farther than this many times the median residual are refitted without
