@@ -64,7 +64,8 @@ class HeadPose:
 
 def fit_pose(source: np.ndarray, target: np.ndarray, points: tuple[int, ...] = STABLE_POINTS) -> HeadPose:
     """The similarity taking ``source`` mesh points to ``target`` (both (N, 3)), least squares (Umeyama)
-    over ``points``, refitted once without the points farther than ``TRIM`` times the median residual."""
+    over ``points``, refitted (at most twice) without the points farther than ``TRIM`` times the median
+    residual, as long as ``MIN_POINTS`` remain."""
     source, target = np.asarray(source, float), np.asarray(target, float)
     if source.shape != target.shape or source.ndim != 2 or source.shape[1] != 3:
         raise ValueError(f"fit_pose needs two (N, 3) meshes of the same size, got {source.shape} and {target.shape}")

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stream.face.align import ALIGNED_SIZE, GREY, alignment_matrix
+from stream.face.align import ALIGNED_SIZE, align_face, alignment_matrix
 from stream.types import Face
 from stream.weights import verify
 
@@ -70,19 +70,13 @@ class FaceMesh:
 
     def on_image(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """(468, 3) points of the face whose eyes and nose are ``landmarks[:3]``, in image pixels."""
-        matrix = alignment_matrix(Face(np.zeros(4), np.asarray(landmarks, float), 1.0))
-        aligned = cv2.warpAffine(
-            image,
-            matrix,
-            (ALIGNED_SIZE, ALIGNED_SIZE),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=GREY,
-        )
-        points = self.on_aligned(aligned)
+        face = Face(np.zeros(4), np.asarray(landmarks, float), 1.0)
+        points = self.on_aligned(align_face(image, face))
+        matrix = alignment_matrix(face)
         inverse = cv2.invertAffineTransform(matrix)
         out = np.empty_like(points)
         out[:, :2] = points[:, :2] @ inverse[:, :2].T + inverse[:, 2]
-        # depth in image pixels: the alignment's scale (an affine: the mean of its two axes' scales)
+        # depth in image pixels: divided by the alignment's scale (an affine: the geometric mean of the
+        # scales of its two axes)
         out[:, 2] = points[:, 2] / np.sqrt(abs(np.linalg.det(matrix[:, :2])))
         return out
