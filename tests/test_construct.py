@@ -285,3 +285,22 @@ def test_real_factor_one_is_the_frame(d9_frames) -> None:
     (ref, ref_lm), (smile, smile_lm) = d9_frames
     out = _run(CaseSpec("damp", "right", "face", 1.0), [ref, smile], [ref_lm, smile_lm])[1]
     assert np.abs(out.astype(int) - smile.astype(int)).max() <= 2
+
+
+def test_natural_mouth_trigger_with_the_mesh_reads_the_smile_not_the_head(d9_frames) -> None:
+    from stream.face.mesh import FaceMesh
+    from stream.validate.construct import FaceGeometry, NaturalTrigger
+
+    (ref, ref_lm), (smile, smile_lm) = d9_frames
+    trigger = NaturalTrigger("synkinesis_eye_on_smile", FaceMesh())
+    assert trigger.weight(ref, FaceGeometry(ref_lm)) == 0.0  # the first frame is the neutral
+    # the neutral face tilted by 8 degrees and 10 % closer to the camera: the head moved, the mouth did not
+    centre = tuple(float(v) for v in ref_lm[2])
+    m = cv2.getRotationMatrix2D(centre, 8.0, 1.1)
+    tilted = cv2.warpAffine(
+        ref, m, (ref.shape[1], ref.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    tilted_lm = ref_lm @ m[:, :2].T + m[:, 2]
+    assert trigger.weight(tilted, FaceGeometry(tilted_lm)) < 0.2
+    # the broad smile of frame 350 is a full trigger
+    assert trigger.weight(smile, FaceGeometry(smile_lm)) > 0.8

@@ -104,9 +104,9 @@ def _case_frames(clip: Path, case: Case, landmarks: np.ndarray, fps: float) -> I
         from stream.validate.construct import CaseSpec, Constructor
 
         spec = CaseSpec(case.kind, case.side or "right", case.region, case.factor)
-        # freeze/damp carry the reference into each frame's 3-D head pose, from the face mesh
-        mesh = None if spec.is_synkinesis else FaceMesh()
-        constructor = Constructor(spec, fps=fps, n_frames=len(landmarks), mesh=mesh)
+        # freeze/damp carry the reference into each frame's 3-D head pose, from the face mesh; the
+        # synkinesis reads the clip's own mouth movement with that pose taken out
+        constructor = Constructor(spec, fps=fps, n_frames=len(landmarks), mesh=FaceMesh())
     with VideoFile(clip) as video:
         for frame in video.frames():
             image = frame.image

@@ -27,9 +27,10 @@ class Constructor:
     """
 
     def __init__(self, case: CaseSpec, fps: float, n_frames: int, mesh: FaceMesh | None = None) -> None:
-        """``mesh``: the face mesh that gives freeze/damp the head's 3-D pose in every frame; None
-        falls back to the 2-D affine of the eyes and nose (for faces the mesh cannot see, and tests
-        on synthetic textures)."""
+        """``mesh``: the face mesh that gives freeze/damp the head's 3-D pose in every frame, and lets
+        the eye-on-smile synkinesis read the clip's own mouth movement without the head's; None
+        falls back to the 2-D affine of the eyes and nose, and to the detector's mouth corners (for
+        faces the mesh cannot see, and tests on synthetic textures)."""
         self.case = case
         self._mesh = mesh
         self.fps = float(fps)
@@ -44,7 +45,7 @@ class Constructor:
         # Synkinesis follows the trigger wherever it happens, not only in the synthetic episodes: the
         # clip's own smiles (mouth width) and eye closures (lid aperture) drive it too, as a real
         # synkinesis accompanies every movement of the trigger.
-        self._natural = NaturalTrigger(case.kind)
+        self._natural = NaturalTrigger(case.kind, mesh)
         self.last_synkinesis_weight = 0.0
 
     @property

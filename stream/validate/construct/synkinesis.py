@@ -14,6 +14,8 @@ import numpy as np
 
 from stream.au.lids import LidAperture
 from stream.face.align import align_face, split_halves
+from stream.face.headpose import fit_pose
+from stream.face.mesh import FaceMesh
 from stream.types import Face
 from stream.validate.construct.geometry import EYE_INDEX, MOUTH_CORNER_INDEX, FaceGeometry, WorkGrid, smoothstep
 from stream.validate.construct.spec import CaseSpec
@@ -39,28 +41,37 @@ LID_HALF_WIDTH_IOD = 0.26  # no pull beyond this lateral distance from the eye l
 LID_PLATEAU_IOD = 0.11  # full pull within this lateral distance
 LID_LOW_IOD, LID_PEAK_IOD, LID_TOP_IOD = -0.12, -0.05, 0.24  # profile: zero, full, zero again
 
+# Face-mesh points (stream/face/mesh.py) of the mouth corners and of each eye's two corners.
+MESH_MOUTH_CORNERS = (61, 291)
+MESH_EYE_CORNERS = (33, 133, 362, 263)
+
 
 class NaturalTrigger:
     """Stateful over one clip: how much the clip's own face makes the trigger movement, frame by frame."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, mesh: FaceMesh | None = None) -> None:
+        """``mesh``: measures the mouth in 3-D with the head's pose taken out (a head turn or nod moves
+        the detector's mouth corners in the 2-D face frame by as much as a smile does); None: the
+        detector's corners in the 2-D face frame (synthetic textures, faces the mesh cannot see)."""
         self.kind = kind
-        self._corners0: np.ndarray | None = None  # mouth corners (face frame) of the first frame
+        self._mesh = mesh
+        self._corners0: np.ndarray | None = None  # mouth corners of the first frame (IOD)
+        self._mesh0: np.ndarray | None = None  # the first frame's mesh, the pose the mouth is read in
         self._lids = LidAperture()
 
     def weight(self, image: np.ndarray, g: FaceGeometry) -> float:
         """0..1: how much the clip's own face makes the trigger movement in this frame.
 
-        Mouth: the corners' movement from the first frame in the face's frame (0.04 inter-ocular
-        distances starts it, 0.12 is full): oral-ocular synkinesis follows any deliberate mouth
-        movement, a smile, a pucker, a laugh. Eye closure:
+        Mouth: the corners' movement from the first frame, with the head's 3-D pose taken out when
+        there is a mesh (0.04 inter-ocular distances starts it, 0.12 is full): oral-ocular
+        synkinesis follows any deliberate mouth movement, a smile, a pucker, a laugh. Eye closure:
         both eyes' closure from the lid aperture (stream/au/lids.py) on the aligned half-faces, 20 %
         closed starts it, 70 % is full.
         """
         if self.kind == "synkinesis_eye_on_smile":
-            # how far the mouth corners moved from the first frame, in the face's own frame (IOD)
-            to_face = g.to_face()
-            corners = np.array([to_face @ np.append(g.landmarks[i], 1.0) for i in (3, 4)])
+            corners = self._mouth_corners(image, g)
+            if corners is None:  # the mesh found no usable face here: no trigger read in this frame
+                return 0.0
             if self._corners0 is None:
                 self._corners0 = corners
                 return 0.0
@@ -75,6 +86,26 @@ class NaturalTrigger:
             (cv2.cvtColor(halves.left, cv2.COLOR_RGB2GRAY), cv2.cvtColor(halves.right, cv2.COLOR_RGB2GRAY))
         )
         return float(np.clip((closure.mean() / 5.0 - 0.2) / 0.5, 0.0, 1.0))
+
+    def _mouth_corners(self, image: np.ndarray, g: FaceGeometry) -> np.ndarray | None:
+        """(2, 2) mouth corners in inter-ocular distances, in the first frame's head pose (mesh) or in
+        this frame's 2-D face frame (detector); None where the mesh's pose cannot be fitted."""
+        if self._mesh is None:
+            to_face = g.to_face()
+            return np.array([to_face @ np.append(g.landmarks[i], 1.0) for i in (3, 4)])
+        points = self._mesh.on_image(image, g.landmarks)
+        if not np.all(np.isfinite(points)):
+            return None
+        if self._mesh0 is None:
+            self._mesh0 = points
+        # this frame's mesh carried into the first frame's pose, so that only expression moves it
+        try:
+            posed = fit_pose(points, self._mesh0).apply(points)
+        except ValueError:
+            return None
+        eyes = self._mesh0[list(MESH_EYE_CORNERS)].reshape(2, 2, 3).mean(axis=1)
+        iod = float(np.linalg.norm(eyes[0, :2] - eyes[1, :2]))
+        return posed[list(MESH_MOUTH_CORNERS), :2] / iod
 
 
 def synkinesis_frame(image: np.ndarray, g: FaceGeometry, case: CaseSpec, trigger: float, follow: float) -> np.ndarray:
