@@ -251,7 +251,7 @@ def test_real_freeze_right_shows_the_reference_in_the_current_pose(d9_frames) ->
 
 def test_real_freeze_with_the_mesh_turns_the_reference_in_3d(d9_frames) -> None:
     from stream.face.mesh import FaceMesh
-    from stream.validate.construct.damp import ReferencePose, posed_reference
+    from stream.validate.construct.damp import ReferencePose, inside_outline, posed_reference
 
     (ref, ref_lm), (smile, smile_lm) = d9_frames
     mesh = FaceMesh()
@@ -259,10 +259,17 @@ def test_real_freeze_with_the_mesh_turns_the_reference_in_3d(d9_frames) -> None:
     out = [c.frame(i, f, lm) for i, (f, lm) in enumerate([(ref, ref_lm), (smile, smile_lm)])][1]
     ref_mesh, smile_mesh = mesh.on_image(ref, ref_lm), mesh.on_image(smile, smile_lm)
     box = (0, 0, ref.shape[1], ref.shape[0])
-    posed = posed_reference(ref, ReferencePose.of(ref_lm, ref_mesh, ref.shape), smile_lm, smile_mesh, box)
+    reference = ReferencePose.of(ref_lm, ref_mesh, ref.shape)
+    posed = posed_reference(ref, reference, smile_lm, smile_mesh, box)
     flat = posed_reference(ref, ReferencePose.of(ref_lm, None, ref.shape), smile_lm, None, box)
     a, b = _face_coords(smile_lm, smile.shape)
-    frozen = side_region_mask(a, b, "right", "face") > 0.999
+    # the frozen half within the face's outline in both frames (beyond it the frame is kept: see below)
+    assert reference.outline is not None
+    iod = float(np.linalg.norm(smile_lm[1] - smile_lm[0]))
+    face = inside_outline(smile_mesh, box, iod) * posed_reference(
+        reference.outline, reference, smile_lm, smile_mesh, box
+    )
+    frozen = (side_region_mask(a, b, "right", "face") > 0.999) & (face > 0.999)
     # the frozen half is the reference in the mesh's 3-D pose, not in the eyes-and-nose affine ...
     assert np.percentile(np.abs(out.astype(int) - posed.astype(int))[frozen], 99) <= 2
     assert np.abs(posed.astype(int) - flat.astype(int))[frozen].mean() > 1.0
@@ -304,3 +311,26 @@ def test_natural_mouth_trigger_with_the_mesh_reads_the_smile_not_the_head(d9_fra
     assert trigger.weight(tilted, FaceGeometry(tilted_lm)) < 0.2
     # the broad smile of frame 350 is a full trigger
     assert trigger.weight(smile, FaceGeometry(smile_lm)) > 0.8
+
+
+def test_real_freeze_with_the_mesh_stays_inside_the_face_outline(d9_frames) -> None:
+    from stream.face.mesh import FaceMesh
+    from stream.validate.construct.damp import inside_outline
+
+    (ref, ref_lm), (smile, smile_lm) = d9_frames
+    mesh = FaceMesh()
+    c = Constructor(CaseSpec("freeze", "right"), 30.0, 2, mesh=mesh)
+    out = [c.frame(i, f, lm) for i, (f, lm) in enumerate([(ref, ref_lm), (smile, smile_lm)])][1]
+    iod = float(np.linalg.norm(smile_lm[1] - smile_lm[0]))
+    inside = inside_outline(mesh.on_image(smile, smile_lm), (0, 0, smile.shape[1], smile.shape[0]), iod)
+    a, b = _face_coords(smile_lm, smile.shape)
+    mask = side_region_mask(a, b, "right", "face")
+    changed = np.abs(out.astype(int) - smile.astype(int)).max(axis=2)
+    # hair, ears and background beside the frozen cheek are the frame's own (3 px from the outline's
+    # feather: the mask is computed on a coarser grid and resized) ...
+    near_face = cv2.dilate((inside > 1e-3).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    beyond = (mask > 0.5) & ~near_face
+    assert beyond.sum() > 500
+    assert changed[beyond].max() == 0
+    # ... while the face within the outline is the frozen reference
+    assert changed[(mask > 0.999) & (inside > 0.999)].mean() > 5.0

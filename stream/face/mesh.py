@@ -29,6 +29,12 @@ MODEL_FILE = "face_landmark.tflite"
 MODEL_SHA256 = "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"
 N_POINTS = 468
 INPUT_SIZE = 192
+# The face's outline, in order around it (forehead, the right temple and jaw, the chin, the left jaw
+# and temple): the mesh's silhouette, inside which every point is the face's own skin.
+FACE_OVAL: tuple[int, ...] = (
+    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
+    176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+)  # fmt: skip
 # The crop of the aligned face the mesh sees (eyes at y = 200, 128 px apart; chin near y = 450):
 # 3 inter-ocular distances square around the middle of the eyes and the mouth, as MediaPipe's own
 # pipeline frames a face.

@@ -9,7 +9,11 @@ The head pose is the 3-D similarity between the two frames' face meshes (``strea
 each pixel moved with its depth, so that a frozen half turns with the head as a real one would: its
 nose and cheek keep their parallax. Without meshes (``ReferencePose.mesh`` None) it is the 2-D affine
 of eyes + nose, which shears a turning face: on a talking head turning by 10 degrees it pulled the
-reference's hair over the frozen cheek (docs/validity.md). Pure: numpy and OpenCV.
+reference's hair over the frozen cheek (docs/validity.md). With a mesh the change also stays within the
+face's outline in both frames (frame t's, and the reference's carried into frame t): beyond it lie
+hair, ears and background, which do not follow the face's depth, and a head turned by 20 degrees
+otherwise brought the reference's earring and hair into the frozen cheek.
+Pure: numpy and OpenCV.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import cv2
 import numpy as np
 
 from stream.face.headpose import depth_map, fit_pose, source_positions
+from stream.face.mesh import FACE_OVAL
 from stream.validate.construct.geometry import (
     BAND_BLEND_IOD,
     ELLIPSE_CENTRE_B,
@@ -43,6 +48,8 @@ _FLOW_CONTEXT_IOD = 0.15
 # apart, and the depth is smoothed over that distance.
 _DEPTH_IOD_PX = 64.0
 _DEPTH_SIGMA_PX = 4.0
+# The face outline's edge is feathered over this width (IOD, a Gaussian's sigma).
+_OUTLINE_BLEND_IOD = 0.03
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class ReferencePose:
     mesh: np.ndarray | None = None  # (468, 3): face mesh points (x, y, depth), image pixels
     depth: np.ndarray | None = None  # dense depth (image pixels) on a grid depth_scale times the image
     depth_scale: float = 1.0
+    outline: np.ndarray | None = None  # (H, W) float32: 1 inside the reference's face outline
 
     @classmethod
     def of(cls, points: np.ndarray, mesh: np.ndarray | None, image_shape: tuple[int, ...]) -> ReferencePose:
@@ -63,7 +71,9 @@ class ReferencePose:
         scale = _DEPTH_IOD_PX / float(np.linalg.norm(points[1] - points[0]))
         shape = (int(image_shape[0] * scale) + 1, int(image_shape[1] * scale) + 1)
         depth = depth_map(np.asarray(mesh, float) * scale, shape, _DEPTH_SIGMA_PX) / np.float32(scale)
-        return cls(points, np.asarray(mesh, float), depth, scale)
+        iod = float(np.linalg.norm(points[1] - points[0]))
+        outline = inside_outline(mesh, (0, 0, int(image_shape[1]), int(image_shape[0])), iod)
+        return cls(points, np.asarray(mesh, float), depth, scale, outline)
 
 
 def posed_reference(
@@ -129,7 +139,13 @@ def damp_frame(
     flow = dis.calc(grey_t, grey_r, None)  # type: ignore[call-overload]  # None: allocate (stubs omit it)
     a, b = grid.face_coords()
     # fraction of the flow each pixel keeps: factor on the chosen side/region, 1 elsewhere
-    keep = 1.0 - (1.0 - case.factor) * side_region_mask(a, b, case.side, case.region)
+    changed = side_region_mask(a, b, case.side, case.region)
+    if mesh is not None and reference_pose.outline is not None:
+        # only skin that is the face's in both frames: inside frame t's outline, and brought there from
+        # inside the reference's (the depth of hair, ears and background is not the mesh's)
+        posed_outline = posed_reference(reference_pose.outline, reference_pose, g.landmarks, mesh, box)
+        changed = changed * grid.shrink(inside_outline(mesh, box, g.iod) * posed_outline)
+    keep = 1.0 - (1.0 - case.factor) * changed
     # sampling positions built on the small grid and resized: they are smooth, and exact where
     # the flow is zero because resizing reproduces a linear field
     full_map = grid.grow_positions(flow)
@@ -149,3 +165,14 @@ def damp_frame(
     result = image.copy()
     result[y0:y1, x0:x1] = cv2.add(damped, residual, dtype=cv2.CV_8U)
     return result
+
+
+def inside_outline(mesh: np.ndarray, box: tuple[int, int, int, int], iod: float) -> np.ndarray:
+    """(h, w) float32 over ``box``: 1 inside the face outline of ``mesh`` (image pixels), 0 outside,
+    feathered over ``_OUTLINE_BLEND_IOD``."""
+    x0, y0, x1, y1 = box
+    mask = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
+    outline = np.round(np.asarray(mesh, float)[list(FACE_OVAL), :2] - (x0, y0)).astype(np.int32)
+    cv2.fillPoly(mask, [outline], 1.0)
+    sigma = max(_OUTLINE_BLEND_IOD * iod, 0.5)
+    return cv2.GaussianBlur(mask, (0, 0), sigma)
