@@ -8,8 +8,8 @@ purpose does. Two constructions, both pure frame transforms driven by the detect
   frame t's head pose (so rigid head motion stays: the 3-D pose of the face mesh, each pixel moved
   with its depth, when the ``Constructor`` is given a ``FaceMesh``; else the affine of eyes + nose),
   dense optical flow from frame t to that posed reference measures the expression, and the chosen
-  side is re-rendered from the reference moved by ``factor`` of that flow. ``factor`` 0 is a frozen
-  side (flaccid palsy), 0.35 / 0.6 a partial one.
+  side is re-rendered from the reference moved by ``factor`` of that flow, within the face's outline
+  when there is a mesh. ``factor`` 0 is a frozen side (flaccid palsy), 0.35 / 0.6 a partial one.
 * **synkinesis**: during three known episodes a bilateral smile is synthesised together with one
   eye closing (``synkinesis_eye_on_smile``), or both eyes close together with one mouth corner
   rising (``synkinesis_mouth_on_eye_closure``). Synthetic on purpose: it works on any clip, talking
