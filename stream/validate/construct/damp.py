@@ -68,10 +68,10 @@ class ReferencePose:
         points = np.asarray(points, np.float32)[:3]
         if mesh is None:
             return cls(points)
-        scale = _DEPTH_IOD_PX / float(np.linalg.norm(points[1] - points[0]))
+        iod = float(np.linalg.norm(points[1] - points[0]))
+        scale = _DEPTH_IOD_PX / iod
         shape = (int(image_shape[0] * scale) + 1, int(image_shape[1] * scale) + 1)
         depth = depth_map(np.asarray(mesh, float) * scale, shape, _DEPTH_SIGMA_PX) / np.float32(scale)
-        iod = float(np.linalg.norm(points[1] - points[0]))
         outline = inside_outline(mesh, (0, 0, int(image_shape[1]), int(image_shape[0])), iod)
         return cls(points, np.asarray(mesh, float), depth, scale, outline)
 
