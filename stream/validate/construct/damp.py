@@ -18,6 +18,7 @@ Pure: numpy and OpenCV.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -88,17 +89,25 @@ def posed_reference(
     With both meshes, the 3-D pose between them moves each pixel with its depth; otherwise the affine
     of the eyes and nose ``landmarks[:3]`` of frame t.
     """
+    return reference_warp(pose, landmarks, mesh, box)(reference)
+
+
+def reference_warp(
+    pose: ReferencePose, landmarks: np.ndarray, mesh: np.ndarray | None, box: tuple[int, int, int, int]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The warp of ``posed_reference`` as a function of the image, so that several images of the
+    reference (its pixels, its face outline) share one pose fit and one sampling map."""
     x0, y0, x1, y1 = box
     if pose.mesh is None or pose.depth is None or mesh is None:
         affine = cv2.getAffineTransform(pose.points, np.asarray(landmarks, np.float32)[:3])
         affine[:, 2] -= (x0, y0)
-        return cv2.warpAffine(
-            reference, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        return lambda image: cv2.warpAffine(
+            image, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
     head = fit_pose(pose.mesh, mesh)
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     sx, sy = source_positions(head, pose.depth, pose.depth_scale, xs, ys)
-    return cv2.remap(reference, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return lambda image: cv2.remap(image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def support(case: CaseSpec) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -129,7 +138,8 @@ def damp_frame(
     grid = WorkGrid(g, box, _FLOW_IOD_PX)
 
     # the reference in frame t's head pose, rendered only over the box
-    warped_ref = posed_reference(reference, reference_pose, g.landmarks, mesh, box)
+    warp = reference_warp(reference_pose, g.landmarks, mesh, box)
+    warped_ref = warp(reference)
     crop = image[y0:y1, x0:x1]
 
     # u: crop(x) ~ warped_ref(x + u(x)). Flow and mask are computed at a fixed face scale (the
@@ -143,8 +153,7 @@ def damp_frame(
     if mesh is not None and reference_pose.outline is not None:
         # only skin that is the face's in both frames: inside frame t's outline, and brought there from
         # inside the reference's (the depth of hair, ears and background is not the mesh's)
-        posed_outline = posed_reference(reference_pose.outline, reference_pose, g.landmarks, mesh, box)
-        changed = changed * grid.shrink(inside_outline(mesh, box, g.iod) * posed_outline)
+        changed = changed * grid.shrink(inside_outline(mesh, box, g.iod) * warp(reference_pose.outline))
     keep = 1.0 - (1.0 - case.factor) * changed
     # sampling positions built on the small grid and resized: they are smooth, and exact where
     # the flow is zero because resizing reproduces a linear field
