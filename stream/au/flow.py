@@ -240,6 +240,7 @@ class FlowAUEstimator(AUEstimator):
         self._mesh = mesh
         self._reference_mesh: np.ndarray | None = None  # (468, 3) at half resolution
         self._reference_depth: np.ndarray | None = None
+        self._pixel_grid: tuple[np.ndarray, np.ndarray] | None = None  # (xs, ys) of the face, float32
         self.last_pose: HeadPose | None = None
 
     @staticmethod
@@ -303,9 +304,9 @@ class FlowAUEstimator(AUEstimator):
 
     def _to_reference_pose(self, face: np.ndarray, mesh: np.ndarray) -> np.ndarray:
         assert self._reference_mesh is not None and self._reference_depth is not None
+        assert self._pixel_grid is not None
         self.last_pose = fit_pose(self._reference_mesh, mesh)
-        ys, xs = np.mgrid[0 : face.shape[0], 0 : face.shape[1]].astype(np.float32)
-        map_x, map_y = target_positions(self.last_pose, self._reference_depth, xs, ys)
+        map_x, map_y = target_positions(self.last_pose, self._reference_depth, *self._pixel_grid)
         return cv2.remap(face, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def encode(self, keyframe: Keyframe) -> KeyframeCode:
@@ -321,6 +322,8 @@ class FlowAUEstimator(AUEstimator):
             if mesh is not None:
                 self._reference_mesh = mesh
                 self._reference_depth = depth_map(mesh, face.shape, _DEPTH_SIGMA_PX)
+                ys, xs = np.mgrid[0 : face.shape[0], 0 : face.shape[1]].astype(np.float32)
+                self._pixel_grid = (xs, ys)
         else:
             if mesh is not None:
                 face = self._to_reference_pose(face, mesh)
@@ -393,6 +396,7 @@ class FlowAUEstimator(AUEstimator):
         self._ref_points = None
         self._reference_mesh = None
         self._reference_depth = None
+        self._pixel_grid = None
         self._lids.reset()
 
 
