@@ -78,7 +78,8 @@ def main() -> None:
                 if not path.exists():
                     continue
                 case = CaseResult.load(path)
-                within = (at_keyframes(turn, case, fps) >= lo) & (at_keyframes(turn, case, fps) < hi)
+                case_turn = at_keyframes(turn, case, fps)
+                within = (case_turn >= lo) & (case_turn < hi)
                 movement = np.asarray(case.movement)
                 for k in range(movement.shape[2]):
                     x, y = movement[:, s, k], movement[:, 1 - s, k]
