@@ -40,6 +40,12 @@ class AnalysisConfig:
     # far half-face is foreshortened and reads as moving less. Healthy clips of the validation set
     # stay within 0.27 (docs/validity.md).
     max_yaw: float = 0.25
+    # 3-D rotation of the head from the pose of its neutral reference (face mesh, degrees) above which a
+    # keyframe is not measured (counted as keyframes_pose_gated). Each keyframe is carried into the
+    # reference's pose by the mesh's depth before its movement is read; beyond about 15 degrees that
+    # carry has to invent skin the turn hid (the far cheek, the lips' seam), and a frozen half of the
+    # face reads as moving 2-5 times more than within 10 degrees (docs/validity.md).
+    max_turn_deg: float = 15.0
     # A face that returns after this long without one gets a new neutral reference.
     rereference_after_s: float = 1.0
     # --- AU estimation ---
@@ -91,6 +97,8 @@ class AnalysisConfig:
             problems.append(f"keyframe threshold must be >= 0 grey levels, got {self.keyframe_threshold}")
         if self.max_frame_side < 320:
             problems.append(f"max_frame_side must be at least 320 (the detector's input), got {self.max_frame_side}")
+        if not self.max_turn_deg > 0:
+            problems.append(f"max_turn_deg must be > 0 (degrees from the reference pose), got {self.max_turn_deg}")
         if not self.max_yaw > 0:
             problems.append(f"max_yaw must be > 0 (inter-ocular distances), got {self.max_yaw}")
         if self.detect_every < 1:

@@ -12,7 +12,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -189,7 +189,9 @@ class Pipeline:
         """AU intensities of one keyframe, from its helpers; the statistics are not updated.
 
         A live session keeps its own statistics (per exercise as well), so it calls this;
-        ``analyze`` adds the keyframe to this pipeline's statistics as well.
+        ``analyze`` adds the keyframe to this pipeline's statistics as well. A keyframe whose head
+        turned more than ``max_turn_deg`` from the reference's pose comes back ``pose_gated``: it is
+        no helper, and the callers leave it out of the series and the statistics.
         """
         if keyframe.new_reference:  # here, not in ingest: the live server runs the two in different threads
             self.estimator.reset()
@@ -199,11 +201,17 @@ class Pipeline:
         with self.timer.stage("au_dem"):
             helpers = self.buffer.helpers(self.config.helpers, exclude_frame=code.frame_index)
             estimate = self.estimator.estimate(code, helpers)
+        if estimate.turn_deg is not None and estimate.turn_deg > self.config.max_turn_deg:
+            # not measured: its movement would be mostly the carry into the reference's pose
+            self._count("keyframes_pose_gated")
+            return replace(estimate, pose_gated=True)
         self.buffer.add(code)
         return estimate
 
     def analyze(self, keyframe: Keyframe) -> KeyframeResult:
         estimate = self.estimate(keyframe)
+        if estimate.pose_gated:
+            return KeyframeResult(estimate)
         with self.timer.stage("statistics"):
             self.statistics.update(estimate.left, estimate.right)
         if self.keep_series:

@@ -114,6 +114,12 @@ class AUEstimate:
     closure: np.ndarray | None = None  # (2,) eye closure (AU43) left, right on 0..5; None: not measured
     # (2, 3) direction-free movement of the brows, eyes and mouth, left then right, 0..5; None: not measured
     movement: np.ndarray | None = None
+    # How far the head had turned from the pose of the neutral reference (3-D rotation, degrees); None:
+    # the estimator does not measure it (no face mesh)
+    turn_deg: float | None = None
+    # True: turned beyond ``AnalysisConfig.max_turn_deg``; the pipeline leaves such a keyframe out of the
+    # series, the statistics and the helpers (counted as ``keyframes_pose_gated``)
+    pose_gated: bool = False
 
     def __post_init__(self) -> None:
         for side in (self.left, self.right):

@@ -172,6 +172,9 @@ def test_material_warnings():
     assert any("still image" in w for w in material_warnings({"frames": 1}, 1))
     assert any("only 7 keyframes" in w for w in material_warnings({"frames": 72, "duration_s": 2.4}, 7))
     assert any("head turned" in w for w in material_warnings({"frames": 100, "frames_pose_gated": 40}, 30))
+    turned = material_warnings({"frames": 300, "duration_s": 10.0, "keyframes": 80, "keyframes_pose_gated": 20}, 60)
+    assert any("neutral reference in 20 of 80 keyframes (25 %)" in w for w in turned)
+    assert material_warnings({"frames": 300, "duration_s": 10.0, "keyframes": 80, "keyframes_pose_gated": 10}, 70) == []
     assert material_warnings({"frames": 300, "duration_s": 10.0}, 80) == []
 
 

@@ -48,6 +48,17 @@ def test_fit_pose_recovers_a_turn_and_ignores_points_an_expression_moved() -> No
     np.testing.assert_allclose(plain.rotation, pose.rotation, atol=1e-9)
 
 
+def test_the_angle_of_a_pose_is_the_whole_rotation_about_its_axis() -> None:
+    """A pure turn, nod or tilt gives its own angle; a rotation by 20 degrees about any axis gives 20."""
+    for angles in ((12.0, 0.0, 0.0), (0.0, -7.0, 0.0), (0.0, 0.0, 3.0)):
+        pose = HeadPose(1.0, _rotation(*angles), np.zeros(3), 0.0)
+        assert pose.angle_deg == pytest.approx(max(map(abs, angles)), abs=1e-6)
+    axis = np.array([1.0, 2.0, -0.5]) / np.linalg.norm([1.0, 2.0, -0.5])
+    rotation, _ = cv2.Rodrigues(axis * math.radians(20.0))
+    assert HeadPose(0.9, rotation, np.ones(3), 0.0).angle_deg == pytest.approx(20.0, abs=1e-6)
+    assert HeadPose(1.0, np.eye(3), np.zeros(3), 0.0).angle_deg == 0.0
+
+
 def test_fit_pose_refuses_what_it_cannot_fit() -> None:
     with pytest.raises(ValueError, match="same size"):
         fit_pose(np.zeros((468, 3)), np.zeros((400, 3)))

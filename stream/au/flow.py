@@ -189,6 +189,7 @@ class _FlowPayload:
     disp: np.ndarray  # (2, R + 1, 2) displacement of each region from the reference, template px
     closure: np.ndarray  # (2,) eye closure (AU43) from the lid aperture, 0..5
     eyes: np.ndarray  # (2,) eye movement (aperture change, closing or widening), 0..5
+    turn_deg: float | None = None  # 3-D rotation of the head from the reference's pose; None: no mesh
 
 
 # The reference face's depth (from the mesh) is smoothed over about 0.06 inter-ocular distances, the
@@ -317,6 +318,7 @@ class FlowAUEstimator(AUEstimator):
         )
         face = self._canonical_grey(*grey_halves)
         mesh = self._head_mesh(keyframe)
+        turn_deg: float | None = None if mesh is None else 0.0
         if self._reference is None:
             self._set_reference(face, keyframe.mouth_corners)  # the session's first keyframe is its neutral reference
             if mesh is not None:
@@ -327,6 +329,8 @@ class FlowAUEstimator(AUEstimator):
         else:
             if mesh is not None:
                 face = self._to_reference_pose(face, mesh)
+                assert self.last_pose is not None
+                turn_deg = self.last_pose.angle_deg
             face = self._stabilise(face)
         grey = self._split(face)
         ref = self._reference_halves
@@ -336,7 +340,7 @@ class FlowAUEstimator(AUEstimator):
         disp = np.stack([region_displacements(flows[s], self._offsets[s]) for s in range(2)])
         own = np.stack([au_from_displacements(disp[s]) for s in range(2)])
         closure, eyes = self._lids.measure(grey_halves)
-        payload = _FlowPayload(grey=grey, disp=disp, closure=closure, eyes=eyes)
+        payload = _FlowPayload(grey=grey, disp=disp, closure=closure, eyes=eyes, turn_deg=turn_deg)
         return KeyframeCode(keyframe.frame_index, keyframe.time_s, own, payload, grey.nbytes + disp.nbytes)
 
     def helper_displacements(self, current: KeyframeCode, helpers: Sequence[KeyframeCode]) -> np.ndarray:
@@ -388,6 +392,7 @@ class FlowAUEstimator(AUEstimator):
             n_helpers=len(helpers),
             closure=cur.closure.copy(),
             movement=movement,
+            turn_deg=cur.turn_deg,
         )
 
     def reset(self) -> None:

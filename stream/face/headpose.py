@@ -61,6 +61,13 @@ class HeadPose:
         roll = math.degrees(math.atan2(-float(r[0, 1]), float(r[1, 1])))
         return yaw, pitch, roll
 
+    @property
+    def angle_deg(self) -> float:
+        """How far the head turned in all, degrees: the angle of the rotation about its own axis (a turn,
+        a nod and a tilt together; 0 for the same pose)."""
+        cos = (float(np.trace(self.rotation)) - 1.0) / 2.0
+        return math.degrees(math.acos(float(np.clip(cos, -1.0, 1.0))))
+
 
 def fit_pose(source: np.ndarray, target: np.ndarray, points: tuple[int, ...] = STABLE_POINTS) -> HeadPose:
     """The similarity taking ``source`` mesh points to ``target`` (both (N, 3)), least squares (Umeyama)

@@ -54,7 +54,13 @@ class Recorder:
         self._counts_saved_at = -math.inf
 
     def keyframe(self, keyframe: AnalysedKeyframe) -> None:
-        """Store, show and count a keyframe just analysed (raises ``StorageError``: see the module)."""
+        """Store, show and count a keyframe just analysed (raises ``StorageError``: see the module).
+
+        A keyframe with the head turned away from the reference's pose (``pose_gated``) was not
+        measured: the pipeline counted it (``keyframes_pose_gated``), and it is neither stored nor shown.
+        """
+        if keyframe.estimate.pose_gated:
+            return
         self.unstored = keyframe
         self._record()
 

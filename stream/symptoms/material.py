@@ -38,8 +38,16 @@ def material_warnings(counts: dict[str, Any], n_keyframes: int, rules: EvidenceR
     face_frames = frames - without
     if face_frames and gated / face_frames >= 0.2:
         out.append(
-            f"head turned away from the camera, or from the pose of its neutral reference, in {gated} of "
-            f"{face_frames} face frames ({100 * gated / face_frames:.0f} %); those frames were not measured: "
+            f"head turned away from the camera in {gated} of {face_frames} face frames "
+            f"({100 * gated / face_frames:.0f} %); those frames were not measured: "
             "ask the patient to keep facing the camera"
+        )
+    keyframes = int(counts.get("keyframes") or 0)
+    turned = int(counts.get("keyframes_pose_gated") or 0)
+    if keyframes and turned / keyframes >= 0.2:
+        out.append(
+            f"head turned away from the pose of its neutral reference in {turned} of {keyframes} keyframes "
+            f"({100 * turned / keyframes:.0f} %); those keyframes were not measured: ask the patient to keep "
+            "facing the camera as at the start (the rest pose)"
         )
     return out
