@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.au.flow import REGION_NAMES, FlowAUEstimator, region_movement
+from stream.au.flow import FlowAUEstimator
 from stream.aus import AU_INDEX
 from stream.decode import VideoFile
 from stream.face.align import align_face, split_halves
@@ -196,42 +196,3 @@ def test_the_pipeline_leaves_out_a_keyframe_turned_beyond_the_limit(turned_d9, f
     assert len(pipeline.series()) == (1 if gated else 2)
     assert len(pipeline.buffer) == (1 if gated else 2)
     assert pipeline.symptoms().n_frames == len(pipeline.series())
-
-
-def _displacements(left: dict[str, tuple[float, float]], right: dict[str, tuple[float, float]]) -> np.ndarray:
-    """(2, R + 1, 2) region displacements (template px) with the named regions set, the rest 0."""
-    disp = np.zeros((2, len(REGION_NAMES) + 1, 2))
-    for side, moved in enumerate((left, right)):
-        for name, vector in moved.items():
-            disp[side, REGION_NAMES.index(name)] = vector
-    return disp
-
-
-def test_region_movement_reads_each_side_along_the_direction_both_moved():
-    """A smile's corner pull of 14 px up and out on both sides reads the same on both, and the same with
-    the sides swapped; one side at a third of it reads a third of the movement above the noise floor."""
-    pull = (-8.4, -11.2)  # half-face px: out (away from the midline) and up, 14 px long
-    both = region_movement(_displacements({"mouth_corner": pull}, {"mouth_corner": pull}), np.zeros(2))
-    assert both[0, 2] == pytest.approx(both[1, 2]) and both[0, 2] > 2.0
-    weak = tuple(v / 3.0 for v in pull)
-    one = region_movement(_displacements({"mouth_corner": pull}, {"mouth_corner": weak}), np.array([0.4, 1.0]))
-    swapped = region_movement(_displacements({"mouth_corner": weak}, {"mouth_corner": pull}), np.array([1.0, 0.4]))
-    np.testing.assert_allclose(swapped, one[::-1])
-    assert one[0, 2] == pytest.approx(both[0, 2])
-    assert one[1, 2] == pytest.approx((14.0 / 3.0 - 2.5) * 5.0 / (24.0 - 2.5))
-    assert one[:, 1].tolist() == [0.4, 1.0]  # the eyes are the lid aperture's, passed through
-
-
-def test_region_movement_does_not_count_what_moved_across_or_against_the_other_side():
-    """A side still but for 4 px of flow noise across the moving side's direction reads 0, where its
-    length alone (4 px, above the 2.5 px floor) would read as movement; so does a weak mouth corner
-    dragged 5 px toward the healthy side (inward) while the healthy one pulls out and up."""
-    pull = (-8.4, -11.2)
-    across = (4.0 * 0.8, -4.0 * 0.6)  # perpendicular to the pull
-    noisy = region_movement(_displacements({"mouth_corner": pull}, {"mouth_corner": across}), np.zeros(2))
-    assert noisy[0, 2] > 2.0 and noisy[1, 2] == 0.0
-    dragged = region_movement(_displacements({"mouth_corner": pull}, {"mouth_corner": (5.0, 0.0)}), np.zeros(2))
-    assert dragged[1, 2] == 0.0 and dragged[0, 2] > 1.0
-    brows = region_movement(_displacements({"inner_brow": (0.0, -12.0), "outer_brow": (0.0, -12.0)}, {}), np.zeros(2))
-    assert brows[0, 0] == pytest.approx((12.0 - 2.5) * 5.0 / (18.0 - 2.5)) and brows[1, 0] == 0.0
-    assert region_movement(np.zeros((2, len(REGION_NAMES) + 1, 2)), np.zeros(2)).tolist() == [[0.0] * 3] * 2

@@ -110,8 +110,7 @@ NOISE_FLOOR = np.array([5.0 * NOISE_FLOOR_PX / _AU_RULES[au][2] for au in AU_NAM
 # direction a movement is projected on: a residual roll of one degree turns a mouth corner's movement
 # toward AU12 on one half-face and toward AU15 on the other (the halves are mirror images), which
 # splits signed AU values between the sides of a healthy face but leaves the distance moved alone.
-# Each side's distance is read along the direction the two sides moved together in that keyframe
-# (``region_movement``). The eyes' movement is the lid aperture's change (stream/au/lids.py), not a flow.
+# The eyes' movement is the lid aperture's change (stream/au/lids.py), not a flow: see there.
 MOVEMENT_REGIONS: dict[str, tuple[tuple[str, ...], float]] = {
     # region: (flow regions averaged, displacement in template px that reads as 5)
     "eyebrows": (("inner_brow", "outer_brow"), 18.0),
@@ -119,31 +118,17 @@ MOVEMENT_REGIONS: dict[str, tuple[tuple[str, ...], float]] = {
 }
 
 
-def region_movement(disp: np.ndarray, eyes: np.ndarray) -> np.ndarray:
-    """(2, R + 1, 2) region displacements of both sides (left, right) and their (2,) eye movement ->
-    (2, 3) brows, eyes, mouth per side.
+def region_movement(disp: np.ndarray, eyes: float) -> np.ndarray:
+    """(R + 1, 2) region displacements of one side and its eye movement -> (3,) brows, eyes, mouth.
 
-    Each side's displacement is projected on the direction of the two sides' sum (the halves are mirror
-    images, so a bilateral movement points the same way on both): the part across it, which the flow's
-    noise and a half-pixel of residual roll add to either side whatever it did, no longer reads as
-    movement, and a weak side dragged the other way by the strong one (a mouth corner pulled toward
-    the healthy side) reads as still, not as moving. The sum is the same for both sides and for the
-    mirrored face, so left and right are measured alike. 5 is a full-range movement; larger movements
-    read above 5 (unlike the AUs, which stop at 5).
+    5 is a full-range movement; larger movements read above 5 (unlike the AUs, which stop at 5).
     """
-    out = np.zeros((2, 3))
+    out = np.zeros(3)
     for k, (names, full) in zip((0, 2), MOVEMENT_REGIONS.values()):
-        along = np.zeros(2)
-        for name in names:
-            v = disp[:, REGION_NAMES.index(name)]  # (2, 2): left, right
-            total = v[0] + v[1]
-            length = float(np.hypot(*total))
-            if length > 0.0:
-                along += np.maximum(0.0, v @ (total / length))
-        norm = along / len(names)
+        norm = float(np.mean([np.hypot(*disp[REGION_NAMES.index(n)]) for n in names]))
         # not clipped at 5: a saturated strong side would hide how much less the weak side moves
-        out[:, k] = np.maximum(0.0, (norm - NOISE_FLOOR_PX) * 5.0 / (full - NOISE_FLOOR_PX))
-    out[:, 1] = eyes
+        out[k] = max(0.0, (norm - NOISE_FLOOR_PX) * 5.0 / (full - NOISE_FLOOR_PX))
+    out[1] = eyes
     return out
 
 
@@ -398,7 +383,7 @@ class FlowAUEstimator(AUEstimator):
         disp = np.concatenate(measured).mean(axis=0)  # (2, R + 1, 2)
         values = np.stack([au_from_displacements(disp[s]) for s in range(2)])
         values = apply_noise_floor(np.clip(values, 0.0, 5.0))
-        movement = region_movement(disp, cur.eyes)
+        movement = np.stack([region_movement(disp[s], float(cur.eyes[s])) for s in range(2)])
         return AUEstimate(
             current.frame_index,
             current.time_s,
