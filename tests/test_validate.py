@@ -48,7 +48,7 @@ def test_unmodified_healthy_clip_names_no_weaker_side_and_no_pair(results):
 def test_frozen_right_half_is_named_where_the_face_moved(results):
     """The frozen right side is named, and never the left. A region whose movement in the frozen case falls
     short of what a verdict needs may abstain, saying why: this clip's brows move near the move threshold,
-    and a 0.003 px change of the detector's points moves their count of moving keyframes from 15 to 6."""
+    and a 0.003 px change of the detector's points moved their count of moving keyframes from 18 to 7."""
     normal = load_normal_cooccurrence(None)
     control = findings_for(results["control"], normal)
     frozen = findings_for(results["freeze_right"], normal)
