@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +48,7 @@ def rotations(clip: Path, landmarks: np.ndarray) -> np.ndarray:
             points = mesh.on_image(frame.image, landmarks[i])
             if first is None:
                 first = points
-            r = fit_pose(first, points).rotation
-            out[i] = math.degrees(math.acos(float(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0))))
+            out[i] = fit_pose(first, points).angle_deg
     return out
 
 
