@@ -311,7 +311,7 @@ class FlowAUEstimator(AUEstimator):
         return cv2.remap(face, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def encode(self, keyframe: Keyframe) -> KeyframeCode:
-        # Full-resolution grey halves, converted once: the flow's face and the lid aperture both read them.
+        # Full-resolution grey halves, converted once, for the flow's face.
         grey_halves = (
             cv2.cvtColor(keyframe.halves.left, cv2.COLOR_RGB2GRAY),
             cv2.cvtColor(keyframe.halves.right, cv2.COLOR_RGB2GRAY),
@@ -339,7 +339,7 @@ class FlowAUEstimator(AUEstimator):
         flows = [self._dis.calc(ref[s], grey[s], None) for s in range(2)]  # type: ignore[call-overload]
         disp = np.stack([region_displacements(flows[s], self._offsets[s]) for s in range(2)])
         own = np.stack([au_from_displacements(disp[s]) for s in range(2)])
-        closure, eyes = self._lids.measure(grey_halves)
+        closure, eyes = self._lids.measure((keyframe.halves.left, keyframe.halves.right))
         payload = _FlowPayload(grey=grey, disp=disp, closure=closure, eyes=eyes, turn_deg=turn_deg)
         return KeyframeCode(keyframe.frame_index, keyframe.time_s, own, payload, grey.nbytes + disp.nbytes)
 

@@ -82,9 +82,7 @@ class NaturalTrigger:
         except ValueError:
             return 0.0
         halves = split_halves(aligned)
-        closure, _ = self._lids.measure(
-            (cv2.cvtColor(halves.left, cv2.COLOR_RGB2GRAY), cv2.cvtColor(halves.right, cv2.COLOR_RGB2GRAY))
-        )
+        closure, _ = self._lids.measure((halves.left, halves.right))
         return float(np.clip((closure.mean() / 5.0 - 0.2) / 0.5, 0.0, 1.0))
 
     def _mouth_corners(self, image: np.ndarray, g: FaceGeometry) -> np.ndarray | None:
