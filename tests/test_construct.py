@@ -206,6 +206,21 @@ def test_lid_drop_brings_the_upper_texture_down_over_the_eye() -> None:
     assert out[205, column_right_eye].mean() < 50
 
 
+@pytest.mark.parametrize("upper, lower", [(0.0, -0.05), (0.07, -0.06), (0.13, -0.07), (0.2, -0.1)])
+def test_lid_pull_never_folds_and_brings_the_upper_margin_onto_the_lower(upper: float, lower: float) -> None:
+    """From a narrow to a wide-open eye: the backward warp stays monotonic down every column (a fold
+    would mirror the texture), and at full weight the lower margin shows what was at the upper one."""
+    from stream.validate.construct import EyeShape, lid_profile
+
+    shape = EyeShape(upper=upper, lower=lower)
+    b = np.linspace(-0.4, 0.9, 2601, dtype=np.float32)
+    for a in (0.0, 0.1, 0.2, 0.25):
+        sample = b + shape.drop * lid_profile(np.full_like(b, a), b, shape)
+        assert np.all(np.diff(sample) > 0), a
+    at_lower = lower + shape.drop * float(lid_profile(np.float32(0.0), np.float32(lower), shape))
+    assert at_lower >= upper
+
+
 # -- real frames --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def d9_frames(shared_data):

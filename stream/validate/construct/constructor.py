@@ -15,7 +15,7 @@ from stream.face.mesh import FaceMesh
 from stream.validate.construct.damp import ReferencePose, damp_frame
 from stream.validate.construct.geometry import FaceGeometry
 from stream.validate.construct.spec import CaseSpec, episodes
-from stream.validate.construct.synkinesis import NaturalTrigger, synkinesis_frame
+from stream.validate.construct.synkinesis import EyeShape, NaturalTrigger, synkinesis_frame
 
 
 class Constructor:
@@ -72,12 +72,17 @@ class Constructor:
             return image
         geometry = FaceGeometry(np.asarray(landmarks, dtype=np.float64))
         if self.case.is_synkinesis:
+            points = self._mesh.on_image(image, geometry.landmarks) if self._mesh is not None else None
             trigger = self.episode_weight(index)
-            follow = max(trigger, self._natural.weight(image, geometry))
+            follow = max(trigger, self._natural.weight(image, geometry, points))
             self.last_synkinesis_weight = follow
             if follow <= 0.0:
                 return image
-            return synkinesis_frame(image, geometry, self.case, trigger, follow)
+            shapes = None
+            if points is not None and np.all(np.isfinite(points)):
+                # each eye closes from its own open lids in this frame, however wide or narrow
+                shapes = {side: EyeShape.from_mesh(points, geometry, side) for side in ("left", "right")}
+            return synkinesis_frame(image, geometry, self.case, trigger, follow, shapes)
         mesh = self._mesh.on_image(image, geometry.landmarks) if self._mesh is not None else None
         if self._reference is None:
             self._reference = image.copy()
