@@ -61,7 +61,8 @@ def test_wheel_holds_the_pages(wheel_names: set[str]) -> None:
 
 def test_wheel_holds_the_data_and_templates(wheel_names: set[str]) -> None:
     data = {f"stream/data/{p.name}" for p in (ROOT / "stream" / "data").iterdir() if p.is_file()}
-    assert {"stream/data/normal_cooccurrence.csv", "stream/data/face_landmark.tflite", "stream/data/NOTICE.md"} <= data
+    shipped = {"normal_cooccurrence.csv", "face_landmark.tflite", "iris_landmark.tflite", "NOTICE.md"}
+    assert {f"stream/data/{name}" for name in shipped} <= data
     templates_dir = ROOT / "stream" / "report" / "templates"
     templates = _source_files(templates_dir, "stream/report/templates") if templates_dir.is_dir() else set()
     assert (data | templates) - wheel_names == set()
