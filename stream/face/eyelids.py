@@ -15,13 +15,12 @@ Xeon.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from stream.weights import verify
+from stream.face.tflite import load_network, packaged
 
 # The packaged file and its checksum (mediapipe-0.10.21 wheel, mediapipe/modules/iris_landmark/).
 MODEL_FILE = "iris_landmark.tflite"
@@ -40,7 +39,7 @@ UPPER_LID = (10, 11, 12, 13, 14)
 
 def bundled_model() -> Path:
     """The packaged model file."""
-    return Path(str(resources.files("stream") / "data" / MODEL_FILE))
+    return packaged(MODEL_FILE)
 
 
 class EyelidContour:
@@ -49,9 +48,7 @@ class EyelidContour:
     def __init__(self, model: str | Path | None = None, sha256: str | None = None) -> None:
         """``model``: another copy of iris_landmark.tflite (checked against ``sha256`` when given);
         None: the packaged file, checked against its known checksum."""
-        path = Path(model) if model is not None else bundled_model()
-        verify(path, sha256 if model is not None else MODEL_SHA256, what="eyelid model")
-        self._net = cv2.dnn.readNetFromTFLite(str(path))
+        self._net = load_network(MODEL_FILE, MODEL_SHA256, model, sha256, what="eyelid model")
 
     def contour(self, half: np.ndarray) -> np.ndarray:
         """(16, 2) lid-margin points of the half-face's eye, in half-face pixels (RGB or grey, uint8).

@@ -14,15 +14,14 @@ About 4 ms per face on one core of a 2-core Xeon.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from stream.face.align import ALIGNED_SIZE, align_face, alignment_matrix
+from stream.face.tflite import load_network, packaged
 from stream.types import Face
-from stream.weights import verify
 
 # The packaged file and its checksum (mediapipe-0.10.21 wheel, mediapipe/modules/face_landmark/).
 MODEL_FILE = "face_landmark.tflite"
@@ -43,7 +42,7 @@ CROP_X0, CROP_Y0, CROP_SIZE = 64, 73, 384
 
 def bundled_model() -> Path:
     """The packaged model file."""
-    return Path(str(resources.files("stream") / "data" / MODEL_FILE))
+    return packaged(MODEL_FILE)
 
 
 class FaceMesh:
@@ -52,9 +51,7 @@ class FaceMesh:
     def __init__(self, model: str | Path | None = None, sha256: str | None = None) -> None:
         """``model``: another copy of face_landmark.tflite (checked against ``sha256`` when given);
         None: the packaged file, checked against its known checksum."""
-        path = Path(model) if model is not None else bundled_model()
-        verify(path, sha256 if model is not None else MODEL_SHA256, what="face mesh model")
-        self._net = cv2.dnn.readNetFromTFLite(str(path))
+        self._net = load_network(MODEL_FILE, MODEL_SHA256, model, sha256, what="face mesh model")
 
     def on_aligned(self, aligned: np.ndarray) -> np.ndarray:
         """(468, 3) points on a 512x512 aligned face (``stream.face.align.align_face``), in its pixels.
