@@ -108,6 +108,7 @@ class Pipeline:
         self.detector = detector or build_detector(cfg.detector, weights=cfg.weights, device=cfg.device)
         self.tracker = TrackingDetector(self.detector, detect_every=cfg.detect_every)
         self.estimator = estimator or build_estimator(cfg.estimator, checkpoint=cfg.checkpoint, device=cfg.device)
+        self.estimator.turn_limit_deg = cfg.max_turn_deg  # a keyframe beyond it is not measured, only counted
         self.mirrored = mirrored
         self.keep_series = keep_series
         self.normal = load_normal_cooccurrence(cfg.normal_cooccurrence) if normal is None else normal

@@ -196,3 +196,8 @@ def test_the_pipeline_leaves_out_a_keyframe_turned_beyond_the_limit(turned_d9, f
     assert len(pipeline.series()) == (1 if gated else 2)
     assert len(pipeline.buffer) == (1 if gated else 2)
     assert pipeline.symptoms().n_frames == len(pipeline.series())
+    # a gated keyframe is not measured at all: no flows, no helpers, and its lids do not enter the
+    # open-eye reference of either side (one keyframe's apertures in it, or two)
+    lids = pipeline.estimator._lids
+    assert [int(h.sum()) for h in lids._histograms] == ([1, 1] if gated else [2, 2])
+    assert result.estimate.n_helpers == (0 if gated else 1)

@@ -41,6 +41,11 @@ class AUEstimator(ABC):
     name: str = "?"
     #: True when the numbers are a training-free proxy rather than a model trained on AU labels.
     is_proxy: bool = False
+    #: A keyframe whose head turned more than this (degrees) from the reference's pose is not measured,
+    #: where the estimator measures the turn (the flow estimator with its face mesh): it is encoded with
+    #: its turn only, which is all the pipeline needs to leave it out. None: every keyframe is measured.
+    #: The pipeline sets it from ``AnalysisConfig.max_turn_deg``.
+    turn_limit_deg: float | None = None
 
     @abstractmethod
     def encode(self, keyframe: Keyframe) -> KeyframeCode:

@@ -190,6 +190,7 @@ class _FlowPayload:
     closure: np.ndarray  # (2,) eye closure (AU43) from the lid aperture, 0..5
     eyes: np.ndarray  # (2,) eye movement (aperture change, closing or widening), 0..5
     turn_deg: float | None = None  # 3-D rotation of the head from the reference's pose; None: no mesh
+    gated: bool = False  # turned beyond ``turn_limit_deg``: not measured (grey, disp and the eyes are empty)
 
 
 # The reference face's depth (from the mesh) is smoothed over about 0.06 inter-ocular distances, the
@@ -331,6 +332,10 @@ class FlowAUEstimator(AUEstimator):
                 face = self._to_reference_pose(face, mesh)
                 assert self.last_pose is not None
                 turn_deg = self.last_pose.angle_deg
+                if self.turn_limit_deg is not None and turn_deg > self.turn_limit_deg:
+                    # Not measured: its movement would be mostly the carry into the reference's pose,
+                    # and its lids must not move the open-eye reference either.
+                    return self._gated(keyframe, turn_deg)
             face = self._stabilise(face)
         grey = self._split(face)
         ref = self._reference_halves
@@ -342,6 +347,20 @@ class FlowAUEstimator(AUEstimator):
         closure, eyes = self._lids.measure((keyframe.halves.left, keyframe.halves.right))
         payload = _FlowPayload(grey=grey, disp=disp, closure=closure, eyes=eyes, turn_deg=turn_deg)
         return KeyframeCode(keyframe.frame_index, keyframe.time_s, own, payload, grey.nbytes + disp.nbytes)
+
+    @staticmethod
+    def _gated(keyframe: Keyframe, turn_deg: float) -> KeyframeCode:
+        """The code of a keyframe turned beyond the limit: its turn, and nothing measured."""
+        empty = np.zeros(2)
+        payload = _FlowPayload(
+            grey=np.zeros((2, 0, 0), np.uint8),
+            disp=np.zeros((2, len(REGION_NAMES) + 1, 2)),
+            closure=empty,
+            eyes=empty,
+            turn_deg=turn_deg,
+            gated=True,
+        )
+        return KeyframeCode(keyframe.frame_index, keyframe.time_s, np.zeros((2, N_AUS)), payload, 0)
 
     def helper_displacements(self, current: KeyframeCode, helpers: Sequence[KeyframeCode]) -> np.ndarray:
         """(m, 2, R + 1, 2): for each helper j, its own displacement plus the flow j -> i sampled in its regions.
@@ -376,6 +395,18 @@ class FlowAUEstimator(AUEstimator):
         helpers too; for the AU values it is the DEM mean (eq. 3) with the own value as one more term.
         """
         cur: _FlowPayload = current.payload
+        if cur.gated:  # turned beyond the limit: no helper flows, no values; the pipeline leaves it out
+            zeros = np.zeros(N_AUS)
+            return AUEstimate(
+                current.frame_index,
+                current.time_s,
+                left=zeros,
+                right=zeros.copy(),
+                n_helpers=0,
+                closure=cur.closure.copy(),
+                movement=np.zeros((2, 3)),
+                turn_deg=cur.turn_deg,
+            )
         helpers = list(helpers)
         measured = [cur.disp[None]]
         if helpers:
