@@ -71,19 +71,19 @@ class Constructor:
         if landmarks is None:
             return image
         geometry = FaceGeometry(np.asarray(landmarks, dtype=np.float64))
+        # this frame's face mesh (image pixels), read once for whichever construction needs it
+        mesh = self._mesh.on_image(image, geometry.landmarks) if self._mesh is not None else None
         if self.case.is_synkinesis:
-            points = self._mesh.on_image(image, geometry.landmarks) if self._mesh is not None else None
             trigger = self.episode_weight(index)
-            follow = max(trigger, self._natural.weight(image, geometry, points))
+            follow = max(trigger, self._natural.weight(image, geometry, mesh))
             self.last_synkinesis_weight = follow
             if follow <= 0.0:
                 return image
             shapes = None
-            if points is not None and np.all(np.isfinite(points)):
+            if mesh is not None and np.all(np.isfinite(mesh)):
                 # each eye closes from its own open lids in this frame, however wide or narrow
-                shapes = {side: EyeShape.from_mesh(points, geometry, side) for side in ("left", "right")}
+                shapes = {side: EyeShape.from_mesh(mesh, geometry, side) for side in ("left", "right")}
             return synkinesis_frame(image, geometry, self.case, trigger, follow, shapes)
-        mesh = self._mesh.on_image(image, geometry.landmarks) if self._mesh is not None else None
         if self._reference is None:
             self._reference = image.copy()
             self._reference_pose = ReferencePose.of(geometry.landmarks, mesh, image.shape)
