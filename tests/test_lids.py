@@ -21,7 +21,7 @@ OPEN = 0.28  # an open eye's aperture: the lids' distance over the eye's width
 
 def test_closure_is_read_against_the_open_eye_of_that_side_only():
     lids = LidAperture()
-    for _ in range(6):  # eyes open most of the time: the median is the open eye
+    for _ in range(12):  # eyes open most of the time: the upper quantile is the open eye
         closure, movement = lids.update((OPEN, 0.2))
         assert closure.max() < 0.5 and movement.max() < 0.5
     closure, movement = lids.update((OPEN, 0.02))  # the right eye closes
@@ -29,6 +29,19 @@ def test_closure_is_read_against_the_open_eye_of_that_side_only():
     assert closure[1] > 4.0 and movement[1] > 4.0
     closure, movement = lids.update((0.4, 0.2))  # the left eye widens
     assert closure[0] == 0.0 and movement[0] > 1.5
+
+
+def test_an_eye_narrowed_in_most_keyframes_is_read_against_its_open_state():
+    # a synkinetic eye narrowing with every mouth movement of a talking patient: a median open eye
+    # would be the narrowed one, and the narrowing would read as open
+    lids = LidAperture()
+    for k in range(40):
+        closure, _ = lids.update((0.14 if k % 10 < 7 else OPEN, OPEN))
+    closure, _ = lids.update((0.14, OPEN))
+    assert closure[0] > 2.0 and closure[1] < 0.5
+    assert LidAperture(open_quantile=0.5).open_aperture(0) == 0.0  # nothing seen yet: no open eye
+    with pytest.raises(ValueError, match="open_quantile"):
+        LidAperture(open_quantile=1.0)
 
 
 def test_a_first_keyframe_with_closed_eyes_does_not_become_the_open_eye():

@@ -93,7 +93,8 @@ class NaturalTrigger:
         self._mesh = mesh
         self._corners0: np.ndarray | None = None  # mouth corners of the first frame (IOD)
         self._mesh0: np.ndarray | None = None  # the first frame's mesh, the pose the mouth is read in
-        self._lids = LidAperture()
+        # The trigger (the ground truth) stays as it was first built, read against the median open eye.
+        self._lids = LidAperture(open_quantile=0.5)
 
     def weight(self, image: np.ndarray, g: FaceGeometry, points: np.ndarray | None = None) -> float:
         """0..1: how much the clip's own face makes the trigger movement in this frame.
