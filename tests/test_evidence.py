@@ -9,6 +9,7 @@ from stream.aus import N_AUS
 from stream.symptoms.evidence import EvidenceRules, assess, material_warnings, paper_findings, running_median
 from stream.symptoms.normal import load_normal_cooccurrence
 from stream.symptoms.statistics import compute_symptoms
+from stream.symptoms.wording import pair_words
 
 NORMAL = load_normal_cooccurrence(None)
 BROWS, EYES, MOUTH = 0, 1, 2
@@ -130,6 +131,89 @@ def test_more_eye_movement_on_the_strong_side_of_a_palsy_is_not_called_synkinesi
     found = assess(*zeros(len(mv)), NORMAL, movement=mv)
     assert found.regions["eyes"].weaker_side == "left"
     assert not [s for s in found.synkinesis if s.au == "eyes" and s.side == "right"]
+
+
+def narrowing_with_blinks(left_blink_closure: float) -> tuple[np.ndarray, np.ndarray]:
+    """(movement, closure): the right eye narrows with every smile and now and then alone, the left eye
+    does neither; both eyes blink three times, the left one's lids reaching ``left_blink_closure``."""
+    mv = synkinesis_series(1)
+    closure = np.zeros((len(mv), 2))
+    for start in (5, 50, 100, 140):  # the right eye narrows with the mouth still, too
+        mv[start : start + 4, 1, EYES] = 3.0
+    mv[:, 0, EYES] = 0.0
+    closure[:, 1] = mv[:, 1, EYES]
+    for start in (35, 85, 135):  # blinks: the right eye closes completely
+        mv[start : start + 2, 1, EYES] = closure[start : start + 2, 1] = 5.0
+        mv[start : start + 2, 0, EYES] = closure[start : start + 2, 0] = left_blink_closure
+    return mv, closure
+
+
+def test_an_eye_whose_lids_meet_in_blinks_is_not_named_weaker_and_the_other_eye_is_tested():
+    mv, closure = narrowing_with_blinks(5.0)
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv, closure=closure)
+    eyes = found.regions["eyes"]
+    assert eyes.weaker_side is None and eyes.status == "no_clear_difference"
+    assert "lids met in 3 separate blinks" in eyes.reason
+    assert eyes.asymmetry is not None and eyes.asymmetry < 0  # the evidence stays: the left moved less
+    assert ("right", "AU43", "mouth") in {(s.side, s.au, s.trigger) for s in found.synkinesis}
+
+
+def test_an_eye_whose_lids_do_not_meet_stays_the_weaker_eye():
+    mv, closure = narrowing_with_blinks(2.0)  # the left lids close only partly: lagophthalmos
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv, closure=closure)
+    assert found.regions["eyes"].weaker_side == "left"
+    assert not [s for s in found.synkinesis if s.au in ("eyes", "AU43") and s.side == "right"]
+
+
+def closure_series(closing: int | None, n: int = 150) -> tuple[np.ndarray, np.ndarray]:
+    """(movement, closure): the mouth smiles in 3 episodes, both eyes blink 3 times apart from them,
+    and the eye ``closing`` (0 left, 1 right, None neither) also closes with every smile."""
+    mv = movement_series(n=n, seed=5, noise=0.1)
+    mv[:, :, MOUTH] = 0.0
+    closure = np.zeros((n, 2))
+    for start in (20, 70, 120):
+        mv[start : start + 15, :, MOUTH] = 3.0
+        if closing is not None:
+            closure[start : start + 15, closing] = 4.0
+    for start in (40, 90, 140):
+        closure[start : start + 2, :] = 5.0
+    mv[:, :, EYES] = closure
+    return mv, closure
+
+
+@pytest.mark.parametrize("side, name", [(0, "left"), (1, "right")])
+def test_one_eye_closing_alone_with_the_smile_is_synkinesis_with_its_counts(side, name):
+    mv, closure = closure_series(side)
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv, closure=closure)
+    pairs = {(s.side, s.au, s.trigger): s for s in found.synkinesis}
+    assert (name, "AU43", "mouth") in pairs, found.synkinesis
+    pair = pairs[(name, "AU43", "mouth")]
+    assert (pair.n_trigger, pair.n_together, pair.n_other_side, pair.episodes) == (45, 45, 0, 3)
+    assert pair.p_adjusted < 0.05
+    assert all(s.side == name for s in found.synkinesis)
+    assert found.regions["eyes"].weaker_side is None  # the other eye's lids meet in its blinks
+    words = pair_words(pair.to_json())
+    assert words.startswith(f"{name} eye closes (AU43) with the mouth")
+    assert "in 45 of 45 keyframes with the mouth moving (the other eye alone 0), 3 episodes" in words
+
+
+def test_eyes_blinking_together_while_talking_are_not_synkinesis():
+    mv, closure = closure_series(None)
+    for start in (25, 75, 125):  # blinks during the smiles, both eyes together
+        closure[start : start + 2, :] = 5.0
+    mv[:, :, EYES] = closure
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv, closure=closure)
+    assert not [s for s in found.synkinesis if s.au == "AU43"]
+
+
+def test_the_healthy_eye_blinking_alone_beside_a_frozen_eye_is_not_synkinesis():
+    mv, closure = closure_series(None)
+    for start in (25, 75, 125):  # the right eye blinks during the smiles too
+        closure[start : start + 2, 1] = 5.0
+    closure[:, 0] = 0.0  # the left eye's lids never move: a palsy, not a synkinesis of the right
+    mv[:, :, EYES] = closure
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv, closure=closure)
+    assert not [s for s in found.synkinesis if s.au == "AU43"]
 
 
 def test_exercise_context_restricts_the_trigger_keyframes():

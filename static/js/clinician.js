@@ -142,6 +142,13 @@
       return li;
     }
     const episodes = `${p.episodes} episode${p.episodes === 1 ? "" : "s"}`;
+    if (p.au === "AU43") {
+      // eye closure pairs: this eye closing while the other stays open, against the reverse
+      li.append(`closed while the other eye stayed open in ${p.n_together} of ${p.n_trigger} keyframes with the ` +
+                `${p.trigger} moving (the other eye alone ${p.n_other_side}), ${episodes}, ` +
+                `corrected p = ${pValue(p.p_adjusted)}`);
+      return li;
+    }
     if (p.share_with_trigger !== null && p.share_with_trigger !== undefined) {
       // movement pairs: this side's share of the region's movement with and without the trigger
       li.append(`${Math.round(100 * p.share_with_trigger)} % of the ${p.au}' movement while the ${p.trigger} moves, ` +

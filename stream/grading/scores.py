@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from stream.aus import EYE_CLOSURE
 from stream.grading.results import ExerciseEvidence, Score, ScoreKind
 from stream.grading.scales import SYNKINESIS_WORDS, VOLUNTARY_WORDS, signal_region, synkinesis_severity, voluntary_score
 from stream.session.jsonsafe import finite_or_none, finite_pair
@@ -102,7 +103,12 @@ def score_synkinesis(key: str, title: str, findings: Findings | None, region: st
     if pairs:
         worst = max(pairs, key=synkinesis_severity)
         value = synkinesis_severity(worst)
-        what = "share of movement shift" if worst.share_with_trigger is not None else "co-occurrence difference"
+        if worst.share_with_trigger is not None:
+            what = "share of movement shift"
+        elif worst.au == EYE_CLOSURE:
+            what = "difference of one-eye closures per trigger keyframe"
+        else:
+            what = "co-occurrence difference"
         reason = (
             f"{len(pairs)} pair(s) found; strongest: {worst.side} {worst.au} with {worst.trigger}, "
             f"{what} {worst.cross_difference:.2f}, {worst.n_together} of {worst.n_trigger} trigger keyframes, "

@@ -51,7 +51,7 @@ from stream.symptoms.rules import (
     RULES,
     EvidenceRules,
 )
-from stream.symptoms.series import running_median
+from stream.symptoms.series import count_episodes, running_median
 from stream.symptoms.synkinesis import au_synkinesis, movement_synkinesis
 
 __all__ = [
@@ -126,6 +126,8 @@ def assess(
             regions[name] = _with_unjudged(found, movement, k, rows, rules)
     else:
         regions = {name: region_from_aus(name, aus, sig_l, sig_r, n, rules) for name, aus in EVIDENCE_REGIONS.items()}
+    if raw_closure is not None and "eyes" in regions:
+        regions["eyes"] = _unless_lids_meet(regions["eyes"], raw_closure, rules)
     synkinesis: list[SynkinesisFinding] = []
     tested = 0
     if n >= rules.min_keyframes and raw_movement is not None:
@@ -145,6 +147,29 @@ _GATE = {
     1: (" while the mouth was still", "the mouth moved too", "close the eyes with the mouth at rest"),
     2: (" while the eyes were still", "the eyes moved too", "smile with the eyes open"),
 }
+
+
+def _unless_lids_meet(found: RegionFinding, closure: np.ndarray, rules: EvidenceRules) -> RegionFinding:
+    """The eyes' verdict, unless the eye it names weaker closes completely in separate blinks.
+
+    The weak eye of a facial palsy is the one whose lids do not meet (the risk to the cornea). An eye
+    that closes completely, again and again, moves less than the other only in partial narrowing, and
+    that difference is as much the other eye narrowing with the mouth (a synkinesis, tested next) as
+    this eye's weakness: the lid aperture cannot tell the two apart, so no side is named. Unsmoothed
+    ``closure`` (n, 2): a blink spans one to three keyframes, which a running median would erase.
+    """
+    if found.weaker_side is None:
+        return found
+    s = 0 if found.weaker_side == "left" else 1
+    blinks = count_episodes(np.asarray(closure, float)[:, s] >= rules.complete_closure)
+    if blinks < rules.min_episodes:
+        return found
+    reason = (
+        f"the {found.weaker_side} eye moved less ({found.weaker_percent:.0f} % of the other), but its lids met "
+        f"in {blinks} separate blinks, which a weak eye's cannot: the difference is in partial narrowing, where "
+        "a weak side cannot be told from the other eye narrowing with the mouth (see synkinesis)"
+    )
+    return replace(found, status="no_clear_difference", weaker_side=None, reason=reason)
 
 
 def _with_unjudged(

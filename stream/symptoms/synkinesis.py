@@ -7,8 +7,11 @@ paper's cross-side difference and the same contrast within each side above the t
 co-activations in at least two episodes, and an exact McNemar test that stays significant after a
 Holm correction over every pair tested. From direction-free movement a side must take a larger share
 of a region's movement while the other region moves than while it is still (bootstrapped by blocks
-over time, Holm-corrected). A side next to a weaker region is not tested: its extra movement is the
-other side's weakness. ``evidence.assess`` chooses between the two.
+over time), and, where the eye closure is measured, an eye that closes while the other stays open
+must do so with the mouth more often than the other eye does (an exact McNemar test on those
+one-sided closures, ``AU43`` pairs); all Holm-corrected together. A side next to a weaker region is
+not tested: its extra movement is the other side's weakness. ``evidence.assess`` chooses between
+AU series and movement.
 
 Pure: arrays in, frozen ``SynkinesisFinding`` lists out; no I/O.
 """
@@ -20,7 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from stream.aus import AU_INDEX, SIDES, Side
+from stream.aus import AU_INDEX, EYE_CLOSURE, SIDES, Side
 from stream.symptoms.findings import RegionFinding, SynkinesisFinding
 from stream.symptoms.regions import moved
 from stream.symptoms.rules import EYE_SIGNALS, MIDLINE_SIGNALS, MOUTH_SIGNALS, EvidenceRules
@@ -146,7 +149,10 @@ def movement_synkinesis(
     A weak side is weak with or without the trigger, so its share does not shift; a healthy face
     keeps even shares; a synkinetic side gains its share exactly when the trigger moves. The shift
     of the asymmetry index (trigger keyframes minus still keyframes) is bootstrapped by blocks over
-    time in both sets; the p-values are Holm-corrected over the pairs tested.
+    time in both sets. With ``closure`` (n, 2), each eye closing alone with the mouth is tested too
+    (``_closure_candidates``): an eye narrowed in most keyframes of a talking patient leaves few still
+    keyframes to compare with, but its closures with the mouth still have a side. The p-values are
+    Holm-corrected over every pair tested.
     """
     n = len(movement)
     mouth_ctx, eye_ctx = _context_masks(context, n)
@@ -154,6 +160,10 @@ def movement_synkinesis(
     candidates = []
     for k, trig_k, name, trigger, ctx in ((1, 2, "eyes", "mouth", mouth_ctx), (2, 1, "mouth", "eyes", eye_ctx)):
         trigger_level = movement[:, :, trig_k].max(axis=1)
+        if name == "eyes" and closure is not None:
+            with_t = (trigger_level > rules.trigger_threshold) & ctx
+            # one eye closing alone with the mouth; the shift of the shares below tests a graded narrowing
+            candidates.extend(_closure_candidates(closure, with_t, rules, regions))
         if trigger == "eyes" and closure is not None:
             # the trigger is the eyes *closing* on both sides, as asked in the eye-closure exercises;
             # the partial narrowing of a broad smile (healthy, and bilateral) is not one
@@ -209,8 +219,10 @@ def movement_synkinesis(
     adjusted = _holm([c.p_value for c in candidates])
     findings = []
     for i, c in enumerate(candidates):
+        # closure pairs: the discordant count is the effect; movement pairs: the shift of the shares
+        effect = c.au == EYE_CLOSURE or c.cross_difference > rules.synkinesis_shift
         if (
-            c.cross_difference > rules.synkinesis_shift
+            effect
             and adjusted[i] < rules.alpha
             and c.n_together >= rules.min_cooccurrences
             and c.episodes >= rules.min_episodes
@@ -218,6 +230,41 @@ def movement_synkinesis(
             findings.append(replace(c, p_adjusted=float(adjusted[i])))
     findings.sort(key=lambda f: (f.p_adjusted, f.side, f.au))
     return findings, m
+
+
+def _closure_candidates(
+    closure: np.ndarray, with_t: np.ndarray, rules: EvidenceRules, regions: dict[str, RegionFinding]
+) -> list[SynkinesisFinding]:
+    """Eye closure with the mouth, per side: while the mouth moves, does this eye close while the other
+    stays open more often than the reverse?
+
+    A healthy face blinks and narrows both eyes together, so one eye closing alone is rare and has no
+    side; a synkinetic eye closes alone with the mouth. An exact McNemar test on those one-sided
+    closures (this eye alone against the other alone) gives the p-value. A weak eye's fellow also
+    closes alone, in every blink, whatever the mouth does: so a side is tested only where the other
+    eye is not the weaker one and closes itself (``eye_closed``) in ``min_episodes`` separate blinks
+    (a frozen or much weakened eye never does).
+    """
+    out = []
+    sides: tuple[Side, Side] = ("left", "right")
+    for s, side in enumerate(sides):
+        other: Side = sides[1 - s]
+        if regions["eyes"].weaker_side == other:
+            continue
+        closed_s, closed_o = closure[:, s] >= rules.eye_closed, closure[:, 1 - s] >= rules.eye_closed
+        if count_episodes(closed_o) < rules.min_episodes:
+            continue  # the other eye's lids do not work: this eye closing alone is that weakness
+        alone = with_t & closed_s & (closure[:, 1 - s] <= rules.eye_open)
+        reverse = with_t & closed_o & (closure[:, s] <= rules.eye_open)
+        b, c = int(alone.sum()), int(reverse.sum())
+        n_t = int(with_t.sum())
+        p = _binomial_tail(b, b + c)
+        out.append(
+            SynkinesisFinding(
+                side, EYE_CLOSURE, "mouth", n_t, b, c, count_episodes(alone), (b - c) / max(n_t, 1), float("nan"), p, p
+            )
+        )
+    return out
 
 
 def _binomial_tail(b: int, n: int) -> float:

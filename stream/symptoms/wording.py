@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from stream.aus import EYE_CLOSURE
+
 STATUS_WORDS = {
     "weaker_side": "{side} side weaker",
     "no_clear_difference": "no clear difference",
@@ -51,7 +53,13 @@ def pair_words(pair: Mapping[str, Any]) -> str:
             else f"{side} {au} with {trigger}"
         )
     with_t, without_t = pair.get("share_with_trigger"), pair.get("share_without_trigger")
-    if with_t is not None and without_t is not None:
+    if au == EYE_CLOSURE:
+        text = (
+            f"{side} eye closes ({au}) with the {trigger}: it closed while the other eye stayed open in {together} "
+            f"of {n_trigger} keyframes with the {trigger} moving (the other eye alone {other}), "
+            f"{pair.get('episodes')} episodes"
+        )
+    elif with_t is not None and without_t is not None:
         text = (
             f"{side} {au} moves with the {trigger}: the {side} side takes {100 * with_t:.0f} % of the {au}' "
             f"movement while the {trigger} moves, {100 * without_t:.0f} % otherwise; moving in {together} of "
