@@ -165,6 +165,39 @@ def test_an_eye_whose_lids_do_not_meet_stays_the_weaker_eye():
     assert not [s for s in found.synkinesis if s.au in ("eyes", "AU43") and s.side == "right"]
 
 
+def talking_with_blinks(left_blink: float, n: int = 150) -> tuple[np.ndarray, np.ndarray]:
+    """(movement, closure): the mouth moves in every keyframe (a patient who talks throughout), and the
+    right eye blinks completely 6 times, 2 keyframes each; the left eye's lids reach ``left_blink``."""
+    mv = movement_series(n=n, seed=7, noise=0.1)
+    mv[:, :, MOUTH] = 2.5
+    closure = np.zeros((n, 2))
+    for start in range(10, n - 10, 24):
+        closure[start : start + 2, 1] = 5.0
+        closure[start : start + 2, 0] = left_blink
+    mv[:, :, EYES] = closure
+    return mv, closure
+
+
+def test_a_talking_patients_eye_whose_lids_do_not_meet_in_blinks_is_the_weaker_eye():
+    mv, closure = talking_with_blinks(1.0)  # the left lids close a fifth of the way: lagophthalmos
+    found = assess(*zeros(len(mv)), NORMAL, movement=mv, closure=closure)
+    eyes = found.regions["eyes"]
+    assert eyes.weaker_side == "left" and eyes.status == "weaker_side"
+    assert eyes.reason.startswith("the left eye's lids do not meet: in 12 keyframes where the other eye closed")
+    assert eyes.weaker_percent == pytest.approx(20.0)
+    # without the blinks' verdict the mouth, moving in every keyframe, would leave the eyes unjudged
+    assert assess(*zeros(len(mv)), NORMAL, movement=mv).regions["eyes"].status == "did_not_move"
+
+
+def test_a_talking_patients_eyes_blinking_together_are_judged_even():
+    mv, closure = talking_with_blinks(4.6)
+    eyes = assess(*zeros(len(mv)), NORMAL, movement=mv, closure=closure).regions["eyes"]
+    assert eyes.weaker_side is None and eyes.status == "no_clear_difference"
+    assert eyes.reason.startswith("in 12 blink keyframes:")
+    mirrored = assess(*zeros(len(mv)), NORMAL, movement=mv[:, ::-1], closure=closure[:, ::-1]).regions["eyes"]
+    assert mirrored.asymmetry == pytest.approx(-eyes.asymmetry)
+
+
 def closure_series(closing: int | None, n: int = 150) -> tuple[np.ndarray, np.ndarray]:
     """(movement, closure): the mouth smiles in 3 episodes, both eyes blink 3 times apart from them,
     and the eye ``closing`` (0 left, 1 right, None neither) also closes with every smile."""

@@ -127,7 +127,7 @@ def assess(
     else:
         regions = {name: region_from_aus(name, aus, sig_l, sig_r, n, rules) for name, aus in EVIDENCE_REGIONS.items()}
     if raw_closure is not None and "eyes" in regions:
-        regions["eyes"] = _unless_lids_meet(regions["eyes"], raw_closure, rules)
+        regions["eyes"] = _unless_lids_meet(_in_blinks(regions["eyes"], raw_closure, n, rules), raw_closure, rules)
     synkinesis: list[SynkinesisFinding] = []
     tested = 0
     if n >= rules.min_keyframes and raw_movement is not None:
@@ -147,6 +147,38 @@ _GATE = {
     1: (" while the mouth was still", "the mouth moved too", "close the eyes with the mouth at rest"),
     2: (" while the eyes were still", "the eyes moved too", "smile with the eyes open"),
 }
+
+
+def _in_blinks(found: RegionFinding, closure: np.ndarray, n: int, rules: EvidenceRules) -> RegionFinding:
+    """The eyes' verdict from the blinks, where the movement names no weaker eye.
+
+    In a blink (a keyframe where one eye closes to ``complete_closure`` or more) a healthy face
+    closes both eyes; a palsied eye closes less or not at all. Blinks need no still mouth (a
+    synkinesis makes an eye close *more*, and an eye that itself closes completely is not named:
+    ``_unless_lids_meet``), so they judge the eyes of a patient who talks all the time. The same
+    rules as any region (10 blink keyframes in 2 episodes, the interval, the healthy limit) on the
+    unsmoothed closure (n, 2): a blink spans one to three keyframes.
+    """
+    if found.weaker_side is not None:
+        return found
+    blinks = np.asarray(closure, float).max(axis=1) >= rules.complete_closure
+    if not blinks.any():
+        return found
+    c = np.asarray(closure, float)[blinks]
+    by_blinks = region_verdict("eyes", c[:, 0], c[:, 1], n, rules, " in blinks", blinks)
+    if by_blinks.weaker_side is None:
+        if found.status == "no_clear_difference" or by_blinks.status != "no_clear_difference":
+            return found
+        # the eyes hardly moved with the mouth still, but they were judged in the blinks
+        reason = f"in {by_blinks.n_moving} blink keyframes: {by_blinks.reason}"
+        return replace(by_blinks, reason=reason, n_moving_not_judged=found.n_moving_not_judged)
+    lo, hi = by_blinks.weaker_percent_interval or (float("nan"), float("nan"))
+    reason = (
+        f"the {by_blinks.weaker_side} eye's lids do not meet: in {by_blinks.n_moving} keyframes where the other "
+        f"eye closed, it closed {by_blinks.weaker_percent:.0f} % as far ({rules.confidence:.0%} interval "
+        f"{lo:.0f}-{hi:.0f} %)"
+    )
+    return replace(by_blinks, reason=reason, n_moving_not_judged=found.n_moving_not_judged)
 
 
 def _unless_lids_meet(found: RegionFinding, closure: np.ndarray, rules: EvidenceRules) -> RegionFinding:
