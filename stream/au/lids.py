@@ -10,8 +10,8 @@ closed eye read 1-2.7 of 5: docs/validity.md.)
 The aperture is read against the patient's *own* open eye: an upper quantile (``OPEN_QUANTILE``) of
 that side's apertures over the session so far (a patient's eyes are open much of the time, so it is
 the open eye even if the first keyframe caught a blink, or the eye narrows with most movements of
-the mouth). Closure is ``1 - aperture / open`` on 0..5 (5 =
-closed), and the eye movement is ``|1 - aperture / open|`` (closing or widening) on the same scale.
+the mouth). Closure is ``1 - aperture / open`` on 0..5 (5 = closed), and the eye movement is
+``|1 - aperture / open|`` (closing or widening) on the same scale.
 
 ``LidAperture.update`` is pure (apertures in, readings out); ``measure`` runs the model on the halves.
 """
@@ -28,7 +28,7 @@ HISTOGRAM_BINS = 321  # 0 .. 0.8
 # The open eye is this quantile of a side's apertures, not their median: keyframes are the frames
 # that changed, so blinks and expressions fill many of them, and a synkinetic eye that narrows with
 # every mouth movement of a talking patient is narrowed in most of them; the median would then be the
-# narrowed eye and the narrowing would read as open (docs/validity.md, item 10).
+# narrowed eye and the narrowing would read as open (docs/validity.md, item 11).
 OPEN_QUANTILE = 0.85
 MIN_OPEN = 0.08  # an "open" aperture below this is a face with eyes shut from the start: no reading
 
