@@ -9,7 +9,7 @@ from stream.aus import N_AUS
 from stream.symptoms.evidence import EvidenceRules, assess, material_warnings, paper_findings, running_median
 from stream.symptoms.normal import load_normal_cooccurrence
 from stream.symptoms.statistics import compute_symptoms
-from stream.symptoms.wording import pair_words
+from stream.symptoms.wording import pair_words, region_words
 
 NORMAL = load_normal_cooccurrence(None)
 BROWS, EYES, MOUTH = 0, 1, 2
@@ -185,6 +185,9 @@ def test_a_talking_patients_eye_whose_lids_do_not_meet_in_blinks_is_the_weaker_e
     assert eyes.weaker_side == "left" and eyes.status == "weaker_side"
     assert eyes.reason.startswith("the left eye's lids do not meet: in 12 keyframes where the other eye closed")
     assert eyes.weaker_percent == pytest.approx(20.0)
+    assert eyes.basis == "blinks" and eyes.to_json()["basis"] == "blinks"
+    assert region_words(eyes.to_json()).startswith("left side weaker: closed 20 % as far as the right in blinks")
+    assert region_words(eyes.to_json()).endswith("12 of 150 keyframes in blinks")
     # without the blinks' verdict the mouth, moving in every keyframe, would leave the eyes unjudged
     assert assess(*zeros(len(mv)), NORMAL, movement=mv).regions["eyes"].status == "did_not_move"
 
@@ -193,7 +196,7 @@ def test_a_talking_patients_eyes_blinking_together_are_judged_even():
     mv, closure = talking_with_blinks(4.6)
     eyes = assess(*zeros(len(mv)), NORMAL, movement=mv, closure=closure).regions["eyes"]
     assert eyes.weaker_side is None and eyes.status == "no_clear_difference"
-    assert eyes.reason.startswith("in 12 blink keyframes:")
+    assert eyes.reason.startswith("in 12 blink keyframes:") and eyes.basis == "blinks"
     mirrored = assess(*zeros(len(mv)), NORMAL, movement=mv[:, ::-1], closure=closure[:, ::-1]).regions["eyes"]
     assert mirrored.asymmetry == pytest.approx(-eyes.asymmetry)
 

@@ -189,7 +189,7 @@
       if (!measured && r.reason) verdict.append(el("div", { class: "reason muted", text: r.reason }));
       regions.append(el("tr", { "data-region": name }, el("td", { text: REGION_NAMES[name] || name }), verdict,
         el("td", { text: measured ? `${pct(r.weaker_percent)}${iv ? ` (${iv})` : ""}` : "–" }),
-        el("td", { text: `${r.n_moving ?? 0} of ${r.n_keyframes ?? 0}` })));
+        el("td", { text: `${r.n_moving ?? 0} of ${r.n_keyframes ?? 0}${r.basis === "blinks" ? " (blinks)" : ""}` })));
     }
     const s = findings.synkinesis || {};
     const pairs = s.pairs || [];

@@ -34,6 +34,7 @@ def findings_from_json(data: Mapping[str, Any]) -> Findings:
             reason=r.get("reason", ""),
             n_moving_not_judged=int(r.get("n_moving_not_judged") or 0),
             record_alone=bool(r.get("record_alone") or False),
+            basis="blinks" if r.get("basis") == "blinks" else "movement",
         )
     syn = data.get("synkinesis") or {}
     pairs = []

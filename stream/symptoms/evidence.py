@@ -171,14 +171,14 @@ def _in_blinks(found: RegionFinding, closure: np.ndarray, n: int, rules: Evidenc
             return found
         # the eyes hardly moved with the mouth still, but they were judged in the blinks
         reason = f"in {by_blinks.n_moving} blink keyframes: {by_blinks.reason}"
-        return replace(by_blinks, reason=reason, n_moving_not_judged=found.n_moving_not_judged)
+        return replace(by_blinks, reason=reason, n_moving_not_judged=found.n_moving_not_judged, basis="blinks")
     lo, hi = by_blinks.weaker_percent_interval or (float("nan"), float("nan"))
     reason = (
         f"the {by_blinks.weaker_side} eye's lids do not meet: in {by_blinks.n_moving} keyframes where the other "
         f"eye closed, it closed {by_blinks.weaker_percent:.0f} % as far ({rules.confidence:.0%} interval "
         f"{lo:.0f}-{hi:.0f} %)"
     )
-    return replace(by_blinks, reason=reason, n_moving_not_judged=found.n_moving_not_judged)
+    return replace(by_blinks, reason=reason, n_moving_not_judged=found.n_moving_not_judged, basis="blinks")
 
 
 def _unless_lids_meet(found: RegionFinding, closure: np.ndarray, rules: EvidenceRules) -> RegionFinding:

@@ -41,6 +41,9 @@ class RegionFinding:
     # the decision on those keyframes: the region moved enough to be judged, but only with the other
     # region, so it "did not move" on its own and the patient is asked to record it alone
     record_alone: bool = False
+    # what the verdict was judged on: "movement" (the region's activity), or "blinks" (the eyes' closure
+    # in the keyframes where one eye closed: evidence._in_blinks; n_moving then counts those keyframes)
+    basis: Literal["movement", "blinks"] = "movement"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +61,7 @@ class RegionFinding:
             "reason": self.reason,
             "n_moving_not_judged": self.n_moving_not_judged,
             "record_alone": self.record_alone,
+            "basis": self.basis,
         }
 
 

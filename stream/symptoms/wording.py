@@ -25,10 +25,14 @@ def region_words(region: Mapping[str, Any]) -> str:
     head = STATUS_WORDS.get(status, status).format(side=region.get("weaker_side"))
     n, moving = region.get("n_keyframes"), region.get("n_moving")
     percent, interval = region.get("weaker_percent"), region.get("weaker_percent_interval")
+    blinks = region.get("basis") == "blinks"
     parts = []
     if status == "weaker_side" and percent is not None:
         other = "right" if region.get("weaker_side") == "left" else "left"
-        text = f"moved {percent:.0f} % as much as the {other}"
+        if blinks:
+            text = f"closed {percent:.0f} % as far as the {other} in blinks"
+        else:
+            text = f"moved {percent:.0f} % as much as the {other}"
         if interval and None not in interval:
             text += f" (95 % interval {interval[0]:.0f}-{interval[1]:.0f} %)"
         parts.append(text)
@@ -37,7 +41,7 @@ def region_words(region: Mapping[str, Any]) -> str:
     elif region.get("reason"):
         parts.append(str(region["reason"]))
     if n is not None and moving is not None and status in ("weaker_side", "no_clear_difference"):
-        parts.append(f"{moving} of {n} keyframes moving")
+        parts.append(f"{moving} of {n} keyframes {'in blinks' if blinks else 'moving'}")
     return head + (": " + ", ".join(parts) if parts else "")
 
 
