@@ -161,10 +161,10 @@ def _in_blinks(found: RegionFinding, closure: np.ndarray, n: int, rules: Evidenc
     """
     if found.weaker_side is not None:
         return found
-    blinks = np.asarray(closure, float).max(axis=1) >= rules.complete_closure
+    blinks = closure.max(axis=1) >= rules.complete_closure
     if not blinks.any():
         return found
-    c = np.asarray(closure, float)[blinks]
+    c = closure[blinks]
     by_blinks = region_verdict("eyes", c[:, 0], c[:, 1], n, rules, " in blinks", blinks)
     if by_blinks.weaker_side is None:
         if found.status == "no_clear_difference" or by_blinks.status != "no_clear_difference":
@@ -193,7 +193,7 @@ def _unless_lids_meet(found: RegionFinding, closure: np.ndarray, rules: Evidence
     if found.weaker_side is None:
         return found
     s = 0 if found.weaker_side == "left" else 1
-    blinks = count_episodes(np.asarray(closure, float)[:, s] >= rules.complete_closure)
+    blinks = count_episodes(closure[:, s] >= rules.complete_closure)
     if blinks < rules.min_episodes:
         return found
     reason = (

@@ -58,8 +58,10 @@ class EvidenceRules:
     # clinicians grade synkinesis; talking and blinking stay below it.
     trigger_threshold: float = 2.5
     closure_trigger: float = 3.0  # eye closure (AU43, 0..5) on both sides that makes an eye-closure trigger
-    # Eye closure (0..5) where the lids meet: an eye that closes this far in ``min_episodes`` separate
-    # blinks is not named the weaker eye (a weak eye's lids do not meet; docs/validity.md, item 11).
+    # Eye closure (0..5) where the lids meet: a keyframe where one eye closes this far is a blink, in
+    # which the eyes are judged when their movement names no side; an eye that closes this far in
+    # ``min_episodes`` separate blinks is not named the weaker eye (a weak eye's lids do not meet;
+    # docs/validity.md, item 11).
     complete_closure: float = 4.0
     # Eye closure with the mouth (the synkinesis test of stream/symptoms/synkinesis.py): an eye counts
     # as closing from ``eye_closed`` (half shut) and the other as open up to ``eye_open``.

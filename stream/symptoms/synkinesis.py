@@ -160,10 +160,6 @@ def movement_synkinesis(
     candidates = []
     for k, trig_k, name, trigger, ctx in ((1, 2, "eyes", "mouth", mouth_ctx), (2, 1, "mouth", "eyes", eye_ctx)):
         trigger_level = movement[:, :, trig_k].max(axis=1)
-        if name == "eyes" and closure is not None:
-            with_t = (trigger_level > rules.trigger_threshold) & ctx
-            # one eye closing alone with the mouth; the shift of the shares below tests a graded narrowing
-            candidates.extend(_closure_candidates(closure, with_t, rules, regions))
         if trigger == "eyes" and closure is not None:
             # the trigger is the eyes *closing* on both sides, as asked in the eye-closure exercises;
             # the partial narrowing of a broad smile (healthy, and bilateral) is not one
@@ -171,6 +167,9 @@ def movement_synkinesis(
         else:
             with_t = (trigger_level > rules.trigger_threshold) & ctx
         without_t = trigger_level <= rules.move_threshold
+        if name == "eyes" and closure is not None:
+            # one eye closing alone with the mouth; the shift of the shares below tests a graded narrowing
+            candidates.extend(_closure_candidates(closure, with_t, rules, regions))
         if int(with_t.sum()) < rules.min_cooccurrences:
             continue
         x_l, x_r = movement[:, 0, k], movement[:, 1, k]
@@ -246,9 +245,8 @@ def _closure_candidates(
     (a frozen or much weakened eye never does).
     """
     out = []
-    sides: tuple[Side, Side] = ("left", "right")
-    for s, side in enumerate(sides):
-        other: Side = sides[1 - s]
+    for s, side in enumerate(SIDES):
+        other = SIDES[1 - s]
         if regions["eyes"].weaker_side == other:
             continue
         closed_s, closed_o = closure[:, s] >= rules.eye_closed, closure[:, 1 - s] >= rules.eye_closed
