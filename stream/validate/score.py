@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from stream.analyze import series_findings
+from stream.aus import AU_INDEX, REGIONS
 from stream.config import AnalysisConfig
 from stream.symptoms.evidence import EYE_SIGNALS, MOUTH_SIGNALS, EvidenceRules, Findings
 from stream.types import AUSeries
@@ -41,6 +42,29 @@ def findings_for(
     )
     config = replace(config or AnalysisConfig(), rules=rules)
     return series_findings(series, dict(result.counts), config, normal, rules=evidence)
+
+
+def scaled_side(result: CaseResult, side: str, region: str, factor: float) -> CaseResult:
+    """The case's series with ``side``'s ``region`` (or every region, ``"face"``) scaled by ``factor``:
+    what a construction and an estimator without error would make of a freeze (0) or a damp.
+
+    Scored on the unmodified clip, it gives the bound the decision rules set on this clip (its own
+    healthy asymmetry and how often each region moved), apart from anything the construction or the
+    estimator adds; the harness prints it beside the product's figure (docs/validity.md, item 12).
+    """
+    s = 0 if side == "left" else 1
+    names = REGION_NAMES if region == "face" else (region,)
+    k = {name: i for i, name in enumerate(REGION_NAMES)}
+    values = (result.left.copy(), result.right.copy())
+    movement = None if result.movement is None else result.movement.copy()
+    closure = None if result.closure is None else result.closure.copy()
+    for name in names:
+        values[s][:, [AU_INDEX[au] for au in REGIONS[name]]] *= factor
+        if movement is not None:
+            movement[:, s, k[name]] *= factor
+        if name == "eyes" and closure is not None:
+            closure[:, s] *= factor
+    return replace(result, left=values[0], right=values[1], movement=movement, closure=closure)
 
 
 @dataclass
@@ -88,9 +112,12 @@ class Score:
             ("healthy controls: weaker side named (target <= 5 %)", t["control_false_weaker"].text()),
             ("healthy controls: synkinesis pairs per clip (target <= 0.2)", mean_pairs("control")),
             ("frozen side named, moving regions (target >= 95 %)", t["freeze"].text()),
+            ("  bound: the unmodified clip's series, that side scaled exactly", t["ideal_freeze"].text()),
             ("damped to 35 %, whole face (target >= 90 %)", t["damp35"].text()),
+            ("  bound: the unmodified clip's series, that side scaled exactly", t["ideal_damp35"].text()),
             ("damped to 60 %, whole face", t["damp60"].text()),
             ("one region damped to 35 %, in that region (target >= 80 %)", t["damp35_region"].text()),
+            ("  bound: the unmodified clip's series, that region scaled exactly", t["ideal_damp35_region"].text()),
             ("one region damped to 60 %, in that region", t["damp60_region"].text()),
             ("one region damped: other regions flagged (target 0 %)", t["region_other_flagged"].text()),
             ("injected synkinesis found with its eye-mouth pair (target >= 90 %)", t["synkinesis"].text()),
@@ -163,17 +190,28 @@ def score(
                         out.failures.append(f"{where}: {region} {base[region]} -> {verdict[region]}")
             elif case.family in ("freeze", "damp"):
                 key = "freeze" if case.family == "freeze" else f"damp{int(round(case.factor * 100))}"
+                assert case.side is not None
+                exact = _verdict(
+                    findings_for(
+                        scaled_side(by_case["control"], case.side, "face", case.factor), normal, rules, evidence, config
+                    )
+                )
                 for region in moved:
                     ok = verdict[region] == case.side
                     t[key].add(ok)
+                    t[f"ideal_{key}"].add(exact[region] == case.side)
                     if not ok:
                         out.failures.append(f"{where}: {region} {verdict[region]} ({f.regions[region].reason})")
                 out.pairs["palsy"].append(len(pairs))
             elif case.family == "damp_region":
                 key = f"damp{int(round(case.factor * 100))}_region"
                 if case.region in moved:
+                    assert case.side is not None
+                    scaled = scaled_side(by_case["control"], case.side, case.region, case.factor)
+                    exact_side = findings_for(scaled, normal, rules, evidence, config).regions[case.region].weaker_side
                     ok = verdict[case.region] == case.side
                     t[key].add(ok)
+                    t[f"ideal_{key}"].add(exact_side == case.side)
                     if not ok:
                         out.failures.append(
                             f"{where}: {case.region} {verdict[case.region]} ({f.regions[case.region].reason})"
