@@ -56,7 +56,7 @@ def test_bound_follows_the_faces_own_asymmetry(left_gain, named):
     damped = _smiles(0.35 * left_gain, 1.0)
     results = {"clip": {"control": control, "damp35_left_mouth": damped}}
     s = score(results, load_normal_cooccurrence(None))
-    bound = s.tallies["ideal_damp35_region"]
+    bound = s.tallies["bound_damp35_region"]
     assert (bound.hits, bound.total) == (named, 1)
     # the "product" here read exactly the scaled series, so it meets the bound
     assert s.tallies["damp35_region"].hits == named

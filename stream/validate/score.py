@@ -112,12 +112,12 @@ class Score:
             ("healthy controls: weaker side named (target <= 5 %)", t["control_false_weaker"].text()),
             ("healthy controls: synkinesis pairs per clip (target <= 0.2)", mean_pairs("control")),
             ("frozen side named, moving regions (target >= 95 %)", t["freeze"].text()),
-            ("  bound: the unmodified clip's series, that side scaled exactly", t["ideal_freeze"].text()),
+            ("  bound: the unmodified clip's series, that side scaled exactly", t["bound_freeze"].text()),
             ("damped to 35 %, whole face (target >= 90 %)", t["damp35"].text()),
-            ("  bound: the unmodified clip's series, that side scaled exactly", t["ideal_damp35"].text()),
+            ("  bound: the unmodified clip's series, that side scaled exactly", t["bound_damp35"].text()),
             ("damped to 60 %, whole face", t["damp60"].text()),
             ("one region damped to 35 %, in that region (target >= 80 %)", t["damp35_region"].text()),
-            ("  bound: the unmodified clip's series, that region scaled exactly", t["ideal_damp35_region"].text()),
+            ("  bound: the unmodified clip's series, that region scaled exactly", t["bound_damp35_region"].text()),
             ("one region damped to 60 %, in that region", t["damp60_region"].text()),
             ("one region damped: other regions flagged (target 0 %)", t["region_other_flagged"].text()),
             ("injected synkinesis found with its eye-mouth pair (target >= 90 %)", t["synkinesis"].text()),
@@ -191,7 +191,7 @@ def score(
             elif case.family in ("freeze", "damp"):
                 key = "freeze" if case.family == "freeze" else f"damp{int(round(case.factor * 100))}"
                 assert case.side is not None
-                exact = _verdict(
+                bound = _verdict(
                     findings_for(
                         scaled_side(by_case["control"], case.side, "face", case.factor), normal, rules, evidence, config
                     )
@@ -199,7 +199,7 @@ def score(
                 for region in moved:
                     ok = verdict[region] == case.side
                     t[key].add(ok)
-                    t[f"ideal_{key}"].add(exact[region] == case.side)
+                    t[f"bound_{key}"].add(bound[region] == case.side)
                     if not ok:
                         out.failures.append(f"{where}: {region} {verdict[region]} ({f.regions[region].reason})")
                 out.pairs["palsy"].append(len(pairs))
@@ -208,10 +208,10 @@ def score(
                 if case.region in moved:
                     assert case.side is not None
                     scaled = scaled_side(by_case["control"], case.side, case.region, case.factor)
-                    exact_side = findings_for(scaled, normal, rules, evidence, config).regions[case.region].weaker_side
+                    bound_side = findings_for(scaled, normal, rules, evidence, config).regions[case.region].weaker_side
                     ok = verdict[case.region] == case.side
                     t[key].add(ok)
-                    t[f"ideal_{key}"].add(exact_side == case.side)
+                    t[f"bound_{key}"].add(bound_side == case.side)
                     if not ok:
                         out.failures.append(
                             f"{where}: {case.region} {verdict[case.region]} ({f.regions[case.region].reason})"
