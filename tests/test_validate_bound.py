@@ -60,3 +60,15 @@ def test_bound_follows_the_faces_own_asymmetry(left_gain, named):
     assert (bound.hits, bound.total) == (named, 1)
     # the "product" here read exactly the scaled series, so it meets the bound
     assert s.tallies["damp35_region"].hits == named
+
+
+def test_failures_say_whether_the_bound_names_the_side():
+    """A miss the bound does not share is the construction's or the estimator's, and says so."""
+    control = _smiles(1.0, 1.0)
+    results = {"clip": {"control": control, "damp35_left_mouth": _smiles(1.0, 1.0), "damp35_right": control}}
+    s = score(results, load_normal_cooccurrence(None))
+    misses = [f for f in s.failures if f.startswith("clip/damp35")]
+    assert len(misses) == 2 and all(f.endswith("[the bound names it]") for f in misses), misses
+    asymmetric = {"clip": {"control": _smiles(2.0, 1.0), "damp35_left_mouth": _smiles(0.7, 1.0)}}
+    s = score(asymmetric, load_normal_cooccurrence(None))
+    assert [f for f in s.failures if f.startswith("clip/damp35")][0].endswith("[the bound misses it too]")

@@ -132,6 +132,11 @@ class Score:
         return [f"{label:<{width}}  {value}" for label, value in rows]
 
 
+# After a palsy miss in ``--failures``: whether the bound (``scaled_side``) names the side, that is,
+# whether the miss is the construction's or the estimator's, or one the rules make on these series.
+_BOUND_NOTE = {True: " [the bound names it]", False: " [the bound misses it too]"}
+
+
 def _verdict(f: Findings) -> dict[str, str | None]:
     return {name: f.regions[name].weaker_side for name in REGION_NAMES}
 
@@ -201,7 +206,10 @@ def score(
                     t[key].add(ok)
                     t[f"bound_{key}"].add(bound[region] == case.side)
                     if not ok:
-                        out.failures.append(f"{where}: {region} {verdict[region]} ({f.regions[region].reason})")
+                        out.failures.append(
+                            f"{where}: {region} {verdict[region]} ({f.regions[region].reason})"
+                            + _BOUND_NOTE[bound[region] == case.side]
+                        )
                 out.pairs["palsy"].append(len(pairs))
             elif case.family == "damp_region":
                 key = f"damp{int(round(case.factor * 100))}_region"
@@ -215,6 +223,7 @@ def score(
                     if not ok:
                         out.failures.append(
                             f"{where}: {case.region} {verdict[case.region]} ({f.regions[case.region].reason})"
+                            + _BOUND_NOTE[bound_side == case.side]
                         )
                 for region in REGION_NAMES:
                     if region != case.region:
