@@ -16,7 +16,7 @@ import numpy as np
 from stream.analyze import series_findings
 from stream.aus import AU_INDEX, REGIONS
 from stream.config import AnalysisConfig
-from stream.symptoms.evidence import EYE_SIGNALS, MOUTH_SIGNALS, EvidenceRules, Findings
+from stream.symptoms.evidence import EVIDENCE_REGION_NAMES, EYE_SIGNALS, MOUTH_SIGNALS, EvidenceRules, Findings
 from stream.types import AUSeries
 from stream.validate.cases import REGION_NAMES, Case, case_by_name
 from stream.validate.run import CaseResult
@@ -54,14 +54,13 @@ def scaled_side(result: CaseResult, side: str, region: str, factor: float) -> Ca
     """
     s = 0 if side == "left" else 1
     names = REGION_NAMES if region == "face" else (region,)
-    k = {name: i for i, name in enumerate(REGION_NAMES)}
     values = (result.left.copy(), result.right.copy())
     movement = None if result.movement is None else result.movement.copy()
     closure = None if result.closure is None else result.closure.copy()
     for name in names:
         values[s][:, [AU_INDEX[au] for au in REGIONS[name]]] *= factor
         if movement is not None:
-            movement[:, s, k[name]] *= factor
+            movement[:, s, EVIDENCE_REGION_NAMES.index(name)] *= factor
         if name == "eyes" and closure is not None:
             closure[:, s] *= factor
     return replace(result, left=values[0], right=values[1], movement=movement, closure=closure)
@@ -141,6 +140,22 @@ def _verdict(f: Findings) -> dict[str, str | None]:
     return {name: f.regions[name].weaker_side for name in REGION_NAMES}
 
 
+def _bound_names_side(
+    control: CaseResult,
+    case: Case,
+    normal: np.ndarray,
+    rules: str,
+    evidence: EvidenceRules | None,
+    config: AnalysisConfig | None,
+) -> dict[str, bool]:
+    """Per region: does the bound (``scaled_side`` of the unmodified clip) name ``case``'s side?"""
+    assert case.side is not None  # freeze and damp cases always change a side
+    bound = _verdict(
+        findings_for(scaled_side(control, case.side, case.region, case.factor), normal, rules, evidence, config)
+    )
+    return {name: side == case.side for name, side in bound.items()}
+
+
 def _pairs(f: Findings) -> set[tuple[str, str, str]]:
     return {(s.side, s.au, s.trigger) for s in f.synkinesis}
 
@@ -195,35 +210,28 @@ def score(
                         out.failures.append(f"{where}: {region} {base[region]} -> {verdict[region]}")
             elif case.family in ("freeze", "damp"):
                 key = "freeze" if case.family == "freeze" else f"damp{int(round(case.factor * 100))}"
-                assert case.side is not None
-                bound = _verdict(
-                    findings_for(
-                        scaled_side(by_case["control"], case.side, "face", case.factor), normal, rules, evidence, config
-                    )
-                )
+                bound = _bound_names_side(by_case["control"], case, normal, rules, evidence, config)
                 for region in moved:
                     ok = verdict[region] == case.side
                     t[key].add(ok)
-                    t[f"bound_{key}"].add(bound[region] == case.side)
+                    t[f"bound_{key}"].add(bound[region])
                     if not ok:
                         out.failures.append(
                             f"{where}: {region} {verdict[region]} ({f.regions[region].reason})"
-                            + _BOUND_NOTE[bound[region] == case.side]
+                            + _BOUND_NOTE[bound[region]]
                         )
                 out.pairs["palsy"].append(len(pairs))
             elif case.family == "damp_region":
                 key = f"damp{int(round(case.factor * 100))}_region"
                 if case.region in moved:
-                    assert case.side is not None
-                    scaled = scaled_side(by_case["control"], case.side, case.region, case.factor)
-                    bound_side = findings_for(scaled, normal, rules, evidence, config).regions[case.region].weaker_side
+                    bound_ok = _bound_names_side(by_case["control"], case, normal, rules, evidence, config)[case.region]
                     ok = verdict[case.region] == case.side
                     t[key].add(ok)
-                    t[f"bound_{key}"].add(bound_side == case.side)
+                    t[f"bound_{key}"].add(bound_ok)
                     if not ok:
                         out.failures.append(
                             f"{where}: {case.region} {verdict[case.region]} ({f.regions[case.region].reason})"
-                            + _BOUND_NOTE[bound_side == case.side]
+                            + _BOUND_NOTE[bound_ok]
                         )
                 for region in REGION_NAMES:
                     if region != case.region:
