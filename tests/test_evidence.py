@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.aus import N_AUS
+from stream.aus import AU_INDEX, N_AUS
 from stream.symptoms.evidence import EvidenceRules, assess, material_warnings, paper_findings, running_median
 from stream.symptoms.normal import load_normal_cooccurrence
 from stream.symptoms.statistics import compute_symptoms
@@ -250,6 +250,48 @@ def test_the_healthy_eye_blinking_alone_beside_a_frozen_eye_is_not_synkinesis():
     mv[:, :, EYES] = closure
     found = assess(*zeros(len(mv)), NORMAL, movement=mv, closure=closure)
     assert not [s for s in found.synkinesis if s.au == "AU43"]
+
+
+def talking_with_eye_closures(n: int = 160, seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(movement, closure, left AUs, right AUs) of a talking face: the mouth moves on both sides in every
+    keyframe, both corners lift a little at random, and both eyes close firmly in 4 held closures."""
+    rng = np.random.default_rng(seed)
+    mv = movement_series(n=n, seed=seed, noise=0.1)
+    mv[:, :, MOUTH] = rng.uniform(2.0, 4.0, (n, 1))  # talking: the same on both sides
+    closure = np.zeros((n, 2))
+    for start in (20, 60, 100, 140):
+        closure[start : start + 3, :] = 4.5
+    mv[:, :, EYES] = closure
+    left, right = zeros(n)
+    lift = rng.uniform(0.0, 1.0, n)
+    left[:, AU_INDEX["AU12"]], right[:, AU_INDEX["AU12"]] = lift, lift + rng.normal(0, 0.1, n)
+    return mv, closure, left, right
+
+
+@pytest.mark.parametrize("side, name", [(0, "left"), (1, "right")])
+def test_a_mouth_corner_rising_whenever_the_eyes_close_is_synkinesis_in_a_talking_face(side, name):
+    mv, closure, left, right = talking_with_eye_closures()
+    closed = closure.min(axis=1) > 0
+    (left, right)[side][closed, AU_INDEX["AU12"]] = 3.0
+    found = assess(left, right, NORMAL, movement=mv, closure=closure)
+    pairs = {(s.side, s.au, s.trigger): s for s in found.synkinesis}
+    assert (name, "mouth", "eyes") in pairs, found.synkinesis
+    pair = pairs[(name, "mouth", "eyes")]
+    assert (pair.n_trigger, pair.n_together, pair.episodes) == (12, 12, 4)
+    assert pair.share_with_trigger is not None and pair.share_with_trigger > 0.7
+    words = pair_words(pair.to_json())
+    assert words.startswith(f"{name} mouth corner lifts (AU12) with the eyes' closure")
+    assert "lifted in 12 of 12 keyframes with the eyes closed" in words
+    assert all(s.side == name for s in found.synkinesis)
+    # the talking mouth's direction-free movement alone does not show it: it is the same on both sides
+    assert not assess(*zeros(len(mv)), NORMAL, movement=mv, closure=closure).synkinesis
+
+
+def test_a_corner_that_lifts_more_on_one_side_with_the_eyes_open_too_is_not_synkinesis():
+    mv, closure, left, right = talking_with_eye_closures()
+    right[:, AU_INDEX["AU12"]] += 1.5  # an asymmetric smile (or a residual tilt): there with or without the trigger
+    found = assess(left, right, NORMAL, movement=mv, closure=closure)
+    assert not found.synkinesis
 
 
 def test_exercise_context_restricts_the_trigger_keyframes():

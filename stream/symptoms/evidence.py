@@ -107,6 +107,10 @@ def assess(
     restricts eye-given-mouth pairs to mouth exercises and mouth-given-eye pairs to eye closures.
     """
     rules = rules or EvidenceRules()
+    # each side's mouth corner lift, unsmoothed like the movement the synkinesis tests read
+    corner_lift = np.stack(
+        [np.asarray(left, float)[:, AU_INDEX["AU12"]], np.asarray(right, float)[:, AU_INDEX["AU12"]]], 1
+    )
     left = running_median(np.asarray(left, float).reshape(-1, len(AU_NAMES)), rules.smooth)
     right = running_median(np.asarray(right, float).reshape(-1, len(AU_NAMES)), rules.smooth)
     n = len(left)
@@ -134,7 +138,7 @@ def assess(
         # Unsmoothed: a held eye closure may span only two or three keyframes (the keyframe filter keeps
         # changes, not stillness), which a running median would erase; the effect is a mean over the
         # trigger keyframes, so one keyframe's error weighs little there.
-        synkinesis, tested = movement_synkinesis(raw_movement, context, rules, regions, raw_closure)
+        synkinesis, tested = movement_synkinesis(raw_movement, context, rules, regions, raw_closure, corner_lift)
     elif n >= rules.min_keyframes:
         synkinesis, tested = au_synkinesis(sig_l, sig_r, normal, context, rules, rules.active_threshold, regions)
     settings = {k: getattr(rules, k) for k in rules.__dataclass_fields__}

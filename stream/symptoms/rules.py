@@ -54,6 +54,8 @@ class EvidenceRules:
     # Movement pairs: how much more one side moves than the other with the trigger than without it,
     # in units of the region's large movement (its 90th percentile): 0.3 is a third of it.
     synkinesis_shift: float = 0.3
+    # The same for the mouth corner's lift (AU12) while the eyes close (docs/validity.md, item 13).
+    corner_shift: float = 0.2
     # A trigger is a deliberate movement (a broad smile, a firm eye closure), as in the exercises where
     # clinicians grade synkinesis; talking and blinking stay below it.
     trigger_threshold: float = 2.5

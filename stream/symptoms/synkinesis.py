@@ -142,6 +142,7 @@ def movement_synkinesis(
     rules: EvidenceRules,
     regions: dict[str, RegionFinding],
     closure: np.ndarray | None = None,
+    corner_lift: np.ndarray | None = None,
 ) -> tuple[list[SynkinesisFinding], int]:
     """Synkinesis from direction-free movement: does one side take a larger share of a region's movement
     when the other region moves than when it is still?
@@ -153,6 +154,13 @@ def movement_synkinesis(
     (``_closure_candidates``): an eye narrowed in most keyframes of a talking patient leaves few still
     keyframes to compare with, but its closures with the mouth still have a side. The p-values are
     Holm-corrected over every pair tested.
+
+    With ``corner_lift`` (n, 2: each side's mouth corner drawn up and out, AU12, unsmoothed), the mouth
+    given the eyes' closure is read on it instead of the mouth's direction-free movement: the graded
+    sign is the corner rising while the eyes close, and a talking mouth moves in every direction, which
+    the direction-free movement adds up and the lift does not (docs/validity.md, item 13). Its effect
+    must exceed ``corner_shift``. A constant tilt of the lift between the sides (a residual roll) is
+    the same with and without the trigger and cancels in the shift.
     """
     n = len(movement)
     mouth_ctx, eye_ctx = _context_masks(context, n)
@@ -172,7 +180,10 @@ def movement_synkinesis(
             candidates.extend(_closure_candidates(closure, with_t, rules, regions))
         if int(with_t.sum()) < rules.min_cooccurrences:
             continue
-        x_l, x_r = movement[:, 0, k], movement[:, 1, k]
+        if name == "mouth" and corner_lift is not None:
+            x_l, x_r = corner_lift[:, 0], corner_lift[:, 1]
+        else:
+            x_l, x_r = movement[:, 0, k], movement[:, 1, k]
         # Effect: how much more one side moves than the other while the trigger moves, compared with
         # while it is still, in units of the region's own large movement (the 90th percentile of the
         # stronger side), so that it reads the same for a small and a large face movement.
@@ -219,7 +230,8 @@ def movement_synkinesis(
     findings = []
     for i, c in enumerate(candidates):
         # closure pairs: the discordant count is the effect; movement pairs: the shift of the shares
-        effect = c.au == EYE_CLOSURE or c.cross_difference > rules.synkinesis_shift
+        shift = rules.corner_shift if c.au == "mouth" and corner_lift is not None else rules.synkinesis_shift
+        effect = c.au == EYE_CLOSURE or c.cross_difference > shift
         if (
             effect
             and adjusted[i] < rules.alpha

@@ -63,6 +63,13 @@ def pair_words(pair: Mapping[str, Any]) -> str:
             f"of {n_trigger} keyframes with the {trigger} moving (the other eye alone {other}), "
             f"{pair.get('episodes')} episodes"
         )
+    elif with_t is not None and without_t is not None and au == "mouth" and trigger == "eyes":
+        # the mouth with the eyes' closure is read on each corner's lift (stream/symptoms/synkinesis.py)
+        text = (
+            f"{side} mouth corner lifts (AU12) with the eyes' closure: the {side} corner takes {100 * with_t:.0f} % "
+            f"of the corners' lift while both eyes close, {100 * without_t:.0f} % otherwise; lifted in {together} of "
+            f"{n_trigger} keyframes with the eyes closed (other corner {other}), {pair.get('episodes')} episodes"
+        )
     elif with_t is not None and without_t is not None:
         text = (
             f"{side} {au} moves with the {trigger}: the {side} side takes {100 * with_t:.0f} % of the {au}' "
