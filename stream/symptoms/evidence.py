@@ -107,12 +107,12 @@ def assess(
     restricts eye-given-mouth pairs to mouth exercises and mouth-given-eye pairs to eye closures.
     """
     rules = rules or EvidenceRules()
+    raw_left = np.asarray(left, float).reshape(-1, len(AU_NAMES))
+    raw_right = np.asarray(right, float).reshape(-1, len(AU_NAMES))
     # each side's mouth corner lift, unsmoothed like the movement the synkinesis tests read
-    corner_lift = np.stack(
-        [np.asarray(left, float)[:, AU_INDEX["AU12"]], np.asarray(right, float)[:, AU_INDEX["AU12"]]], 1
-    )
-    left = running_median(np.asarray(left, float).reshape(-1, len(AU_NAMES)), rules.smooth)
-    right = running_median(np.asarray(right, float).reshape(-1, len(AU_NAMES)), rules.smooth)
+    corner_lift = np.stack([raw_left[:, AU_INDEX["AU12"]], raw_right[:, AU_INDEX["AU12"]]], axis=1)
+    left = running_median(raw_left, rules.smooth)
+    right = running_median(raw_right, rules.smooth)
     n = len(left)
     raw_closure = raw_movement = None
     if closure is not None:
