@@ -149,6 +149,14 @@
                 `corrected p = ${pValue(p.p_adjusted)}`);
       return li;
     }
+    if (p.share_with_trigger !== null && p.share_with_trigger !== undefined && p.au === "mouth" && p.trigger === "eyes") {
+      // the mouth with the eyes' closure is read on each corner's lift (AU12)
+      li.append(`the corner lifts (AU12) with the eyes' closure: ${Math.round(100 * p.share_with_trigger)} % of the ` +
+                `corners' lift while both eyes close, ${Math.round(100 * p.share_without_trigger)} % otherwise; ` +
+                `lifted in ${p.n_together} of ${p.n_trigger} keyframes with the eyes closed (other corner ` +
+                `${p.n_other_side}), ${episodes}, corrected p = ${pValue(p.p_adjusted)}`);
+      return li;
+    }
     if (p.share_with_trigger !== null && p.share_with_trigger !== undefined) {
       // movement pairs: this side's share of the region's movement with and without the trigger
       li.append(`${Math.round(100 * p.share_with_trigger)} % of the ${p.au}' movement while the ${p.trigger} moves, ` +
