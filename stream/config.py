@@ -48,6 +48,14 @@ class AnalysisConfig:
     max_turn_deg: float = 15.0
     # A face that returns after this long without one gets a new neutral reference.
     rereference_after_s: float = 1.0
+    # The neutral reference faces the camera: its |yaw index| at most this (0.06, about 6 degrees).
+    # Every keyframe is read against the reference, and a turned one splits the face unevenly (the
+    # nose tip, pinned to the split, stands off the face's midline), so every keyframe inherits its
+    # asymmetry. Frames before a frontal one are not measured (frames_before_reference), for at
+    # most reference_wait_s seconds; then the next frame is taken as it is and the report warns
+    # (reference_not_frontal). docs/au_flow.md, step 1.
+    reference_max_yaw: float = 0.06
+    reference_wait_s: float = 2.0
     # --- AU estimation ---
     estimator: str = "flow"  # training-free default; "dem" needs --checkpoint
     checkpoint: str | None = None
@@ -101,6 +109,10 @@ class AnalysisConfig:
             problems.append(f"max_turn_deg must be > 0 (degrees from the reference pose), got {self.max_turn_deg}")
         if not self.max_yaw > 0:
             problems.append(f"max_yaw must be > 0 (inter-ocular distances), got {self.max_yaw}")
+        if not self.reference_max_yaw > 0:
+            problems.append(f"reference_max_yaw must be > 0 (inter-ocular distances), got {self.reference_max_yaw}")
+        if self.reference_wait_s < 0:
+            problems.append(f"reference_wait_s must be >= 0 seconds, got {self.reference_wait_s}")
         if self.detect_every < 1:
             problems.append(f"detect_every must be >= 1, got {self.detect_every}")
         if self.helpers < 0:

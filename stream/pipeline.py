@@ -120,6 +120,9 @@ class Pipeline:
         self.timer = StageTimer()
         self._last_face_s: float | None = None
         self._rereference = False
+        # the next reference must face the camera; since when it has been awaited (None: not yet)
+        self._awaiting_reference = True
+        self._awaited_since: float | None = None
 
     # -- per frame ---------------------------------------------------------------------------
     def ingest(self, frame: Frame) -> FrameResult[Keyframe]:
@@ -133,11 +136,16 @@ class Pipeline:
             self.counts.frames_without_face += 1
             return FrameResult(frame.index, frame.time_s, 0, None, None)
         if self._last_face_s is not None and frame.time_s - self._last_face_s >= self.config.rereference_after_s:
-            self.rereference()  # the returning face is a keyframe at once, and the new reference
+            self.rereference()  # the first keyframe facing the camera is the new reference
         self._last_face_s = frame.time_s
         yaw = yaw_index(face.landmarks)
         if abs(yaw) > self.config.max_yaw:
             self._count("frames_pose_gated")
+            return FrameResult(frame.index, frame.time_s, detection.n_faces, None, None)
+        if self._awaiting_reference and not self._may_be_reference(frame.time_s, yaw):
+            # not offered to the keyframe filter either, so the first frame that may be the
+            # reference is a keyframe (the filter starts afresh) even on a face that hardly moves
+            self._count("frames_before_reference")
             return FrameResult(frame.index, frame.time_s, detection.n_faces, None, None)
         with self.timer.stage("keyframe_filter"):
             try:
@@ -148,6 +156,8 @@ class Pipeline:
                 return FrameResult(frame.index, frame.time_s, detection.n_faces, None, None)
         if not decision.keep:
             return FrameResult(frame.index, frame.time_s, detection.n_faces, None, decision.difference)
+        if self._awaiting_reference:
+            self._take_reference(yaw)
         with self.timer.stage("align"):
             aligned = align_face(frame.image, face)
             halves = split_halves(aligned, mirrored=self.mirrored)
@@ -161,10 +171,27 @@ class Pipeline:
             self._rereference = False
         return FrameResult(frame.index, frame.time_s, detection.n_faces, keyframe, decision.difference)
 
+    def _may_be_reference(self, time_s: float, yaw: float) -> bool:
+        """May this frame be the neutral reference? Yes when it faces the camera, or when no frame
+        did for ``reference_wait_s`` (then it is taken as it is: ``_take_reference``)."""
+        if self._awaited_since is None:
+            self._awaited_since = time_s
+        frontal = abs(yaw) <= self.config.reference_max_yaw
+        return frontal or time_s - self._awaited_since >= self.config.reference_wait_s
+
+    def _take_reference(self, yaw: float) -> None:
+        if abs(yaw) > self.config.reference_max_yaw:
+            self._count("reference_not_frontal")
+        self._awaiting_reference = False
+        self._awaited_since = None
+
     # -- per keyframe ------------------------------------------------------------------------
     def rereference(self) -> None:
-        """Take the next keyframe as the new neutral reference (a live session's rest exercise begins)."""
+        """Take the next keyframe that faces the camera as the new neutral reference (a live session's
+        rest exercise begins; the face came back), waiting at most ``reference_wait_s``."""
         self._rereference = True
+        self._awaiting_reference = True
+        self._awaited_since = None
         self.keyframe_filter.reset()
 
     def retrack(self) -> None:

@@ -205,3 +205,51 @@ def test_bench_command_prints_per_stage_figures(shared_data, capsys):
     out = capsys.readouterr().out
     for needle in ("machine:", "| detect |", "| keyframe_filter |", "frames/s", "real-time factor", "peak RSS"):
         assert needle in out
+
+
+def _run_first_seconds(pipeline: Pipeline, clip: Path, seconds: float) -> None:
+    with VideoFile(clip) as video:
+        for frame in video.frames():
+            if frame.time_s > seconds:
+                break
+            pipeline.process(frame)
+
+
+def test_the_neutral_reference_waits_for_a_keyframe_that_faces_the_camera(shared_data):
+    from stream.symptoms.material import material_warnings
+
+    clip = shared_data / "healthy" / "vr_5.mp4"  # a talking head that starts turned by about 14 degrees
+    waiting = Pipeline(AnalysisConfig())
+    _run_first_seconds(waiting, clip, 2.5)
+    counts = waiting.counts.as_dict()
+    assert counts["frames_before_reference"] > 0
+    assert "reference_not_frontal" not in counts
+    assert waiting.estimates[0].time_s >= 0.9  # the head first faces the camera (|yaw index| <= 0.06) at 1.08 s
+    assert not [w for w in material_warnings(counts, len(waiting.estimates)) if "reference" in w]
+
+    # without the condition the first keyframe is the reference, turned as it is
+    at_once = Pipeline(AnalysisConfig(reference_max_yaw=1.0))
+    _run_first_seconds(at_once, clip, 2.5)
+    assert "frames_before_reference" not in at_once.counts.as_dict()
+    assert at_once.estimates[0].time_s < 0.2
+
+    # no keyframe faces the camera closely enough: after the wait the next one is taken, with a warning
+    never = Pipeline(AnalysisConfig(reference_max_yaw=0.001, reference_wait_s=0.5))
+    _run_first_seconds(never, clip, 2.5)
+    counts = never.counts.as_dict()
+    assert counts["reference_not_frontal"] == 1 and counts["frames_before_reference"] > 0
+    assert 0.5 <= never.estimates[0].time_s < 0.6  # the first frame once the wait is over
+    warnings = material_warnings(counts, len(never.estimates))
+    assert any("reference was taken with the head turned" in w for w in warnings), warnings
+
+
+def test_a_still_turned_face_is_measured_once_the_reference_wait_is_over(shared_data):
+    # vr_2 hardly moves and never faces the camera closely enough (its yaw index stays near -0.07 to
+    # -0.1): the keyframe filter keeps almost nothing after its first frame, so the wait must not
+    # spend that keyframe; the frame at the end of the wait is the reference and is measured
+    pipeline = Pipeline(AnalysisConfig())
+    _run_first_seconds(pipeline, shared_data / "healthy" / "vr_2.mp4", 5.0)
+    counts = pipeline.counts.as_dict()
+    assert counts["reference_not_frontal"] == 1
+    assert pipeline.estimates, counts
+    assert 2.0 <= pipeline.estimates[0].time_s < 2.1

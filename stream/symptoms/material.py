@@ -14,6 +14,8 @@ from typing import Any
 
 from stream.symptoms.rules import EvidenceRules
 
+_REFERENCE_WAIT_WORDS = "the first seconds"  # stream.config.AnalysisConfig.reference_wait_s
+
 
 def material_warnings(counts: dict[str, Any], n_keyframes: int, rules: EvidenceRules | None = None) -> list[str]:
     """What a clinician must know before reading any verdict: missing face, too little data, head pose."""
@@ -41,6 +43,12 @@ def material_warnings(counts: dict[str, Any], n_keyframes: int, rules: EvidenceR
             f"head turned away from the camera in {gated} of {face_frames} face frames "
             f"({100 * gated / face_frames:.0f} %); those frames were not measured: "
             "ask the patient to keep facing the camera"
+        )
+    if int(counts.get("reference_not_frontal") or 0):
+        out.append(
+            "the neutral reference was taken with the head turned (no frame faced the camera within "
+            f"{_REFERENCE_WAIT_WORDS}): the two half-faces are not measured alike, so read a weaker side with "
+            "care; ask the patient to face the camera at rest"
         )
     keyframes = int(counts.get("keyframes") or 0)
     turned = int(counts.get("keyframes_pose_gated") or 0)
