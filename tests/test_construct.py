@@ -349,3 +349,27 @@ def test_real_freeze_with_the_mesh_stays_inside_the_face_outline(d9_frames) -> N
     assert changed[beyond].max() == 0
     # ... while the face within the outline is the frozen reference
     assert changed[(mask > 0.999) & (inside > 0.999)].mean() > 5.0
+
+
+def test_freeze_holds_the_frame_the_product_takes_as_its_reference() -> None:
+    from stream.face.align import yaw_index
+    from stream.validate.construct import ReferenceRule
+
+    # the first frame's nose stands off the eyes' midpoint (a head turned by about 10 degrees), the
+    # second faces the camera: the pipeline's reference is the second, so the freeze holds that one
+    turned = LANDMARKS + np.array([[0.0, 0.0], [0.0, 0.0], [9.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    assert abs(yaw_index(turned)) > 0.06 >= abs(yaw_index(LANDMARKS))
+    base = _texture(5)
+    frames = [_with_corner_blobs(base, (s, 0)) for s in (2, 5, 10)]
+    rule = ReferenceRule(max_yaw=0.06, wait_s=2.0)
+    c = Constructor(CaseSpec("freeze", "left"), 30.0, 3, reference=rule)
+    outs = [c.frame(i, f, lm) for i, (f, lm) in enumerate(zip(frames, [turned, LANDMARKS, LANDMARKS]))]
+    assert outs[0] is frames[0] and outs[1] is frames[1]  # not measured, then the reference itself
+    assert c.reference is not None and np.array_equal(c.reference, frames[1])
+    held = _blob_centroid(outs[2], (320, 420))[0] - _blob_centroid(frames[1], (320, 420))[0]
+    assert abs(held) < 1.0  # the patient's left corner stays where the reference had it (5 px out)
+
+    # no frame faces the camera: the first one after the wait is taken, as the pipeline does
+    c = Constructor(CaseSpec("freeze", "left"), 1.0, 4, reference=rule)
+    outs = [c.frame(i, f, turned) for i, f in enumerate([frames[0], frames[1], frames[2]])]
+    assert c.reference is not None and np.array_equal(c.reference, frames[2])

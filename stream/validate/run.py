@@ -97,16 +97,19 @@ def clip_landmarks(clip: Path, config: AnalysisConfig) -> tuple[np.ndarray, floa
     return np.asarray(out), fps
 
 
-def _case_frames(clip: Path, case: Case, landmarks: np.ndarray, fps: float) -> Iterator[Frame]:
+def _case_frames(clip: Path, case: Case, landmarks: np.ndarray, fps: float, config: AnalysisConfig) -> Iterator[Frame]:
     constructor = None
     if case.kind is not None:  # a constructed case (Case.constructed)
         from stream.face.mesh import FaceMesh
-        from stream.validate.construct import CaseSpec, Constructor
+        from stream.validate.construct import CaseSpec, Constructor, ReferenceRule
+
+        # freeze/damp hold the frame the pipeline will take as its neutral reference
+        reference = ReferenceRule(config.reference_max_yaw, config.reference_wait_s)
 
         spec = CaseSpec(case.kind, case.side or "right", case.region, case.factor)
         # freeze/damp carry the reference into each frame's 3-D head pose, from the face mesh; the
         # synkinesis reads the clip's own mouth movement with that pose taken out
-        constructor = Constructor(spec, fps=fps, n_frames=len(landmarks), mesh=FaceMesh())
+        constructor = Constructor(spec, fps=fps, n_frames=len(landmarks), mesh=FaceMesh(), reference=reference)
     with VideoFile(clip) as video:
         for frame in video.frames():
             image = frame.image
@@ -171,12 +174,12 @@ def run_case(
     with tempfile.TemporaryDirectory(prefix="stream-validate-") as tmp:
         if case.crf is not None:
             encoded = Path(tmp) / "case.mp4"
-            _reencode(_case_frames(clip, case, landmarks, fps), fps, case.crf, case.scale, encoded)
+            _reencode(_case_frames(clip, case, landmarks, fps, config), fps, case.crf, case.scale, encoded)
             with VideoFile(encoded) as video:
                 for frame in video.frames():
                     pipeline.process(frame)
         else:
-            for frame in _case_frames(clip, case, landmarks, fps):
+            for frame in _case_frames(clip, case, landmarks, fps, config):
                 pipeline.process(frame)
     series = pipeline.series()
     counts = {**pipeline.counts.as_dict(), "seconds": time.perf_counter() - t0}

@@ -4,7 +4,8 @@ No clip of a real palsy patient comes with per-side, per-frame truth; a healthy 
 purpose does. Two constructions, both pure frame transforms driven by the detector's 5 landmarks:
 
 * **freeze / damp**: one side of the face (or one region of it) keeps only ``factor`` of its
-  expression. The first frame with landmarks is the *reference*; for frame t it is carried into
+  expression. The frame the product takes as its neutral reference (the first facing the camera,
+  ``ReferenceRule``) is the *reference* (frames before it are left alone); for frame t it is carried into
   frame t's head pose (so rigid head motion stays: the 3-D pose of the face mesh, each pixel moved
   with its depth, when the ``Constructor`` is given a ``FaceMesh``; else the affine of eyes + nose),
   dense optical flow from frame t to that posed reference measures the expression, and the chosen
@@ -32,7 +33,7 @@ face mesh, a model at the edge, is passed in).
 
 from __future__ import annotations
 
-from stream.validate.construct.constructor import Constructor
+from stream.validate.construct.constructor import Constructor, ReferenceRule
 from stream.validate.construct.damp import support
 from stream.validate.construct.geometry import (
     BAND_BLEND_IOD,
@@ -98,6 +99,7 @@ __all__ = [
     "Constructor",
     "Episode",
     "EyeShape",
+    "ReferenceRule",
     "FaceGeometry",
     "NaturalTrigger",
     "WorkGrid",

@@ -8,14 +8,28 @@ Pure: numpy and OpenCV, no file I/O.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
+from stream.face.align import yaw_index
 from stream.face.mesh import FaceMesh
 from stream.validate.construct.damp import ReferencePose, damp_frame
 from stream.validate.construct.geometry import FaceGeometry
 from stream.validate.construct.spec import CaseSpec, episodes
 from stream.validate.construct.synkinesis import EyeShape, NaturalTrigger, synkinesis_frame
+
+
+@dataclass(frozen=True)
+class ReferenceRule:
+    """The frame the product takes as its neutral reference (stream/pipeline.py): the first whose
+    yaw index is at most ``max_yaw``, or the first ``wait_s`` after the face appeared. Freeze/damp
+    hold on to the same frame, so a constructed palsy holds the face the product reads against;
+    frames before it are not measured and are left as they are."""
+
+    max_yaw: float
+    wait_s: float
 
 
 class Constructor:
@@ -26,12 +40,22 @@ class Constructor:
     frame is a new array of the same shape.
     """
 
-    def __init__(self, case: CaseSpec, fps: float, n_frames: int, mesh: FaceMesh | None = None) -> None:
+    def __init__(
+        self,
+        case: CaseSpec,
+        fps: float,
+        n_frames: int,
+        mesh: FaceMesh | None = None,
+        reference: ReferenceRule | None = None,
+    ) -> None:
         """``mesh``: the face mesh that gives freeze/damp the head's 3-D pose in every frame, and lets
         the eye-on-smile synkinesis read the clip's own mouth movement without the head's; None
         falls back to the 2-D affine of the eyes and nose, and to the detector's mouth corners (for
-        faces the mesh cannot see, and tests on synthetic textures)."""
+        faces the mesh cannot see, and tests on synthetic textures). ``reference``: which frame
+        freeze/damp hold on to; None: the first frame with landmarks."""
         self.case = case
+        self._rule = reference
+        self._first_face_s: float | None = None
         self._mesh = mesh
         self.fps = float(fps)
         self.n_frames = int(n_frames)
@@ -50,8 +74,16 @@ class Constructor:
 
     @property
     def reference(self) -> np.ndarray | None:
-        """The frame freeze/damp holds on to (the first frame with landmarks), once seen."""
+        """The frame freeze/damp holds on to (see ``ReferenceRule``), once seen."""
         return self._reference
+
+    def _is_reference(self, index: int, landmarks: np.ndarray) -> bool:
+        if self._rule is None:
+            return True
+        t = index / self.fps
+        if self._first_face_s is None:
+            self._first_face_s = t
+        return abs(yaw_index(landmarks)) <= self._rule.max_yaw or t - self._first_face_s >= self._rule.wait_s
 
     def episode_weight(self, index: int) -> float:
         """Ground-truth strength (0..1) of the constructed change at frame ``index``.
@@ -85,6 +117,8 @@ class Constructor:
                 shapes = {side: EyeShape.from_mesh(mesh, geometry, side) for side in ("left", "right")}
             return synkinesis_frame(image, geometry, self.case, trigger, follow, shapes)
         if self._reference is None:
+            if not self._is_reference(index, geometry.landmarks):
+                return image  # before the product's neutral reference: not measured, left as it is
             self._reference = image.copy()
             self._reference_pose = ReferencePose.of(geometry.landmarks, mesh, image.shape)
             return image
