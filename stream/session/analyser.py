@@ -40,7 +40,7 @@ class FrameAnalyser(Protocol):
         ...
 
     def rereference(self) -> None:
-        """The next keyframe becomes the neutral AU reference."""
+        """The next frame that faces the camera becomes the neutral AU reference (docs/au_flow.md, step 1)."""
         ...
 
     def retrack(self) -> None:

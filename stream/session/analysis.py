@@ -191,7 +191,7 @@ class AnalysisSession:
         self._retrack = True
 
     def rereference(self) -> None:
-        """The next keyframe becomes the neutral AU reference."""
+        """The next frame that faces the camera becomes the neutral AU reference (docs/au_flow.md, step 1)."""
         if self.analyser is not None:
             self.analyser.rereference()
 
