@@ -330,6 +330,19 @@ def test_html_lists_the_analysis_warnings_escaped():
     assert "decoding stopped at frame 412 (<EOF>): file truncated or corrupt" in text  # parsed back from &lt;EOF&gt;
 
 
+def test_html_counts_the_frames_left_out_for_pose_and_while_the_reference_waited():
+    report = make_report()
+    report["counts"].update(frames_before_reference=27, keyframes_pose_gated=8, rereferenced=1)
+    text = " ".join(" ".join(parse(render_report_html(report, make_series())).text).split())
+    assert "Frames before the neutral reference (waiting for the face to turn to the camera; not measured) 27" in text
+    assert "Keyframes turned too far from the reference's pose (not measured) 8" in text
+    assert "New neutral references" in text
+    # counters the analysis did not record get no row (a face that faced the camera throughout)
+    assert "taken with the head turned" not in text and "beyond the pose limit" not in text
+    plain = " ".join(" ".join(parse(render_report_html(make_report(), make_series())).text).split())
+    assert "Frames before the neutral reference" not in plain
+
+
 def test_html_has_one_plot_per_au_with_both_sides_and_the_threshold():
     checker = parse(render_report_html(make_report(), make_series()))
     plots = [

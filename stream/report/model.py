@@ -60,6 +60,30 @@ class FrameCounts:
     def duration_s(self) -> float | None:
         return self._get("duration_s")
 
+    def pose_and_reference(self) -> list[tuple[str, int]]:
+        """The frames and keyframes left out for the head's pose or while the neutral reference waited,
+        and the references taken, as (what, count): only the counters the analysis recorded, in the
+        order a clinician reads them (docs/au_flow.md, step 1; docs/formats.md, ``counts``)."""
+        out = []
+        for key, words in _POSE_AND_REFERENCE:
+            n = self._count(key)
+            if n is not None:
+                out.append((words, n))
+        return out
+
+
+# Counters the pipeline records only when they happen; (key, the report's words for it).
+_POSE_AND_REFERENCE = (
+    (
+        "frames_before_reference",
+        "Frames before the neutral reference (waiting for the face to turn to the camera; not measured)",
+    ),
+    ("reference_not_frontal", "Neutral references taken with the head turned (no frame faced the camera in time)"),
+    ("rereferenced", "New neutral references (the face came back after it was lost, or a rest exercise began)"),
+    ("frames_pose_gated", "Frames with the head turned beyond the pose limit (not measured)"),
+    ("keyframes_pose_gated", "Keyframes turned too far from the reference's pose (not measured)"),
+)
+
 
 @dataclass(frozen=True)
 class SessionInfo:
