@@ -373,3 +373,15 @@ def test_freeze_holds_the_frame_the_product_takes_as_its_reference() -> None:
     c = Constructor(CaseSpec("freeze", "left"), 1.0, 4, reference=rule)
     outs = [c.frame(i, f, turned) for i, f in enumerate([frames[0], frames[1], frames[2]])]
     assert c.reference is not None and np.array_equal(c.reference, frames[2])
+
+    # a frame turned beyond the pipeline's pose gate is not measured at all: it neither starts the
+    # wait nor becomes the reference, however long the wait has run
+    away = LANDMARKS + np.array([[0.0, 0.0], [0.0, 0.0], [40.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    assert abs(yaw_index(away)) > 0.25
+    gated = ReferenceRule(max_yaw=0.06, wait_s=2.0, gate_yaw=0.25)
+    c = Constructor(CaseSpec("freeze", "left"), 1.0, 6, reference=gated)
+    sequence = [(frames[0], away)] * 3 + [(frames[1], turned)] * 2 + [(frames[2], turned)]
+    outs = [c.frame(i, f, lm) for i, (f, lm) in enumerate(sequence)]
+    assert all(o is f for o, (f, _) in zip(outs, sequence))  # left alone up to the reference itself
+    # the wait began at frame 3 (3 s), so the reference is frame 5, not frame 2
+    assert c.reference is not None and np.array_equal(c.reference, frames[2])

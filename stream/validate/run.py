@@ -104,7 +104,7 @@ def _case_frames(clip: Path, case: Case, landmarks: np.ndarray, fps: float, conf
         from stream.validate.construct import CaseSpec, Constructor, ReferenceRule
 
         # freeze/damp hold the frame the pipeline will take as its neutral reference
-        reference = ReferenceRule(config.reference_max_yaw, config.reference_wait_s)
+        reference = ReferenceRule(config.reference_max_yaw, config.reference_wait_s, gate_yaw=config.max_yaw)
 
         spec = CaseSpec(case.kind, case.side or "right", case.region, case.factor)
         # freeze/damp carry the reference into each frame's 3-D head pose, from the face mesh; the

@@ -24,12 +24,14 @@ from stream.validate.construct.synkinesis import EyeShape, NaturalTrigger, synki
 @dataclass(frozen=True)
 class ReferenceRule:
     """The frame the product takes as its neutral reference (stream/pipeline.py): the first whose
-    yaw index is at most ``max_yaw``, or the first ``wait_s`` after the face appeared. Freeze/damp
-    hold on to the same frame, so a constructed palsy holds the face the product reads against;
-    frames before it are not measured and are left as they are."""
+    yaw index is at most ``max_yaw``, or the first ``wait_s`` after the first frame the product
+    measures at all (its yaw index within ``gate_yaw``, the pipeline's ``max_yaw``; a frame beyond it
+    is never the reference). Freeze/damp hold on to the same frame, so a constructed palsy holds the
+    face the product reads against; frames before it are not measured and are left as they are."""
 
     max_yaw: float
     wait_s: float
+    gate_yaw: float = float("inf")
 
 
 class Constructor:
@@ -80,10 +82,13 @@ class Constructor:
     def _is_reference(self, index: int, landmarks: np.ndarray) -> bool:
         if self._rule is None:
             return True
+        yaw = abs(yaw_index(landmarks))
+        if yaw > self._rule.gate_yaw:
+            return False  # the product does not measure this frame at all: its wait has not begun
         t = index / self.fps
         if self._first_face_s is None:
             self._first_face_s = t
-        return abs(yaw_index(landmarks)) <= self._rule.max_yaw or t - self._first_face_s >= self._rule.wait_s
+        return yaw <= self._rule.max_yaw or t - self._first_face_s >= self._rule.wait_s
 
     def episode_weight(self, index: int) -> float:
         """Ground-truth strength (0..1) of the constructed change at frame ``index``.
