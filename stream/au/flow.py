@@ -2,9 +2,10 @@
 
 No model trained on AU labels ships in any package this product can install, so the default
 measures *movement*: DIS optical flow (OpenCV) between a per-session neutral reference half-face
-(the first keyframe) and the current half-face, averaged in fixed anatomical regions of the aligned
-template and projected onto each AU's direction of movement (brow up, lid up, cheek up, lip corner
-up-and-out, ...), scaled so that a full-range movement gives 5.
+(the first keyframe, which the pipeline makes the first frame facing the camera) and the current
+half-face, averaged in fixed anatomical regions of the aligned template and projected onto each AU's
+direction of movement (brow up, lid up, cheek up, lip corner up-and-out, ...), scaled so that a
+full-range movement gives 5.
 
 The DEM form of the paper still applies: a helper keyframe j carries its own estimate Y_j (flow from
 the reference), and the flow measured directly from j to the current frame i gives ΔY_ij, so the
