@@ -24,6 +24,7 @@ from stream.face.align import align_face, half_face_mouth_corners, split_halves,
 from stream.face.detect import FaceDetector, build_detector
 from stream.face.track import TrackingDetector
 from stream.keyframes import KeyframeFilter
+from stream.reference import ReferenceWait
 from stream.symptoms.normal import load_normal_cooccurrence
 from stream.symptoms.statistics import SymptomAccumulator, SymptomState
 from stream.types import AUEstimate, AUSeries, Counts, Frame, Keyframe, KeyframeStamp
@@ -120,9 +121,9 @@ class Pipeline:
         self.timer = StageTimer()
         self._last_face_s: float | None = None
         self._rereference = False
-        # the next reference must face the camera; since when it has been awaited (None: not yet)
+        # the next reference must face the camera (stream/reference.py)
         self._awaiting_reference = True
-        self._awaited_since: float | None = None
+        self._reference_wait = ReferenceWait(cfg.reference_max_yaw, cfg.reference_wait_s)
 
     # -- per frame ---------------------------------------------------------------------------
     def ingest(self, frame: Frame) -> FrameResult[Keyframe]:
@@ -142,7 +143,7 @@ class Pipeline:
         if abs(yaw) > self.config.max_yaw:
             self._count("frames_pose_gated")
             return FrameResult(frame.index, frame.time_s, detection.n_faces, None, None)
-        if self._awaiting_reference and not self._may_be_reference(frame.time_s, yaw):
+        if self._awaiting_reference and not self._reference_wait.may_take(frame.time_s, yaw):
             # not offered to the keyframe filter either, so the first frame that may be the
             # reference is a keyframe (the filter starts afresh) even on a face that hardly moves
             self._count("frames_before_reference")
@@ -171,19 +172,11 @@ class Pipeline:
             self._rereference = False
         return FrameResult(frame.index, frame.time_s, detection.n_faces, keyframe, decision.difference)
 
-    def _may_be_reference(self, time_s: float, yaw: float) -> bool:
-        """May this frame be the neutral reference? Yes when it faces the camera, or when no frame
-        did for ``reference_wait_s`` (then it is taken as it is: ``_take_reference``)."""
-        if self._awaited_since is None:
-            self._awaited_since = time_s
-        frontal = abs(yaw) <= self.config.reference_max_yaw
-        return frontal or time_s - self._awaited_since >= self.config.reference_wait_s
-
     def _take_reference(self, yaw: float) -> None:
-        if abs(yaw) > self.config.reference_max_yaw:
+        if abs(yaw) > self.config.reference_max_yaw:  # taken as it is after the wait
             self._count("reference_not_frontal")
         self._awaiting_reference = False
-        self._awaited_since = None
+        self._reference_wait.restart()
 
     # -- per keyframe ------------------------------------------------------------------------
     def rereference(self) -> None:
@@ -191,7 +184,7 @@ class Pipeline:
         rest exercise begins; the face came back), waiting at most ``reference_wait_s``."""
         self._rereference = True
         self._awaiting_reference = True
-        self._awaited_since = None
+        self._reference_wait.restart()
         self.keyframe_filter.reset()
 
     def retrack(self) -> None:

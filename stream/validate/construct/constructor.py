@@ -15,6 +15,7 @@ import numpy as np
 
 from stream.face.align import yaw_index
 from stream.face.mesh import FaceMesh
+from stream.reference import ReferenceWait
 from stream.validate.construct.damp import ReferencePose, damp_frame
 from stream.validate.construct.geometry import FaceGeometry
 from stream.validate.construct.spec import CaseSpec, episodes
@@ -23,11 +24,12 @@ from stream.validate.construct.synkinesis import EyeShape, NaturalTrigger, synki
 
 @dataclass(frozen=True)
 class ReferenceRule:
-    """The frame the product takes as its neutral reference (stream/pipeline.py): the first whose
-    yaw index is at most ``max_yaw``, or the first ``wait_s`` after the first frame the product
-    measures at all (its yaw index within ``gate_yaw``, the pipeline's ``max_yaw``; a frame beyond it
-    is never the reference). Freeze/damp hold on to the same frame, so a constructed palsy holds the
-    face the product reads against; frames before it are not measured and are left as they are."""
+    """The frame the product takes as its neutral reference: the pipeline's rule
+    (``stream.reference.ReferenceWait``: the first whose yaw index is at most ``max_yaw``, or the
+    first ``wait_s`` after the wait began), offered only the frames the product measures at all (its
+    yaw index within ``gate_yaw``, the pipeline's ``max_yaw``; a frame beyond it is never the
+    reference). Freeze/damp hold on to the same frame, so a constructed palsy holds the face the
+    product reads against; frames before it are not measured and are left as they are."""
 
     max_yaw: float
     wait_s: float
@@ -57,7 +59,7 @@ class Constructor:
         freeze/damp hold on to; None: the first frame with landmarks."""
         self.case = case
         self._rule = reference
-        self._first_face_s: float | None = None
+        self._wait = None if reference is None else ReferenceWait(reference.max_yaw, reference.wait_s)
         self._mesh = mesh
         self.fps = float(fps)
         self.n_frames = int(n_frames)
@@ -80,15 +82,12 @@ class Constructor:
         return self._reference
 
     def _is_reference(self, index: int, landmarks: np.ndarray) -> bool:
-        if self._rule is None:
+        if self._rule is None or self._wait is None:
             return True
-        yaw = abs(yaw_index(landmarks))
-        if yaw > self._rule.gate_yaw:
+        yaw = yaw_index(landmarks)
+        if abs(yaw) > self._rule.gate_yaw:
             return False  # the product does not measure this frame at all: its wait has not begun
-        t = index / self.fps
-        if self._first_face_s is None:
-            self._first_face_s = t
-        return yaw <= self._rule.max_yaw or t - self._first_face_s >= self._rule.wait_s
+        return self._wait.may_take(index / self.fps, yaw)
 
     def episode_weight(self, index: int) -> float:
         """Ground-truth strength (0..1) of the constructed change at frame ``index``.
